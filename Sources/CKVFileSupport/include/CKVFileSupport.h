@@ -1,0 +1,20 @@
+#ifndef CKVFILESUPPORT_H
+#define CKVFILESUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as in iSCSI and ext4.
+/// `crc` is the running value: pass 0 to start; the result needs no final XOR by the caller.
+uint32_t kvf_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// 1 when kvf_crc32c uses the SSE4.2 instruction on this CPU, 0 when it uses the table.
+int kvf_crc32c_is_hardware(void);
+
+/// The software path, exposed so tests can compare both.
+uint32_t kvf_crc32c_software(uint32_t crc, const void *data, size_t length);
+
+/// fallocate(2) with mode 0; returns 0 or an errno value.
+int kvf_fallocate(int fd, int64_t offset, int64_t length);
+
+#endif

@@ -1,0 +1,115 @@
+// Hint files (see man/kvfile.5, "Hint files"): the keys, sizes and sequence
+// numbers of a sealed segment, without values, so that open can rebuild the
+// keydir without reading values. Layout:
+//
+//   0  magic          8 bytes "kvfileH\n"
+//   8  version        u16 LE (1)
+//  10  flags          u16 LE (0)
+//  12  segment        u32 LE, the segment this file describes
+//  16  segment length u64 LE, exact size of the sealed segment file
+//  24  entry count    u32 LE
+//  28  reserved       u32 LE (0)
+//  32  entries, one per record in file order:
+//        op u8 (1 created, 2 updated, 3 deleted), seq uvarint, size uvarint,
+//        keylen uvarint, key bytes
+//      the first record starts at offset 40; each next one where the previous ends
+//  end-4  crc32c u32 LE over every byte before it
+
+/// Collects hint entries while a segment is written, then writes the hint file when it is sealed.
+final class HintBuilder {
+    private let entries = GrowableBuffer(capacity: 1 << 14)
+    private(set) var entryCount = 0
+
+    @inline(__always)
+    func add(operation: Operation, seq: UInt64, size: Int, key: UnsafeRawBufferPointer) {
+        entries.appendByte(operation.rawValue)
+        entries.appendVarint(seq)
+        entries.appendVarint(UInt64(size))
+        entries.appendVarint(UInt64(key.count))
+        entries.append(key)
+        entryCount += 1
+    }
+
+    func reset() {
+        entries.reset()
+        entryCount = 0
+    }
+
+    /// The complete hint file for segment `segmentID` whose file is `segmentLength` bytes.
+    func fileBytes(segmentID: UInt32, segmentLength: Int) -> [UInt8] {
+        let total = RecordFormat.hintHeaderSize + entries.count + 4
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            let p = UnsafeMutableRawPointer(buffer.baseAddress!)
+            p.storeBytes(of: RecordFormat.hintMagic, as: Magic.self)
+            p.storeLE(RecordFormat.version, at: 8)
+            p.storeLE(UInt16(0), at: 10)
+            p.storeLE(segmentID, at: 12)
+            p.storeLE(UInt64(segmentLength), at: 16)
+            p.storeLE(UInt32(entryCount), at: 24)
+            p.storeLE(UInt32(0), at: 28)
+            if entries.count > 0 {
+                (p + RecordFormat.hintHeaderSize).copyMemory(from: entries.base, byteCount: entries.count)
+            }
+            p.storeLE(CRC32C.checksum(UnsafeRawPointer(p), total - 4), at: total - 4)
+            count = total
+        }
+    }
+}
+
+/// One entry of a hint file, with its record's offset worked out.
+struct HintEntry {
+    var operation: Operation
+    var seq: UInt64
+    var offset: Int
+    var size: Int
+    var key: UnsafeRawBufferPointer
+}
+
+enum HintFileReader {
+    /// Validates a whole hint file and calls `body` for each entry in order.
+    /// Returns a reason string when the file cannot be trusted (the caller then scans the segment).
+    static func read(
+        _ bytes: UnsafeRawBufferPointer, segmentID: UInt32, segmentLength: Int,
+        _ body: (HintEntry) throws(KVFileError) -> Void
+    ) throws(KVFileError) -> String? {
+        let count = bytes.count
+        guard count >= RecordFormat.hintHeaderSize + 4, let p = bytes.baseAddress else { return "too short" }
+        if !equalMagic(p.loadUnaligned(as: Magic.self), RecordFormat.hintMagic) { return "bad magic" }
+        if CRC32C.checksum(p, count - 4) != p.loadLE(at: count - 4, as: UInt32.self) { return "checksum mismatch" }
+        if p.loadLE(at: 8, as: UInt16.self) != RecordFormat.version { return "unsupported version" }
+        if p.loadLE(at: 12, as: UInt32.self) != segmentID { return "describes another segment" }
+        if p.loadLE(at: 16, as: UInt64.self) != UInt64(segmentLength) {
+            return "segment length \(p.loadLE(at: 16, as: UInt64.self)) differs from the file's \(segmentLength) bytes"
+        }
+        let entryCount = Int(p.loadLE(at: 24, as: UInt32.self))
+        var position = RecordFormat.hintHeaderSize
+        let end = count - 4
+        var offset = RecordFormat.segmentHeaderSize
+        for _ in 0..<entryCount {
+            guard position < end, let op = Operation(rawValue: p.load(fromByteOffset: position, as: UInt8.self)) else {
+                return "bad entry at byte \(position)"
+            }
+            position += 1
+            var fields: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            for index in 0..<3 {
+                guard case .value(let v, let length) = Varint.read(p + position, available: end - position) else {
+                    return "bad varint at byte \(position)"
+                }
+                position += length
+                if index == 0 { fields.0 = v } else if index == 1 { fields.1 = v } else { fields.2 = v }
+            }
+            let (seq, size, keyLength) = fields
+            guard seq > 0, keyLength > 0, keyLength <= UInt64(RecordFormat.maxKeyLength),
+                  size > keyLength, size <= UInt64(segmentLength), Int(keyLength) <= end - position
+            else { return "bad entry at byte \(position)" }
+            let key = UnsafeRawBufferPointer(start: p + position, count: Int(keyLength))
+            position += Int(keyLength)
+            guard offset + Int(size) <= segmentLength else { return "entry past the end of the segment" }
+            try body(HintEntry(operation: op, seq: seq, offset: offset, size: Int(size), key: key))
+            offset += Int(size)
+        }
+        if position != end { return "trailing bytes after the last entry" }
+        if offset != segmentLength { return "entries cover \(offset) of \(segmentLength) segment bytes" }
+        return nil
+    }
+}

@@ -1,0 +1,124 @@
+// Encodes and decodes one record. Layout (see man/kvfile.5, "Records"):
+//
+//   crc32c   u32 LE   over every byte of the record after this field
+//   kind     u8       bits 0-1 operation, bit 2 LZ4, bit 3 batch continues, 4-7 zero
+//   seq      uvarint  store-wide sequence number, >= 1
+//   ts       uvarint  milliseconds since the Unix epoch
+//   keylen   uvarint  1...4096
+//   stored   uvarint  bytes of value as stored (0 for a delete)
+//   raw      uvarint  only when LZ4 is set: bytes after decompression
+//   key, stored value bytes
+
+/// The decoded fixed part of a record.
+struct RecordHeader: Equatable {
+    var operation: Operation
+    var compressed: Bool
+    /// More records of the same atomic batch follow this one.
+    var continues: Bool
+    var seq: UInt64
+    var timestamp: UInt64
+    var keyLength: Int
+    var storedLength: Int
+    var rawLength: Int
+    /// Bytes from the record start to the first key byte.
+    var headerLength: Int
+
+    var totalLength: Int { headerLength + keyLength + storedLength }
+    var keyOffset: Int { headerLength }
+    var valueOffset: Int { headerLength + keyLength }
+}
+
+enum RecordDecodeResult {
+    case record(RecordHeader)
+    /// The record would run past the bytes available: a torn tail, or not yet written.
+    case incomplete
+    /// The bytes cannot be a record (bad field or checksum); the string says which.
+    case invalid(String)
+}
+
+enum RecordCodec {
+    /// Decodes and checksums the record at `p`, reading at most `available` bytes.
+    @inline(__always)
+    static func decode(_ p: UnsafeRawPointer, available: Int) -> RecordDecodeResult {
+        if available < 5 { return .incomplete }
+        let kind = p.load(fromByteOffset: 4, as: UInt8.self)
+        if kind & RecordFormat.reservedKindBits != 0 { return .invalid("reserved bits set in record kind byte") }
+        guard let operation = Operation(rawValue: kind & RecordFormat.opMask) else {
+            return .invalid("record kind byte has no operation")
+        }
+        let compressed = kind & RecordFormat.flagLZ4 != 0
+        if compressed && operation == .deleted { return .invalid("delete record flagged as compressed") }
+
+        var position = 5
+        var fields: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        let fieldCount = compressed ? 5 : 4
+        for index in 0..<fieldCount {
+            switch Varint.read(p + position, available: available - position) {
+            case .truncated: return .incomplete
+            case .overlong: return .invalid("malformed varint in record header")
+            case .value(let v, let length):
+                position += length
+                switch index {
+                case 0: fields.0 = v
+                case 1: fields.1 = v
+                case 2: fields.2 = v
+                case 3: fields.3 = v
+                default: fields.4 = v
+                }
+            }
+        }
+        let (seq, timestamp, keyLength, storedLength) = (fields.0, fields.1, fields.2, fields.3)
+        if seq == 0 { return .invalid("sequence number 0") }
+        if keyLength == 0 || keyLength > UInt64(RecordFormat.maxKeyLength) { return .invalid("key length \(keyLength) out of range") }
+        if operation == .deleted && storedLength != 0 { return .invalid("delete record carries a value") }
+        if storedLength > UInt64(RecordFormat.maxValueLength) + 1024 { return .invalid("value length \(storedLength) out of range") }
+        let rawLength = compressed ? fields.4 : storedLength
+        if rawLength > UInt64(RecordFormat.maxValueLength) { return .invalid("value length \(rawLength) out of range") }
+        if compressed && (rawLength == 0 || storedLength == 0) { return .invalid("empty compressed value") }
+
+        let header = RecordHeader(
+            operation: operation, compressed: compressed,
+            continues: kind & RecordFormat.flagContinued != 0,
+            seq: seq, timestamp: timestamp,
+            keyLength: Int(keyLength), storedLength: Int(storedLength), rawLength: Int(rawLength),
+            headerLength: position)
+        let total = header.totalLength
+        if total > available { return .incomplete }
+        let stored = p.loadLE(at: 0, as: UInt32.self)
+        if CRC32C.checksum(p + 4, total - 4) != stored { return .invalid("checksum mismatch") }
+        return .record(header)
+    }
+
+    /// The exact encoded size of a record with these lengths.
+    static func encodedLength(seq: UInt64, timestamp: UInt64, keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
+        var n = 5 + Varint.encodedLength(seq) + Varint.encodedLength(timestamp)
+        n += Varint.encodedLength(UInt64(keyLength)) + Varint.encodedLength(UInt64(storedLength))
+        if let rawLength { n += Varint.encodedLength(UInt64(rawLength)) }
+        return n + keyLength + storedLength
+    }
+
+    /// Writes a complete record at `p` (which must have room for `encodedLength`) and returns its length.
+    /// `rawLength` is non-nil exactly when `stored` holds LZ4-compressed bytes.
+    static func encode(
+        to p: UnsafeMutableRawPointer, operation: Operation, continues: Bool,
+        seq: UInt64, timestamp: UInt64,
+        key: UnsafeRawBufferPointer, stored: UnsafeRawBufferPointer, rawLength: Int?
+    ) -> Int {
+        var kind = operation.rawValue
+        if rawLength != nil { kind |= RecordFormat.flagLZ4 }
+        if continues { kind |= RecordFormat.flagContinued }
+        p.storeBytes(of: kind, toByteOffset: 4, as: UInt8.self)
+        var position = 5
+        position += Varint.write(seq, to: p + position)
+        position += Varint.write(timestamp, to: p + position)
+        position += Varint.write(UInt64(key.count), to: p + position)
+        position += Varint.write(UInt64(stored.count), to: p + position)
+        if let rawLength { position += Varint.write(UInt64(rawLength), to: p + position) }
+        if key.count > 0 { (p + position).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+        position += key.count
+        if stored.count > 0 { (p + position).copyMemory(from: stored.baseAddress!, byteCount: stored.count) }
+        position += stored.count
+        p.storeLE(CRC32C.checksum(UnsafeRawPointer(p + 4), position - 4), at: 0)
+        return position
+    }
+}

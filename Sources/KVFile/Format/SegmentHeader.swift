@@ -1,0 +1,62 @@
+// The 40-byte header at the start of every segment file (see man/kvfile.5, "Segment files"):
+//
+//   0  magic      8 bytes "kvfileS\n"
+//   8  version    u16 LE (1)
+//  10  flags      u16 LE (0; reserved)
+//  12  segment    u32 LE, equal to the number in the file name
+//  16  base seq   u64 LE: no record written after this segment was created has a smaller seq
+//  24  created    u64 LE, milliseconds since the Unix epoch
+//  32  reserved   u32 LE (0)
+//  36  crc32c     u32 LE over bytes 0..<36
+
+struct SegmentHeader: Equatable {
+    var segmentID: UInt32
+    var baseSeq: UInt64
+    var createdMilliseconds: UInt64
+
+    func encode(to p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: RecordFormat.segmentMagic, as: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8).self)
+        p.storeLE(RecordFormat.version, at: 8)
+        p.storeLE(UInt16(0), at: 10)
+        p.storeLE(segmentID, at: 12)
+        p.storeLE(baseSeq, at: 16)
+        p.storeLE(createdMilliseconds, at: 24)
+        p.storeLE(UInt32(0), at: 32)
+        p.storeLE(CRC32C.checksum(UnsafeRawPointer(p), 36), at: 36)
+    }
+
+    func encoded() -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: RecordFormat.segmentHeaderSize) { buffer, count in
+            encode(to: UnsafeMutableRawPointer(buffer.baseAddress!))
+            count = RecordFormat.segmentHeaderSize
+        }
+    }
+
+    enum DecodeError: Error, Equatable {
+        case tooShort
+        case badMagic
+        case unsupportedVersion(UInt16)
+        case badChecksum
+        case wrongSegmentID(UInt32)
+    }
+
+    static func decode(_ p: UnsafeRawPointer, available: Int, expectedID: UInt32) -> Result<SegmentHeader, DecodeError> {
+        if available < RecordFormat.segmentHeaderSize { return .failure(.tooShort) }
+        let magic = p.loadUnaligned(as: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8).self)
+        if !equalMagic(magic, RecordFormat.segmentMagic) { return .failure(.badMagic) }
+        if CRC32C.checksum(p, 36) != p.loadLE(at: 36, as: UInt32.self) { return .failure(.badChecksum) }
+        let version = p.loadLE(at: 8, as: UInt16.self)
+        if version != RecordFormat.version { return .failure(.unsupportedVersion(version)) }
+        let id = p.loadLE(at: 12, as: UInt32.self)
+        if id != expectedID { return .failure(.wrongSegmentID(id)) }
+        return .success(SegmentHeader(
+            segmentID: id, baseSeq: p.loadLE(at: 16, as: UInt64.self),
+            createdMilliseconds: p.loadLE(at: 24, as: UInt64.self)))
+    }
+}
+
+typealias Magic = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
+func equalMagic(_ a: Magic, _ b: Magic) -> Bool {
+    a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3 && a.4 == b.4 && a.5 == b.5 && a.6 == b.6 && a.7 == b.7
+}

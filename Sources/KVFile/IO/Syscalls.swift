@@ -1,0 +1,196 @@
+// Every raw system call the engine makes lives here: retried on EINTR, failures
+// turned into KVFileError with the path and errno. Nothing else touches errno.
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#elseif canImport(Musl)
+@preconcurrency import Musl
+#endif
+import CKVFileSupport
+
+enum Syscalls {
+    static func errorText(_ code: Int32) -> String {
+        guard let text = strerror(code) else { return "errno \(code)" }
+        return String(cString: text)
+    }
+
+    static func ioError(_ operation: String, _ path: String, _ code: Int32) -> KVFileError {
+        let hint: String
+        switch code {
+        case EACCES, EPERM: hint = " Check the permissions of the store directory and its files."
+        case ENOSPC, EDQUOT: hint = " The disk is full: free space, then retry."
+        case EROFS: hint = " The file system is read-only."
+        case EIO: hint = " The device reported an I/O error."
+        default: hint = ""
+        }
+        return KVFileError(.io, "\(operation) \(path): \(errorText(code)).\(hint)", path: path, errno: code)
+    }
+
+    @inline(__always)
+    static func retrying(_ call: () -> Int) -> (Int, Int32) {
+        while true {
+            let result = call()
+            if result >= 0 { return (result, 0) }
+            let code = Glibc.errno
+            if code != EINTR { return (result, code) }
+        }
+    }
+
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(KVFileError) -> Int32 {
+        let (fd, code) = retrying { Int(Glibc.open(path, flags | O_CLOEXEC, mode)) }
+        if fd < 0 { throw ioError("cannot open", path, code) }
+        return Int32(fd)
+    }
+
+    /// Like `open`, but returns nil for ENOENT.
+    static func openIfExists(_ path: String, _ flags: Int32) throws(KVFileError) -> Int32? {
+        let (fd, code) = retrying { Int(Glibc.open(path, flags | O_CLOEXEC, 0o644)) }
+        if fd < 0 {
+            if code == ENOENT { return nil }
+            throw ioError("cannot open", path, code)
+        }
+        return Int32(fd)
+    }
+
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)  // never retried: Linux frees the descriptor even on EINTR
+    }
+
+    /// Writes every byte or throws.
+    static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int, path: String) throws(KVFileError) {
+        var done = 0
+        while done < buffer.count {
+            let (n, code) = retrying {
+                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            }
+            if n < 0 { throw ioError("cannot write to", path, code) }
+            if n == 0 { throw ioError("cannot write to", path, EIO) }
+            done += n
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes; returns how many (short only at end of file).
+    static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(KVFileError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let (n, code) = retrying {
+                Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            }
+            if n < 0 { throw ioError("cannot read", path, code) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func fdatasync(_ fd: Int32, path: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.fdatasync(fd)) }
+        if r < 0 { throw ioError("cannot sync", path, code) }
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.fsync(fd)) }
+        if r < 0 { throw ioError("cannot sync", path, code) }
+    }
+
+    /// fsync of a directory, so that created, renamed and removed names are durable.
+    static func syncDirectory(_ path: String) throws(KVFileError) {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    static func ftruncate(_ fd: Int32, _ length: Int, path: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.ftruncate(fd, off_t(length))) }
+        if r < 0 { throw ioError("cannot truncate", path, code) }
+    }
+
+    static func fileSize(_ fd: Int32, path: String) throws(KVFileError) -> Int {
+        var info = stat()
+        let (r, code) = retrying { Int(Glibc.fstat(fd, &info)) }
+        if r < 0 { throw ioError("cannot stat", path, code) }
+        return Int(info.st_size)
+    }
+
+    enum PathKind { case missing, directory, regularFile, other }
+
+    static func kind(of path: String) throws(KVFileError) -> PathKind {
+        var info = stat()
+        let (r, code) = retrying { Int(stat(path, &info)) }
+        if r < 0 {
+            if code == ENOENT { return .missing }
+            throw ioError("cannot stat", path, code)
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR: return .directory
+        case S_IFREG: return .regularFile
+        default: return .other
+        }
+    }
+
+    static func makeDirectory(_ path: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.mkdir(path, 0o755)) }
+        if r < 0 && code != EEXIST { throw ioError("cannot create directory", path, code) }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.rename(from, to)) }
+        if r < 0 { throw ioError("cannot rename \(from) to", to, code) }
+    }
+
+    static func unlink(_ path: String) throws(KVFileError) {
+        let (r, code) = retrying { Int(Glibc.unlink(path)) }
+        if r < 0 && code != ENOENT { throw ioError("cannot remove", path, code) }
+    }
+
+    /// The names in a directory, without "." and "..".
+    static func listDirectory(_ path: String) throws(KVFileError) -> [String] {
+        guard let dir = opendir(path) else { throw ioError("cannot list", path, Glibc.errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Tries to take an exclusive flock without waiting; false when another holder has it.
+    static func tryLockExclusive(_ fd: Int32, path: String) throws(KVFileError) -> Bool {
+        let (r, code) = retrying { Int(flock(fd, LOCK_EX | LOCK_NB)) }
+        if r == 0 { return true }
+        if code == EWOULDBLOCK { return false }
+        throw ioError("cannot lock", path, code)
+    }
+
+    static func allocate(_ fd: Int32, offset: Int, length: Int, path: String) throws(KVFileError) {
+        let code = kvf_fallocate(fd, Int64(offset), Int64(length))
+        // File systems without fallocate (tmpfs before 3.5, some FUSE) just grow on write.
+        if code != 0 && code != EOPNOTSUPP && code != ENOSYS {
+            throw ioError("cannot reserve space in", path, code)
+        }
+    }
+
+    static func sleep(milliseconds: Int) {
+        var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && Glibc.errno == EINTR { request = remaining }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    static func wallClockMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+    }
+
+    /// Monotonic nanoseconds, for timeouts and intervals.
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    static var processID: Int32 { getpid() }
+}

@@ -1,0 +1,54 @@
+/// Every failure the engine reports. Each error says what happened, to which
+/// file or key, and what to do about it; `code` lets callers branch.
+public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure this is, grouped by the phase in which it occurs.
+    public enum Code: String, Sendable, Equatable {
+        /// Opening: no store exists at the path and creating one was not allowed.
+        case storeNotFound
+        /// Opening: the path exists but is not a kvfile store (a file, or a directory holding other files).
+        case notAStore
+        /// Opening: another writer holds the store's lock past the lock timeout.
+        case locked
+        /// Opening or reading: a file's bytes are damaged somewhere other than a torn tail.
+        case corrupt
+        /// Opening: the store was written by a newer or unknown format version.
+        case unsupportedVersion
+        /// Writing: a key or value breaks a documented limit (empty key, too long, too large).
+        case invalidArgument
+        /// Writing: the store was opened read-only.
+        case readOnly
+        /// Any call after `close()`.
+        case closed
+        /// A system call failed (permissions, disk full, I/O error).
+        case io
+    }
+
+    /// The kind of failure.
+    public let code: Code
+    /// A sentence that says what happened and what to do.
+    public let message: String
+    /// The file involved, when there is one.
+    public let path: String?
+    /// The byte offset in `path` where damage was found, for `.corrupt`.
+    public let offset: Int?
+    /// The errno value of a failed system call, for `.io` and some `.locked` errors.
+    public let errno: Int32?
+
+    /// Makes an error; most code uses the static helpers below.
+    public init(_ code: Code, _ message: String, path: String? = nil, offset: Int? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.offset = offset
+        self.errno = errno
+    }
+
+    public var description: String { message }
+
+    static func corrupt(_ path: String, offset: Int, _ what: String) -> KVFileError {
+        KVFileError(
+            .corrupt,
+            "\(path): corrupt at byte offset \(offset): \(what). Run `kvfile check --repair` on the store to salvage every readable record.",
+            path: path, offset: offset)
+    }
+}

@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the latest record of a key lives.
+struct KeyLocation: Equatable {
+    var segment: UInt32
+    var offset: UInt32
+    /// Bytes of the whole record. 0 marks a key deleted at `seq`; such marks
+    /// exist only while a keydir is being loaded.
+    var size: UInt32
+    var seq: UInt64
+
+    var isDeletionMark: Bool { size == 0 }
+}
+
+/// The in-memory hash index: every live key → its latest record.
+///
+/// Built for memory (see issue "keydir ≤ 48 B per 16-byte key"): entries are
+/// packed into one arena as [segment u32][offset u32][size u32][seq u64]
+/// [keylen u16][key bytes] (22 bytes plus the key), and an open-addressing
+/// table of u32 arena offsets with linear probing points at them. Not
+/// thread-safe: the store guards it.
+final class Keydir {
+    private static let entryHeader = 22
+    private static let emptySlot: UInt32 = 0
+    private static let deletedSlot: UInt32 = 1
+    /// Arena offsets start here so that 0 and 1 stay free for the slot markers.
+    private static let arenaStart = 8
+    private static let maxArena = Int(UInt32.max)
+
+    private var arena: UnsafeMutableRawPointer
+    private var arenaCapacity: Int
+    private var arenaUsed: Int
+    /// Arena bytes of removed entries, reclaimed by `compactArena`.
+    private var arenaGarbage = 0
+
+    private var slots: UnsafeMutablePointer<UInt32>
+    private var slotMask: Int
+    private var deletedSlots = 0
+    private(set) var count = 0
+    /// Sum of `size` over live entries.
+    private(set) var liveBytes = 0
+    private let seed: UInt64
+
+    init(expectedKeys: Int = 0) {
+        var capacity = 1024
+        while capacity * 7 / 10 < expectedKeys { capacity *= 2 }
+        slotMask = capacity - 1
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Keydir.emptySlot, count: capacity)
+        arenaCapacity = max(4096, expectedKeys * 40)
+        arena = malloc(arenaCapacity)!
+        arenaUsed = Keydir.arenaStart
+        seed = UInt64.random(in: 0...UInt64.max)
+    }
+
+    deinit {
+        slots.deallocate()
+        free(arena)
+    }
+
+    /// Bytes of memory the index uses: the slot table plus the arena bytes in
+    /// use. Arena capacity past that is address space realloc reserved and
+    /// nothing has touched, so it is not resident.
+    var memoryBytes: Int { (slotMask + 1) * 4 + arenaUsed }
+
+    // MARK: entry access
+
+    @inline(__always) private func entry(_ at: UInt32) -> UnsafeMutableRawPointer { arena + Int(at) }
+
+    @inline(__always) private func location(at p: UnsafeMutableRawPointer) -> KeyLocation {
+        let r = UnsafeRawPointer(p)
+        return KeyLocation(
+            segment: r.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
+            offset: r.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+            size: r.loadUnaligned(fromByteOffset: 8, as: UInt32.self),
+            seq: r.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
+    }
+
+    @inline(__always) private func setLocation(_ l: KeyLocation, at p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: l.segment, toByteOffset: 0, as: UInt32.self)
+        p.storeBytes(of: l.offset, toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: l.size, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: l.seq, toByteOffset: 12, as: UInt64.self)
+    }
+
+    @inline(__always) private func keyLength(at p: UnsafeMutableRawPointer) -> Int {
+        Int(UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 20, as: UInt16.self))
+    }
+
+    @inline(__always) private func keyMatches(_ p: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer) -> Bool {
+        keyLength(at: p) == key.count && memcmp(p + Keydir.entryHeader, key.baseAddress!, key.count) == 0
+    }
+
+    /// The slot holding `key`, or -1.
+    @inline(__always) private func findSlot(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
+        var index = Int(truncatingIfNeeded: hash) & slotMask
+        while true {
+            let value = slots[index]
+            if value == Keydir.emptySlot { return -1 }
+            if value != Keydir.deletedSlot && keyMatches(entry(value), key) { return index }
+            index = (index + 1) & slotMask
+        }
+    }
+
+    // MARK: queries
+
+    @inline(__always)
+    func lookup(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
+        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
+        return slot < 0 ? nil : location(at: entry(slots[slot]))
+    }
+
+    /// Calls `body` with every entry's key and location, in table order.
+    func forEach(_ body: (UnsafeRawBufferPointer, KeyLocation) throws -> Void) rethrows {
+        for index in 0...slotMask {
+            let value = slots[index]
+            if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
+            let p = entry(value)
+            try body(UnsafeRawBufferPointer(start: p + Keydir.entryHeader, count: keyLength(at: p)), location(at: p))
+        }
+    }
+
+    // MARK: changes
+
+    /// Sets `key` to `location` and returns what it replaced.
+    @discardableResult
+    @inline(__always)
+    func set(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation) -> KeyLocation? {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        var index = Int(truncatingIfNeeded: hash) & slotMask
+        var firstDeleted = -1
+        while true {
+            let value = slots[index]
+            if value == Keydir.emptySlot { break }
+            if value == Keydir.deletedSlot {
+                if firstDeleted < 0 { firstDeleted = index }
+            } else {
+                let p = entry(value)
+                if keyMatches(p, key) {
+                    let old = location(at: p)
+                    setLocation(newLocation, at: p)
+                    liveBytes += Int(newLocation.size) - Int(old.size)
+                    return old
+                }
+            }
+            index = (index + 1) & slotMask
+        }
+        insertNew(key, newLocation, hash: hash, slot: firstDeleted >= 0 ? firstDeleted : index)
+        return nil
+    }
+
+    private func insertNew(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation, hash: UInt64, slot: Int) {
+        let needed = Keydir.entryHeader + key.count
+        if arenaUsed + needed > arenaCapacity { growArena(needed) }
+        let offset = arenaUsed
+        let p = arena + offset
+        setLocation(newLocation, at: p)
+        p.storeBytes(of: UInt16(key.count), toByteOffset: 20, as: UInt16.self)
+        (p + Keydir.entryHeader).copyMemory(from: key.baseAddress!, byteCount: key.count)
+        arenaUsed += needed
+        if slots[slot] == Keydir.deletedSlot { deletedSlots -= 1 }
+        slots[slot] = UInt32(offset)
+        count += 1
+        liveBytes += Int(newLocation.size)
+        if (count + deletedSlots) * 10 > (slotMask + 1) * 7 { rehash() }
+    }
+
+    /// Removes `key` and returns where it was.
+    @discardableResult
+    func remove(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
+        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
+        if slot < 0 { return nil }
+        let p = entry(slots[slot])
+        let old = location(at: p)
+        arenaGarbage += Keydir.entryHeader + keyLength(at: p)
+        // An empty next slot ends every probe chain through this one, so this slot can be empty too.
+        if slots[(slot + 1) & slotMask] == Keydir.emptySlot {
+            slots[slot] = Keydir.emptySlot
+        } else {
+            slots[slot] = Keydir.deletedSlot
+            deletedSlots += 1
+        }
+        count -= 1
+        liveBytes -= Int(old.size)
+        if arenaGarbage > 1 << 20 && arenaGarbage * 2 > arenaUsed { compactArena() }
+        return old
+    }
+
+    /// While loading: applies a record found on disk unless the keydir already
+    /// holds a newer one for the key. Deletions leave a mark (size 0) so that
+    /// an older value met later cannot bring the key back; call
+    /// `dropDeletionMarks` when loading ends.
+    @inline(__always)
+    func applyLoaded(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation) -> (applied: Bool, replaced: KeyLocation?) {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        let slot = findSlot(key, hash: hash)
+        if slot >= 0 {
+            let p = entry(slots[slot])
+            let old = location(at: p)
+            if old.seq >= newLocation.seq { return (false, nil) }
+            setLocation(newLocation, at: p)
+            liveBytes += Int(newLocation.size) - Int(old.size)
+            return (true, old)
+        }
+        set(key, newLocation)
+        return (true, nil)
+    }
+
+    /// Removes the deletion marks that loading left.
+    func dropDeletionMarks() {
+        var marked: [[UInt8]] = []
+        forEach { key, location in
+            if location.isDeletionMark { marked.append(Array(key)) }
+        }
+        for key in marked {
+            key.withUnsafeBytes { _ = remove($0) }
+        }
+    }
+
+    /// False when a new key of this length would not fit in the 4 GiB arena.
+    func hasRoom(forKeyLength length: Int) -> Bool {
+        arenaUsed - arenaGarbage + Keydir.entryHeader + length < Keydir.maxArena
+    }
+
+    // MARK: growth
+
+    private func growArena(_ needed: Int) {
+        if arenaGarbage * 4 > arenaUsed {
+            compactArena()
+            if arenaUsed + needed <= arenaCapacity { return }
+        }
+        var newCapacity = arenaCapacity
+        while newCapacity < arenaUsed + needed { newCapacity += newCapacity / 2 }
+        newCapacity = min(newCapacity, Keydir.maxArena)
+        precondition(arenaUsed + needed <= newCapacity, "keydir is full: more than 4 GiB of keys")
+        arena = realloc(arena, newCapacity)!
+        arenaCapacity = newCapacity
+    }
+
+    /// Copies live entries into a fresh arena, dropping garbage.
+    private func compactArena() {
+        let fresh = malloc(arenaCapacity)!
+        var used = Keydir.arenaStart
+        for index in 0...slotMask {
+            let value = slots[index]
+            if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
+            let length = Keydir.entryHeader + keyLength(at: entry(value))
+            (fresh + used).copyMemory(from: entry(value), byteCount: length)
+            slots[index] = UInt32(used)
+            used += length
+        }
+        free(arena)
+        arena = fresh
+        arenaUsed = used
+        arenaGarbage = 0
+    }
+
+    private func rehash() {
+        var capacity = slotMask + 1
+        if count * 10 > capacity * 5 { capacity *= 2 }
+        let old = slots
+        let oldCapacity = slotMask + 1
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Keydir.emptySlot, count: capacity)
+        slotMask = capacity - 1
+        deletedSlots = 0
+        for index in 0..<oldCapacity {
+            let value = old[index]
+            if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
+            let p = entry(value)
+            var target = Int(truncatingIfNeeded: KeyHash.hash(p + Keydir.entryHeader, keyLength(at: p), seed: seed)) & slotMask
+            while slots[target] != Keydir.emptySlot { target = (target + 1) & slotMask }
+            slots[target] = value
+        }
+        old.deallocate()
+    }
+}

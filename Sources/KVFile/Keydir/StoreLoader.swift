@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// Opens the segments of a store directory and builds the keydir from hint
+/// files and scans (see man/kvfile.5, "Opening and recovery").
+struct StoreLoader {
+    let directory: String
+    let writer: Bool
+    let segmentSize: Int
+
+    func path(_ name: String) -> String { directory + "/" + name }
+
+    /// Opens a sealed segment: its hint file when it is sound, else a full scan.
+    /// A writer rewrites a missing or damaged hint file.
+    func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
+        let segmentPath = path(FileNames.segment(id))
+        let fd = try Syscalls.open(segmentPath, O_RDONLY)
+        let segment: Segment
+        do throws(KVFileError) {
+            let size = try Syscalls.fileSize(fd, path: segmentPath)
+            let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: size, mapCapacity: size)
+        } catch {
+            Syscalls.close(fd)
+            throw error
+        }
+        state.add(segment)
+        state.nextSeq = max(state.nextSeq, segment.header.baseSeq)
+
+        let hintPath = path(FileNames.hint(id))
+        if let problem = try applyHint(hintPath, segment: segment, state: state) {
+            _ = problem
+            let hints = HintBuilder()
+            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize) {
+                (offset, header, record) throws(KVFileError) in
+                let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
+                state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
+                    segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
+                hints.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
+            }
+            switch end {
+            case .clean: break
+            case .tornTail(let at, let reason), .corrupt(let at, let reason):
+                throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
+            }
+            if writer {
+                state.hintBytes += try HintWriter.write(hints, segmentID: id, segmentLength: segment.length, directory: directory)
+            }
+        }
+    }
+
+    /// Reads the hint file of `segment` into the keydir; returns why it could not be used, or nil.
+    private func applyHint(_ hintPath: String, segment: Segment, state: StoreState) throws(KVFileError) -> String? {
+        guard let fd = try Syscalls.openIfExists(hintPath, O_RDONLY) else { return "missing" }
+        defer { Syscalls.close(fd) }
+        let size = try Syscalls.fileSize(fd, path: hintPath)
+        if size == 0 { return "empty" }
+        let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        if mapping == nil || mapping == UnsafeMutableRawPointer(bitPattern: -1) {
+            throw Syscalls.ioError("cannot map", hintPath, errno)
+        }
+        defer { munmap(mapping, size) }
+        _ = madvise(mapping, size, MADV_SEQUENTIAL)
+        let id = segment.id
+        let problem = try HintFileReader.read(
+            UnsafeRawBufferPointer(start: mapping, count: size), segmentID: id, segmentLength: segment.length
+        ) { (entry) throws(KVFileError) in
+            state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
+                segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
+        }
+        if problem == nil { state.hintBytes += size }
+        return problem
+    }
+
+    /// Opens the active (last) segment and, while loading, scans it. A writer
+    /// cuts a torn tail off; a reader just stops before it. With `hints` the
+    /// records are applied as a load (older never beats newer) and their hint
+    /// entries collected; without, as news that a reader catches up on.
+    func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+        let segmentPath = path(FileNames.segment(id))
+        let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
+        let segment: Segment
+        do throws(KVFileError) {
+            var size = try Syscalls.fileSize(fd, path: segmentPath)
+            let header: SegmentHeader
+            if size < RecordFormat.segmentHeaderSize {
+                // Created but its header never fully written: an empty segment.
+                header = SegmentHeader(segmentID: id, baseSeq: state.nextSeq, createdMilliseconds: Syscalls.wallClockMilliseconds())
+                if writer {
+                    try Syscalls.ftruncate(fd, 0, path: segmentPath)
+                    try withBytes(header.encoded()) { (bytes) throws(KVFileError) in
+                        try Syscalls.pwriteAll(fd, bytes, at: 0, path: segmentPath)
+                    }
+                    try Syscalls.fdatasync(fd, path: segmentPath)
+                    size = RecordFormat.segmentHeaderSize
+                }
+            } else {
+                header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+            }
+            let capacity = writer ? max(segmentSize, size) : Segment.addressLimit
+            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header,
+                                  length: RecordFormat.segmentHeaderSize, mapCapacity: capacity)
+        } catch {
+            Syscalls.close(fd)
+            throw error
+        }
+        state.add(segment)
+        state.nextSeq = max(state.nextSeq, segment.header.baseSeq)
+        try catchUp(segment, state: state, hints: hints)
+    }
+
+    /// Reads the records appended to `segment` since `segment.length` up to the file's end.
+    func catchUp(_ segment: Segment, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+        let size = try Syscalls.fileSize(segment.fd, path: segment.path)
+        if size > segment.length && segment.length >= RecordFormat.segmentHeaderSize {
+            try scanActive(segment, from: segment.length, to: min(size, segment.mappedLength), state: state, hints: hints)
+        }
+    }
+
+    /// Reads new records of the active segment from `from` up to `to` (the file size) and
+    /// sets `segment.length` to the end of the last complete one.
+    func scanActive(_ segment: Segment, from: Int, to size: Int, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+        let id = segment.id
+        let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
+            let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
+            let location = KeyLocation(segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq)
+            if hints == nil {
+                state.applyNewest(key: key, operation: header.operation, location: location)
+            } else {
+                state.applyLoaded(key: key, operation: header.operation, location: location)
+            }
+            hints?.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
+        }
+        let end: ScanEnd
+        if writer {
+            // The writer holds the lock, so nobody can shrink the file under the mapping.
+            end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from, apply)
+        } else {
+            // A reader copies: a writer recovering from a crash may cut the tail while we look.
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: size - from, alignment: 8)
+            defer { copy.deallocate() }
+            let n = try Syscalls.preadFully(segment.fd, copy, at: from, path: segment.path)
+            end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: from, apply)
+        }
+        switch end {
+        case .clean(let at):
+            segment.length = at
+        case .tornTail(let at, _):
+            segment.length = at
+            if writer {
+                try Syscalls.ftruncate(segment.fd, at, path: segment.path)
+                try Syscalls.fdatasync(segment.fd, path: segment.path)
+            }
+        case .corrupt(let at, let reason):
+            throw KVFileError.corrupt(segment.path, offset: at, reason)
+        }
+    }
+
+    private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {
+        var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
+        let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
+        let result = raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }
+        switch result {
+        case .success(let header): return header
+        case .failure(.unsupportedVersion(let version)):
+            throw KVFileError(.unsupportedVersion,
+                "\(path) uses format version \(version); this kvfile reads version \(RecordFormat.version). Use a kvfile release that supports it.",
+                path: path)
+        case .failure(.tooShort): throw KVFileError.corrupt(path, offset: n, "segment header is truncated")
+        case .failure(.badMagic): throw KVFileError.corrupt(path, offset: 0, "not a kvfile segment (bad magic)")
+        case .failure(.badChecksum): throw KVFileError.corrupt(path, offset: 36, "segment header checksum mismatch")
+        case .failure(.wrongSegmentID(let other)): throw KVFileError.corrupt(path, offset: 12, "header names segment \(other)")
+        }
+    }
+}
+
+/// Writes hint files atomically: a temporary file, synced, then renamed.
+enum HintWriter {
+    /// Writes the hint file and returns its size. The caller syncs the directory.
+    static func write(_ hints: HintBuilder, segmentID: UInt32, segmentLength: Int, directory: String) throws(KVFileError) -> Int {
+        let bytes = hints.fileBytes(segmentID: segmentID, segmentLength: segmentLength)
+        let finalPath = directory + "/" + FileNames.hint(segmentID)
+        let temporaryPath = finalPath + FileNames.temporarySuffix
+        let fd = try Syscalls.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
+        do throws(KVFileError) {
+            try withBytes(bytes) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(fd, raw, at: 0, path: temporaryPath) }
+            try Syscalls.fdatasync(fd, path: temporaryPath)
+        } catch {
+            Syscalls.close(fd)
+            try? Syscalls.unlink(temporaryPath)
+            throw error
+        }
+        Syscalls.close(fd)
+        try Syscalls.rename(temporaryPath, finalPath)
+        return bytes.count
+    }
+}

@@ -1,0 +1,68 @@
+/// Reads values back from mapped segments, checking each record's checksum
+/// and key so that damage is reported and never returned as data.
+enum RecordReader {
+    static func value(at location: KeyLocation, key: UnsafeRawBufferPointer, in state: StoreState) throws(KVFileError) -> [UInt8] {
+        guard let segment = state.segment(location.segment) else {
+            throw KVFileError(.corrupt, "key \(KeyText.describe(key)) points into segment \(location.segment), which is not open", path: state.directory)
+        }
+        return try value(in: segment, offset: Int(location.offset), size: Int(location.size), key: key)
+    }
+
+    static func value(in segment: Segment, offset: Int, size: Int, key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8] {
+        let header = try checkedHeader(in: segment, offset: offset, size: size, key: key)
+        let p = segment.base + offset + header.valueOffset
+        if header.compressed {
+            var ok = true
+            let value = [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, count in
+                ok = LZ4Block.decompress(p, count: header.storedLength, into: UnsafeMutableRawPointer(buffer.baseAddress!), rawLength: header.rawLength)
+                count = ok ? header.rawLength : 0
+            }
+            if !ok { throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress") }
+            return value
+        }
+        return Array(UnsafeRawBufferPointer(start: p, count: header.storedLength))
+    }
+
+    static func withValue<R>(
+        at location: KeyLocation, key: UnsafeRawBufferPointer, in state: StoreState,
+        _ body: (UnsafeRawBufferPointer?) throws -> R
+    ) throws -> R {
+        guard let segment = state.segment(location.segment) else {
+            throw KVFileError(.corrupt, "key \(KeyText.describe(key)) points into segment \(location.segment), which is not open", path: state.directory)
+        }
+        let offset = Int(location.offset)
+        let header = try checkedHeader(in: segment, offset: offset, size: Int(location.size), key: key)
+        let p = segment.base + offset + header.valueOffset
+        if !header.compressed {
+            return try body(UnsafeRawBufferPointer(start: p, count: header.storedLength))
+        }
+        return try withUnsafeTemporaryAllocation(byteCount: header.rawLength, alignment: 8) { buffer in
+            guard LZ4Block.decompress(p, count: header.storedLength, into: buffer.baseAddress!, rawLength: header.rawLength) else {
+                throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress")
+            }
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
+    @inline(__always)
+    private static func checkedHeader(in segment: Segment, offset: Int, size: Int, key: UnsafeRawBufferPointer) throws(KVFileError) -> RecordHeader {
+        guard offset >= RecordFormat.segmentHeaderSize, offset + size <= segment.length else {
+            throw KVFileError.corrupt(segment.path, offset: offset, "record lies past the end of the segment")
+        }
+        switch RecordCodec.decode(segment.base + offset, available: size) {
+        case .record(let header):
+            guard header.totalLength == size, header.keyLength == key.count,
+                  memcmp(segment.base + offset + header.keyOffset, key.baseAddress!, key.count) == 0
+            else { throw KVFileError.corrupt(segment.path, offset: offset, "record does not match the index") }
+            return header
+        case .incomplete:
+            throw KVFileError.corrupt(segment.path, offset: offset, "record is cut short")
+        case .invalid(let reason):
+            throw KVFileError.corrupt(segment.path, offset: offset, reason)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// One open segment file, mapped read-only for lookups.
+///
+/// The mapping is made once and never moves: a writer maps the capacity the
+/// segment may grow to, a reader maps up to the 4 GiB offset limit, and bytes
+/// are only read below `length`, which is known to be on disk. Unmapped and
+/// closed when the last reference goes, so a snapshot or a compaction can
+/// keep reading a file that has been unlinked.
+final class Segment: @unchecked Sendable {
+    let id: UInt32
+    let path: String
+    let fd: Int32
+    let base: UnsafeRawPointer
+    let mappedLength: Int
+    /// Bytes of complete records (plus the header) known to be in the file.
+    /// Changed only under the store's write lock.
+    var length: Int
+    /// Bytes of records that are the latest for their key.
+    var liveBytes = 0
+    let header: SegmentHeader
+
+    /// How much of the address space a segment may need at most.
+    static let addressLimit = (RecordFormat.maxSegmentSize + 4095) & ~4095
+
+    init(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, mapCapacity: Int) throws(KVFileError) {
+        let pageSize = 4096
+        let capacity = max(pageSize, (mapCapacity + pageSize - 1) & ~(pageSize - 1))
+        let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0)
+        if mapping == nil || mapping == UnsafeMutableRawPointer(bitPattern: -1) {
+            throw Syscalls.ioError("cannot map", path, errno)
+        }
+        _ = madvise(mapping, capacity, MADV_RANDOM)
+        self.id = id
+        self.path = path
+        self.fd = fd
+        self.base = UnsafeRawPointer(mapping!)
+        self.mappedLength = capacity
+        self.length = length
+        self.header = header
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+        Syscalls.close(fd)
+    }
+
+    /// The bytes of the segment from `offset` to `length`.
+    func bytes(from offset: Int = 0) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + offset, count: max(0, length - offset))
+    }
+}

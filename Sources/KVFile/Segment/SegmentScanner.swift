@@ -1,0 +1,98 @@
+/// How a scan of a segment's records ended (see man/kvfile.5, "Recovery").
+enum ScanEnd: Equatable {
+    /// Every byte up to the end belonged to complete records.
+    case clean(end: Int)
+    /// Damage from `at` to the end with no readable record after it (a torn
+    /// write, an unfinished batch, or pages the OS never wrote): the log ends at `at`.
+    case tornTail(at: Int, reason: String)
+    /// Damage at `at` with readable records after it: real corruption.
+    case corrupt(at: Int, reason: String)
+}
+
+/// Walks the records of a segment, in order, checking every checksum.
+enum SegmentScanner {
+    /// Scans `bytes`, whose first byte is at file offset `baseOffset`, and calls
+    /// `body(offset, header, recordStart)` for each record of each complete batch.
+    static func scan(
+        _ bytes: UnsafeRawBufferPointer, baseOffset: Int,
+        _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
+    ) throws(KVFileError) -> ScanEnd {
+        guard let p = bytes.baseAddress, bytes.count > 0 else { return .clean(end: baseOffset) }
+        let end = bytes.count
+        var position = 0
+        var batchStart = 0
+        var pendingBatch: [(Int, RecordHeader)] = []
+        while position < end {
+            switch RecordCodec.decode(p + position, available: end - position) {
+            case .record(let header):
+                if header.continues {
+                    if pendingBatch.isEmpty { batchStart = position }
+                    pendingBatch.append((position, header))
+                } else {
+                    for (offset, pending) in pendingBatch {
+                        try body(baseOffset + offset, pending, p + offset)
+                    }
+                    pendingBatch.removeAll(keepingCapacity: true)
+                    try body(baseOffset + position, header, p + position)
+                }
+                position += header.totalLength
+            case .incomplete:
+                return classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
+                                      baseOffset: baseOffset, reason: "record runs past the end of the file")
+            case .invalid(let reason):
+                return classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
+                                      baseOffset: baseOffset, reason: reason)
+            }
+        }
+        if !pendingBatch.isEmpty {
+            return .tornTail(at: baseOffset + batchStart, reason: "batch not finished")
+        }
+        return .clean(end: baseOffset + end)
+    }
+
+    /// Decides whether damage at `at` is a torn tail or corruption: it is
+    /// corruption only when a readable record follows it and no whole zero
+    /// page (a page the OS never wrote back before a crash) lies in between.
+    private static func classifyDamage(
+        _ p: UnsafeRawPointer, end: Int, at: Int, batchStart: Int, baseOffset: Int, reason: String
+    ) -> ScanEnd {
+        guard let next = nextReadableRecord(p, end: end, after: at) else {
+            return .tornTail(at: baseOffset + batchStart, reason: reason)
+        }
+        if containsZeroPage(p, from: baseOffset + at, to: baseOffset + next, baseOffset: baseOffset) {
+            return .tornTail(at: baseOffset + batchStart, reason: "\(reason), then pages never written")
+        }
+        return .corrupt(at: baseOffset + at, reason: reason)
+    }
+
+    /// The position of the first readable record after `at`, if any.
+    static func nextReadableRecord(_ p: UnsafeRawPointer, end: Int, after at: Int) -> Int? {
+        var candidate = at + 1
+        while candidate + 5 < end {
+            let kind = p.load(fromByteOffset: candidate + 4, as: UInt8.self)
+            if kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0,
+               case .record = RecordCodec.decode(p + candidate, available: end - candidate) {
+                return candidate
+            }
+            candidate += 1
+        }
+        return nil
+    }
+
+    private static func containsZeroPage(_ p: UnsafeRawPointer, from: Int, to: Int, baseOffset: Int) -> Bool {
+        let page = 4096
+        var pageStart = (from + page - 1) / page * page
+        while pageStart + page <= to {
+            var allZero = true
+            let local = pageStart - baseOffset
+            var i = 0
+            while i < page {
+                if p.loadUnaligned(fromByteOffset: local + i, as: UInt64.self) != 0 { allZero = false; break }
+                i += 8
+            }
+            if allZero { return true }
+            pageStart += page
+        }
+        return false
+    }
+}

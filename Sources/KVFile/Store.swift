@@ -1,0 +1,387 @@
+/// An open kvfile store: a directory of append-only, checksummed segment
+/// files with an in-memory hash index of every live key.
+///
+/// One process at a time may open a store for writing (an OS lock on
+/// `kvfile.lock` enforces it); any number may open it read-only at the same
+/// time and call ``refresh()`` to see newer writes. A `Store` is safe to share
+/// between threads and tasks: reads run in parallel, writes one at a time.
+///
+/// ```swift
+/// let store = try Store(path: "./cache.kv")
+/// try store.put("greeting", "hello")
+/// let value = try store.getString("greeting")   // "hello"
+/// try store.close()
+/// ```
+public final class Store: @unchecked Sendable {
+    /// The store directory, as given.
+    public let path: String
+    /// The options it was opened with.
+    public let options: StoreOptions
+
+    private let lock = ReadWriteLock()
+    private let state: StoreState
+    private let loader: StoreLoader
+    /// nil for a read-only store.
+    private let writer: SegmentWriter?
+    private var lockFile: LockFile?
+    private var closed = false
+
+    private let syncMutex = PlainMutex()
+    /// Log position known to be on stable storage (guarded by `syncMutex`).
+    private var syncedPosition: UInt64 = 0
+    private var syncer: IntervalSyncer?
+
+    /// Opens (and, for a writer with `createIfMissing`, creates) the store in directory `path`.
+    ///
+    /// Opening after a crash cuts a torn tail off the active segment; damage
+    /// anywhere else fails with ``KVFileError/Code/corrupt`` naming the file and offset.
+    public init(path: String, options: StoreOptions = StoreOptions()) throws(KVFileError) {
+        try options.validate()
+        var directory = path
+        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        self.path = directory
+        self.options = options
+        let writing = !options.readOnly
+        loader = StoreLoader(directory: directory, writer: writing, segmentSize: options.segmentSize)
+
+        var names = try StoreDirectory.prepare(directory, options: options)
+        if writing {
+            lockFile = try LockFile.acquire(directory: directory, timeoutMilliseconds: options.lockTimeoutMilliseconds)
+            // Another writer may have changed the directory while we waited.
+            names = try Syscalls.listDirectory(directory)
+            try StoreDirectory.removeLeftovers(directory, names: names)
+        }
+        let segmentIDs = names.compactMap { name -> UInt32? in
+            if case .segment(let id) = FileNames.classify(name) { return id }
+            return nil
+        }.sorted()
+
+        state = StoreState(directory: directory, keydir: Keydir())
+        let activeHints = HintBuilder()
+        for id in segmentIDs.dropLast() {
+            try loader.loadSealed(id, into: state)
+        }
+        if let last = segmentIDs.last {
+            try loader.loadActive(last, into: state, hints: activeHints)
+        }
+        state.finishLoading()
+
+        if writing {
+            if state.activeSegment == nil {
+                let first = try SegmentWriter.createSegment(
+                    id: 1, baseSeq: state.nextSeq, directory: directory, capacity: options.segmentSize)
+                state.add(first)
+            }
+            try Syscalls.syncDirectory(directory)
+            writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints)
+            syncedPosition = writer!.position
+            if case .interval(let milliseconds) = options.durability {
+                let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
+                syncer.start()
+                self.syncer = syncer
+            }
+        } else {
+            writer = nil
+        }
+    }
+
+    deinit {
+        if !closed { try? close() }
+    }
+
+    /// True when the store was opened without the writer lock.
+    public var isReadOnly: Bool { writer == nil }
+
+    // MARK: reading
+
+    /// The value of `key`, or nil when it has none.
+    public func get(_ key: [UInt8]) throws(KVFileError) -> [UInt8]? {
+        try withBytes(key) { (key) throws(KVFileError) in try get(raw: key) }
+    }
+
+    /// The value of `key` (UTF-8), or nil when it has none.
+    public func get(_ key: String) throws(KVFileError) -> [UInt8]? {
+        try get(Array(key.utf8))
+    }
+
+    /// The value of `key` decoded as UTF-8 (invalid bytes become U+FFFD), or nil.
+    public func getString(_ key: String) throws(KVFileError) -> String? {
+        try get(key).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Calls `body` with the value of `key` (nil when absent) without copying
+    /// it into an array. The bytes are valid only inside `body`, which must
+    /// not write to this store.
+    public func withValue<R>(forKey key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try lock.withReadLock { () throws -> R in
+            try checkOpen()
+            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return try body(nil) }
+            return try RecordReader.withValue(at: location, key: key, in: state, body)
+        }
+    }
+
+    private func get(raw key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8]? {
+        try lock.withReadLock { () throws(KVFileError) -> [UInt8]? in
+            try checkOpen()
+            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return nil }
+            return try RecordReader.value(at: location, key: key, in: state)
+        }
+    }
+
+    /// True when `key` has a value.
+    public func contains(_ key: [UInt8]) throws(KVFileError) -> Bool {
+        try lock.withReadLock { () throws(KVFileError) -> Bool in
+            try checkOpen()
+            return key.withUnsafeBytes { $0.isEmpty ? false : state.keydir.lookup($0) != nil }
+        }
+    }
+
+    /// True when `key` (UTF-8) has a value.
+    public func contains(_ key: String) throws(KVFileError) -> Bool { try contains(Array(key.utf8)) }
+
+    /// The number of live keys.
+    public var count: Int { lock.withReadLock { state.keydir.count } }
+
+    /// Calls `body` with every live key and its value, sorted by key bytes,
+    /// as they were when the call began. Only keys starting with `prefix`
+    /// when one is given. Other threads may read and write meanwhile.
+    public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
+        let snapshot = try lock.withReadLock { () throws(KVFileError) -> [SnapshotEntry] in
+            try checkOpen()
+            return StoreSnapshot.entries(of: state, prefix: prefix)
+        }
+        for entry in snapshot {
+            let value = try withBytes(entry.key) { (key) throws(KVFileError) in
+                try RecordReader.value(in: entry.segment, offset: Int(entry.offset), size: Int(entry.size), key: key)
+            }
+            try body(entry.key, value)
+        }
+    }
+
+    /// Every live key starting with `prefix`, sorted by bytes.
+    public func keys(prefix: [UInt8] = []) throws(KVFileError) -> [[UInt8]] {
+        try lock.withReadLock { () throws(KVFileError) -> [[UInt8]] in
+            try checkOpen()
+            return StoreSnapshot.entries(of: state, prefix: prefix).map(\.key)
+        }
+    }
+
+    /// Counts and sizes, as `kvfile stat` shows them.
+    public func stats() throws(KVFileError) -> StoreStats {
+        try lock.withReadLock { () throws(KVFileError) -> StoreStats in
+            try checkOpen()
+            return state.stats()
+        }
+    }
+
+    /// For a read-only store: reads what writers appended since open or the
+    /// last refresh. A writer's store is always current, so this does nothing.
+    public func refresh() throws(KVFileError) {
+        guard writer == nil else { return }
+        try lock.withWriteLock { () throws(KVFileError) in
+            try checkOpen()
+            let names = try Syscalls.listDirectory(path)
+            let ids = names.compactMap { name -> UInt32? in
+                if case .segment(let id) = FileNames.classify(name) { return id }
+                return nil
+            }.sorted()
+            let known = state.activeSegment
+            if let known { try loader.catchUp(known, state: state, hints: nil) }
+            for id in ids where id > (known?.id ?? 0) {
+                try loader.loadActive(id, into: state, hints: nil)
+            }
+        }
+    }
+
+    // MARK: writing
+
+    /// Sets `key` to `value`.
+    public func put(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) {
+        _ = try put(key, value, onlyIfAbsent: false)
+    }
+
+    /// Sets `key` to `value`, both as UTF-8.
+    public func put(_ key: String, _ value: String) throws(KVFileError) {
+        try put(Array(key.utf8), Array(value.utf8))
+    }
+
+    /// Sets `key` to `value` only when `key` has no value; returns whether it did.
+    /// The check and the write are one atomic step.
+    @discardableResult
+    public func putIfAbsent(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> Bool {
+        try put(key, value, onlyIfAbsent: true)
+    }
+
+    private func put(_ key: [UInt8], _ value: [UInt8], onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
+        try Limits.check(key: key, value: value)
+        let writer = try requireWriter()
+        let position = try withBytes(key) { (key) throws(KVFileError) -> UInt64? in
+            try withBytes(value) { (value) throws(KVFileError) -> UInt64? in
+                try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+                    try checkOpen()
+                    let existing = state.keydir.lookup(key)
+                    if onlyIfAbsent && existing != nil { return nil }
+                    try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+                    let seq = state.nextSeq
+                    let timestamp = Syscalls.wallClockMilliseconds()
+                    let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
+                    try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+                    let staged = writer.stage(
+                        operation: existing == nil ? .created : .updated, continues: false,
+                        seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
+                    state.nextSeq = seq + 1
+                    try writer.writePending()
+                    apply(staged, key: key, writer: writer)
+                    writer.finishCommit()
+                    return writer.position
+                }
+            }
+        }
+        guard let position else { return false }
+        if options.durability == .always { try syncUpTo(position) }
+        return true
+    }
+
+    /// Removes `key`; returns false (and records nothing) when it had no value.
+    @discardableResult
+    public func delete(_ key: [UInt8]) throws(KVFileError) -> Bool {
+        try Limits.check(key: key, value: nil)
+        let writer = try requireWriter()
+        let position = try withBytes(key) { (key) throws(KVFileError) -> UInt64? in
+            try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+                try checkOpen()
+                guard state.keydir.lookup(key) != nil else { return nil }
+                let seq = state.nextSeq
+                let timestamp = Syscalls.wallClockMilliseconds()
+                let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil)
+                try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+                let staged = writer.stage(
+                    operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
+                    key: key, value: nil, prepared: prepared)
+                state.nextSeq = seq + 1
+                try writer.writePending()
+                apply(staged, key: key, writer: writer)
+                writer.finishCommit()
+                return writer.position
+            }
+        }
+        guard let position else { return false }
+        if options.durability == .always { try syncUpTo(position) }
+        return true
+    }
+
+    /// Removes `key` (UTF-8); returns false when it had no value.
+    @discardableResult
+    public func delete(_ key: String) throws(KVFileError) -> Bool { try delete(Array(key.utf8)) }
+
+    /// Applies every change of `batch` atomically, in order. Deletes of keys
+    /// that have no value at that point record nothing.
+    public func write(_ batch: WriteBatch) throws(KVFileError) {
+        for change in batch.changes {
+            switch change {
+            case .put(let key, let value): try Limits.check(key: key, value: value)
+            case .delete(let key): try Limits.check(key: key, value: nil)
+            }
+        }
+        let writer = try requireWriter()
+        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+            try checkOpen()
+            let records = BatchPlanner.plan(batch, keydir: state.keydir)
+            if records.isEmpty { return nil }
+            let timestamp = Syscalls.wallClockMilliseconds()
+            let firstSeq = state.nextSeq
+            var bound = 0
+            for (index, record) in records.enumerated() {
+                let valueLength = record.value?.count ?? 0
+                bound += RecordCodec.encodedLength(
+                    seq: firstSeq + UInt64(index), timestamp: timestamp, keyLength: record.key.count,
+                    storedLength: valueLength, rawLength: record.value == nil ? nil : valueLength)
+            }
+            if bound > RecordFormat.maxBatchBytes {
+                throw KVFileError(.invalidArgument, "batch of \(records.count) records needs \(bound) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
+            }
+            try writer.makeRoom(for: bound, nextSeq: firstSeq, state: state)
+            var staged: [SegmentWriter.Staged] = []
+            staged.reserveCapacity(records.count)
+            for (index, record) in records.enumerated() {
+                let seq = firstSeq + UInt64(index)
+                let one = record.key.withUnsafeBytes { key in
+                    Limits.withOptionalBytes(record.value) { value in
+                        let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
+                        return writer.stage(
+                            operation: record.operation, continues: index < records.count - 1,
+                            seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
+                    }
+                }
+                staged.append(one)
+            }
+            state.nextSeq = firstSeq + UInt64(records.count)
+            try writer.writePending()
+            for (index, record) in records.enumerated() {
+                record.key.withUnsafeBytes { apply(staged[index], key: $0, writer: writer) }
+            }
+            writer.finishCommit()
+            return writer.position
+        }
+        guard let position else { return }
+        if options.durability == .always { try syncUpTo(position) }
+    }
+
+    /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.
+    @inline(__always)
+    private func apply(_ staged: SegmentWriter.Staged, key: UnsafeRawBufferPointer, writer: SegmentWriter) {
+        writer.commit(staged)
+        state.applyNewest(key: key, operation: staged.operation, location: KeyLocation(
+            segment: writer.segment.id, offset: UInt32(staged.offset), size: UInt32(staged.size), seq: staged.seq))
+    }
+
+    // MARK: durability and closing
+
+    /// Forces everything written so far onto stable storage.
+    public func sync() throws(KVFileError) {
+        guard let writer else { return }
+        let position = try lock.withReadLock { () throws(KVFileError) -> UInt64 in
+            try checkOpen()
+            return writer.position
+        }
+        try syncUpTo(position)
+    }
+
+    /// Group commit: whoever holds `syncMutex` syncs everything written so
+    /// far, so writers queued behind it usually find their data already synced.
+    private func syncUpTo(_ position: UInt64) throws(KVFileError) {
+        guard let writer else { return }
+        try syncMutex.withLock { () throws(KVFileError) in
+            if syncedPosition >= position { return }
+            let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
+            try Syscalls.fdatasync(segment.fd, path: segment.path)
+            syncedPosition = end
+        }
+    }
+
+    /// Syncs a writer's data, releases the lock, and makes the store unusable.
+    /// Calling it again does nothing.
+    public func close() throws(KVFileError) {
+        syncer?.stop()
+        syncer = nil
+        let segment: Segment? = lock.withWriteLock {
+            if closed { return nil }
+            closed = true
+            return writer?.segment
+        }
+        defer { lockFile = nil }
+        if let segment { try Syscalls.fdatasync(segment.fd, path: segment.path) }
+    }
+
+    @inline(__always)
+    private func checkOpen() throws(KVFileError) {
+        if closed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }
+    }
+
+    private func requireWriter() throws(KVFileError) -> SegmentWriter {
+        guard let writer else {
+            throw KVFileError(.readOnly, "store \(path) was opened read-only; open it without readOnly to write")
+        }
+        return writer
+    }
+}

@@ -1,0 +1,82 @@
+/// Decides whether a path is, or may become, a store directory.
+enum StoreDirectory {
+    /// Checks `directory` and creates it for a writer when allowed; returns its file names.
+    static func prepare(_ directory: String, options: StoreOptions) throws(KVFileError) -> [String] {
+        switch try Syscalls.kind(of: directory) {
+        case .missing:
+            if options.readOnly || !options.createIfMissing {
+                throw KVFileError(.storeNotFound, "no store at \(directory): the directory does not exist. A write such as `kvfile put \(directory) KEY VALUE` creates it.", path: directory)
+            }
+            try Syscalls.makeDirectory(directory)
+            return []
+        case .regularFile, .other:
+            throw KVFileError(.notAStore, "\(directory) is a file, not a kvfile store (a store is a directory). Name a new or existing store directory.", path: directory)
+        case .directory:
+            let names = try Syscalls.listDirectory(directory)
+            let kinds = names.map(FileNames.classify)
+            let isStore = kinds.contains { kind in
+                switch kind {
+                case .segment, .lock: true
+                default: false
+                }
+            }
+            if !isStore {
+                if !names.isEmpty {
+                    throw KVFileError(.notAStore, "\(directory) is not empty and holds no kvfile store; refusing to turn it into one. Name a new or empty directory.", path: directory)
+                }
+                if options.readOnly || !options.createIfMissing {
+                    throw KVFileError(.storeNotFound, "no store at \(directory): the directory is empty. A write creates the store.", path: directory)
+                }
+            }
+            return names
+        }
+    }
+
+    /// Removes half-written temporary files a crashed writer left behind (writers only).
+    static func removeLeftovers(_ directory: String, names: [String]) throws(KVFileError) {
+        for name in names where FileNames.classify(name) == .temporary {
+            try Syscalls.unlink(directory + "/" + name)
+        }
+    }
+}
+
+/// The documented limits, checked before any write starts.
+enum Limits {
+    static func check(key: [UInt8], value: [UInt8]?) throws(KVFileError) {
+        if key.isEmpty {
+            throw KVFileError(.invalidArgument, "a key must not be empty")
+        }
+        if key.count > RecordFormat.maxKeyLength {
+            throw KVFileError(.invalidArgument, "key of \(key.count) bytes is longer than the limit of \(RecordFormat.maxKeyLength) bytes")
+        }
+        if let value, value.count > RecordFormat.maxValueLength {
+            throw KVFileError(.invalidArgument, "value of \(value.count) bytes for key \(KeyText.describe(key)) is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB)")
+        }
+    }
+
+    static func checkKeydirRoom(_ keydir: Keydir, keyLength: Int, isNew: Bool) throws(KVFileError) {
+        if isNew && !keydir.hasRoom(forKeyLength: keyLength) {
+            throw KVFileError(.invalidArgument, "the keydir is full (4 GiB of keys in memory); delete keys or split the data over several stores")
+        }
+    }
+
+    static func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        guard let bytes else { return body(nil) }
+        return bytes.withUnsafeBytes { body($0) }
+    }
+}
+
+/// Keys in messages: as text when printable UTF-8, else as hex.
+enum KeyText {
+    static func describe(_ key: some Collection<UInt8>) -> String {
+        let prefix = key.prefix(64)
+        let suffix = key.count > 64 ? "…" : ""
+        if let text = String(validating: Array(prefix), as: UTF8.self), text.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) {
+            return "\"\(text)\(suffix)\""
+        }
+        return "0x" + prefix.map { byte in
+            let digits = String(byte, radix: 16)
+            return byte < 16 ? "0" + digits : digits
+        }.joined() + suffix
+    }
+}

@@ -1,0 +1,33 @@
+/// A group of puts and deletes applied atomically: after a crash either all of
+/// them are in the store or none is.
+public struct WriteBatch: Sendable {
+    enum Change: Sendable {
+        case put(key: [UInt8], value: [UInt8])
+        case delete(key: [UInt8])
+
+        var key: [UInt8] {
+            switch self {
+            case .put(let key, _), .delete(let key): key
+            }
+        }
+    }
+
+    private(set) var changes: [Change] = []
+
+    /// An empty batch.
+    public init() {}
+
+    /// Sets `key` to `value` when the batch is written.
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]) { changes.append(.put(key: key, value: value)) }
+    /// Sets `key` to `value` (UTF-8) when the batch is written.
+    public mutating func put(_ key: String, _ value: String) { put(Array(key.utf8), Array(value.utf8)) }
+    /// Removes `key` when the batch is written (nothing is recorded if it does not exist then).
+    public mutating func delete(_ key: [UInt8]) { changes.append(.delete(key: key)) }
+    /// Removes `key` (UTF-8) when the batch is written.
+    public mutating func delete(_ key: String) { delete(Array(key.utf8)) }
+
+    /// How many puts and deletes the batch holds.
+    public var count: Int { changes.count }
+    /// True when the batch holds nothing.
+    public var isEmpty: Bool { changes.isEmpty }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import KVFile
+
+/// The tool's exit codes (kvfile(1), EXIT STATUS). Usage errors exit 64 by
+/// swift-argument-parser's convention; the rest follow sysexits.h.
+enum CLIExitCode: Int32 {
+    case success = 0
+    case notFound = 1
+    case usage = 64
+    case invalidInput = 65
+    case noStore = 66
+    case ioError = 74
+    case locked = 75
+    case corrupt = 76
+
+    init(_ code: KVFileError.Code) {
+        switch code {
+        case .storeNotFound, .notAStore: self = .noStore
+        case .locked: self = .locked
+        case .corrupt, .unsupportedVersion: self = .corrupt
+        case .invalidArgument, .readOnly: self = .invalidInput
+        case .io, .closed: self = .ioError
+        }
+    }
+}
+
+/// A failure of the tool itself, with its exit code.
+struct CLIError: Error {
+    var message: String
+    var code: CLIExitCode
+}
+
+/// Runs a command body, turning errors into a message on stderr and an exit code.
+func runReportingErrors(_ body: () throws -> CLIExitCode) throws {
+    let code: CLIExitCode
+    do {
+        code = try body()
+    } catch let error as KVFileError {
+        Terminal.error(error.message)
+        throw ExitCode(CLIExitCode(error.code).rawValue)
+    } catch let error as CLIError {
+        Terminal.error(error.message)
+        throw ExitCode(error.code.rawValue)
+    }
+    if code != .success { throw ExitCode(code.rawValue) }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import KVFile
+
+struct GetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Print the value of a key.",
+        discussion: """
+            Writes the value's exact bytes to standard output. When standard \
+            output is a terminal and the value does not end in a newline, one is \
+            added for readability; into a pipe or file nothing is added. Exits 1, \
+            printing nothing, when the key has no value. Never takes the writer's \
+            lock, so it works while another process writes.
+
+            Examples:
+              kvfile get ./cache.kv greeting
+              kvfile get ./cache.kv photo > photo.jpg
+              if value=$(kvfile get ./cache.kv token); then echo "$value"; fi
+            """
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+
+    @Argument(help: "The key to look up.")
+    var key: String
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try access.open(readOnly: true)
+            guard let value = try store.get(Array(key.utf8)) else { return .notFound }
+            Terminal.write(value, to: 1)
+            if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {
+                Terminal.write([UInt8(ascii: "\n")], to: 1)
+            }
+            return .success
+        }
+    }
+}

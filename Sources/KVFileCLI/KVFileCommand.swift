@@ -1,0 +1,32 @@
+import ArgumentParser
+import KVFile
+
+@main
+struct KVFileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvfile",
+        abstract: "Keep keys and values in an append-only store directory.",
+        discussion: """
+            A store is a directory; the first write creates it. Any number of \
+            processes may read a store while one writes it.
+
+            Examples:
+              kvfile put ./cache.kv greeting hello
+              kvfile get ./cache.kv greeting
+              echo '{"n": 1}' | kvfile put ./cache.kv config
+              kvfile delete ./cache.kv greeting
+
+            Exit status: 0 success; 1 key not found; 64 usage error; 65 invalid \
+            input (empty or too long key, value over 64 MiB); 66 no store at the \
+            path, or not a store; 74 I/O error; 75 store locked by another writer \
+            past --lock-timeout; 76 store damaged or of an unsupported format \
+            version.
+            """,
+        version: KVFileVersion.current,
+        subcommands: [PutCommand.self, GetCommand.self, DeleteCommand.self]
+    )
+}
+
+enum KVFileVersion {
+    static let current = "0.1.0"
+}

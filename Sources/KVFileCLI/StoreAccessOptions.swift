@@ -1,0 +1,66 @@
+import ArgumentParser
+import KVFile
+
+/// Options every command that opens a store shares.
+struct StoreAccessOptions: ParsableArguments {
+    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"))
+    var store: String
+
+    @Option(name: .long, help: ArgumentHelp(
+        "How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
+    var lockTimeout: Int = 10_000
+
+    func open(readOnly: Bool, durability: Durability = .none) throws(KVFileError) -> Store {
+        var options = StoreOptions(readOnly: readOnly, createIfMissing: !readOnly)
+        options.lockTimeoutMilliseconds = lockTimeout
+        options.durability = durability
+        return try Store(path: store, options: options)
+    }
+
+    func validate() throws {
+        if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }
+        if store.isEmpty { throw ValidationError("the store path must not be empty") }
+    }
+}
+
+/// Writes bytes to a file descriptor, and maps engine errors to exit codes.
+enum Terminal {
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                done += n
+            }
+        }
+    }
+
+    static func error(_ message: String) {
+        write(Array("kvfile: \(message)\n".utf8), to: 2)
+    }
+
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+    /// Reads all of standard input.
+    static func readStandardInput() throws -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError(message: "cannot read standard input: \(String(cString: strerror(errno)))", code: .ioError)
+            }
+            if n == 0 { return result }
+            result.append(contentsOf: chunk[0..<n])
+        }
+    }
+}
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif

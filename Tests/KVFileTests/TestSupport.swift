@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+@testable import KVFile
+
+/// A fresh directory under the system temp dir, removed when the test ends.
+final class TemporaryDirectory {
+    let path: String
+
+    init(_ name: String = "kvfile-test") {
+        let template = NSTemporaryDirectory() + "/\(name)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        let result = bytes.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(result != nil, "mkdtemp failed")
+        path = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func sub(_ name: String) -> String { path + "/" + name }
+}
+
+extension Tag {
+    /// Long loops; run with KVFILE_STRESS=1.
+    @Tag static var stress: Self
+}
+
+enum Env {
+    static var stress: Bool { ProcessInfo.processInfo.environment["KVFILE_STRESS"] == "1" }
+}
+
+/// A small deterministic generator (splitmix64) so failures reproduce.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Every live pair of a store, for comparing with a model.
+func contents(_ store: Store) throws -> [[UInt8]: [UInt8]] {
+    var result: [[UInt8]: [UInt8]] = [:]
+    try store.forEach { key, value in result[key] = value }
+    return result
+}
+
+func fileBytes(_ path: String) -> [UInt8] {
+    Array(FileManager.default.contents(atPath: path) ?? Data())
+}
+
+func writeFile(_ path: String, _ data: [UInt8]) {
+    _ = FileManager.default.createFile(atPath: path, contents: Data(data))
+}
+
+func segmentFiles(_ dir: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".kvseg") }.sorted()
+}
