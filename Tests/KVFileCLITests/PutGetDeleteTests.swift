@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+
+@Suite struct PutGetDeleteTests {
+    @Test func putThenGetPrintsExactBytesWithoutANewline() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s.kv")
+        let put = try kvfile("put", store, "greeting", "hello")
+        #expect(put.status == 0)
+        #expect(put.stdout.isEmpty)
+        let get = try kvfile("get", store, "greeting")
+        #expect(get.status == 0)
+        #expect(get.text == "hello")
+        #expect(get.stderr.isEmpty)
+    }
+
+    @Test func valueFromStandardInputIsBinarySafe() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("bin")
+        var value = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+        value += [0, 0, 10, 13, 255]
+        #expect(try kvfile("put", store, "blob", input: value).status == 0)
+        #expect(try kvfile("get", store, "blob").stdout == value)
+        #expect(try kvfile("put", store, "empty", input: []).status == 0)
+        let empty = try kvfile("get", store, "empty")
+        #expect(empty.status == 0)
+        #expect(empty.stdout.isEmpty)
+    }
+
+    @Test func missingKeysExitOneAndDeleteReportsAbsence() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "k", "v").status == 0)
+        let missing = try kvfile("get", store, "nope")
+        #expect(missing.status == 1)
+        #expect(missing.stdout.isEmpty)
+        #expect(try kvfile("delete", store, "k").status == 0)
+        #expect(try kvfile("delete", store, "k").status == 1)
+        #expect(try kvfile("get", store, "k").status == 1)
+    }
+
+    @Test func badInputGetsAClearMessageAndItsExitCode() throws {
+        let dir = TemporaryDirectory()
+        let file = dir.sub("plain.txt")
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        let notDirectory = try kvfile("get", file, "k")
+        #expect(notDirectory.status == 66)
+        #expect(notDirectory.stderr.contains("is a file, not a kvfile store"))
+
+        let missing = try kvfile("get", dir.sub("absent"), "k")
+        #expect(missing.status == 66)
+        #expect(missing.stderr.contains("no store at"))
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("absent")))
+
+        let other = dir.sub("other")
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: other + "/notes.txt", contents: Data("x".utf8))
+        let refused = try kvfile("put", other, "k", "v")
+        #expect(refused.status == 66)
+        #expect(refused.stderr.contains("refusing"))
+
+        let store = dir.sub("s")
+        let emptyKey = try kvfile("put", store, "", "v")
+        #expect(emptyKey.status == 65)
+        #expect(emptyKey.stderr.contains("must not be empty"))
+        let longKey = try kvfile("put", store, String(repeating: "k", count: 5000), "v")
+        #expect(longKey.status == 65)
+        #expect(longKey.stderr.contains("4096"))
+
+        let usage = try kvfile("put")
+        #expect(usage.status == 64)
+        let unknown = try kvfile("frobnicate")
+        #expect(unknown.status == 64)
+    }
+
+    @Test func aDamagedStoreExits76WithFileAndOffset() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for i in 0..<20 { _ = try kvfile("put", store, "key\(i)", String(repeating: "value \(i) ", count: 3)) }
+        let segment = store + "/00000001.kvseg"
+        var data = try Data(contentsOf: URL(fileURLWithPath: segment))
+        data[60] ^= 0x40
+        try data.write(to: URL(fileURLWithPath: segment))
+        let result = try kvfile("get", store, "key5")
+        #expect(result.status == 76)
+        #expect(result.stderr.contains("00000001.kvseg"))
+        #expect(result.stderr.contains("offset"))
+        #expect(result.stderr.contains("kvfile check --repair"))
+    }
+
+    @Test func helpTeachesWithExamples() throws {
+        for command in ["put", "get", "delete"] {
+            let help = try kvfile(command, "--help")
+            #expect(help.status == 0)
+            #expect(help.text.contains("Examples:"), "\(command) --help")
+        }
+        let top = try kvfile("--help")
+        #expect(top.text.contains("Exit status"))
+    }
+}

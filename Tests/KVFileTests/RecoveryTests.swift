@@ -1,0 +1,226 @@
+import Foundation
+import Testing
+@testable import KVFile
+
+/// Record boundaries of a segment file, from a scan.
+func recordOffsets(_ path: String) -> [(offset: Int, size: Int, seq: UInt64, continues: Bool)] {
+    let data = fileBytes(path)
+    var result: [(Int, Int, UInt64, Bool)] = []
+    _ = try? data.withUnsafeBytes { raw throws(KVFileError) in
+        try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: raw[RecordFormat.segmentHeaderSize...]), baseOffset: RecordFormat.segmentHeaderSize) {
+            offset, header, _ throws(KVFileError) in
+            result.append((offset, header.totalLength, header.seq, header.continues))
+        }
+    }
+    return result
+}
+
+func copyStore(_ from: String, to: String) throws {
+    if FileManager.default.fileExists(atPath: to) { try FileManager.default.removeItem(atPath: to) }
+    try FileManager.default.copyItem(atPath: from, toPath: to)
+}
+
+@Suite struct RecoveryTests {
+    /// Writes: 4 single puts, then a batch of 3, then a delete. Returns the model after each record count.
+    func makeStore(_ path: String) throws -> [[[UInt8]: [UInt8]]] {
+        let store = try Store(path: path)
+        var states: [[[UInt8]: [UInt8]]] = [[:]]
+        var model: [[UInt8]: [UInt8]] = [:]
+        for i in 0..<4 {
+            let value = bytes(String(repeating: "value-\(i)-", count: 6))
+            try store.put(bytes("key\(i)"), value)
+            model[bytes("key\(i)")] = value
+            states.append(model)
+        }
+        var batch = WriteBatch()
+        batch.put("b1", "one")
+        batch.put("key0", "changed")
+        batch.delete("key1")
+        try store.write(batch)
+        model[bytes("b1")] = bytes("one")
+        model[bytes("key0")] = bytes("changed")
+        model[bytes("key1")] = nil
+        // A batch is all or nothing: the states inside it equal the state before it.
+        states.append(states.last!)
+        states.append(states.last!)
+        states.append(model)
+        try store.delete("key2")
+        model[bytes("key2")] = nil
+        states.append(model)
+        try store.close()
+        return states
+    }
+
+    @Test func cuttingTheActiveSegmentAtEveryByteKeepsEveryCompleteRecord() throws {
+        let dir = TemporaryDirectory()
+        let original = dir.sub("orig")
+        let states = try makeStore(original)
+        let segment = "/" + segmentFiles(original)[0]
+        let records = recordOffsets(original + segment)
+        #expect(records.count == 8)
+        let full = fileBytes(original + segment)
+        let work = dir.sub("work")
+        for cut in RecordFormat.segmentHeaderSize...full.count {
+            try copyStore(original, to: work)
+            writeFile(work + segment, Array(full[0..<cut]))
+            let complete = records.filter { $0.offset + $0.size <= cut }.count
+            let store = try Store(path: work)
+            #expect(try contents(store) == states[complete], "cut at \(cut)")
+            try store.put("after", "crash")
+            try store.close()
+            let again = try Store(path: work, options: .reader)
+            var expected = states[complete]
+            expected[bytes("after")] = bytes("crash")
+            #expect(try contents(again) == expected, "reopen after cut at \(cut)")
+        }
+    }
+
+    @Test func aFlippedByteIsReportedOrTornButNeverReturnedAsData() throws {
+        let dir = TemporaryDirectory()
+        let original = dir.sub("orig")
+        let states = try makeStore(original)
+        let segment = "/" + segmentFiles(original)[0]
+        let records = recordOffsets(original + segment)
+        let full = fileBytes(original + segment)
+        let work = dir.sub("work")
+        let lastStart = records.last!.offset
+        for index in RecordFormat.segmentHeaderSize..<full.count {
+            try copyStore(original, to: work)
+            var damaged = full
+            damaged[index] ^= 0x20
+            writeFile(work + segment, damaged)
+            let owner = records.last { $0.offset <= index }!
+            do {
+                let store = try Store(path: work, options: .reader)
+                // Only damage in the last record may pass as a torn tail.
+                #expect(index >= lastStart, "flip at \(index) opened")
+                #expect(try contents(store) == states[records.count - 1])
+            } catch let error as KVFileError {
+                #expect(error.code == .corrupt)
+                #expect(error.offset == owner.offset, "flip at \(index): reported \(error.offset ?? -1)")
+                #expect(error.path == work + segment)
+            }
+        }
+    }
+
+    @Test func anUnfinishedBatchIsDroppedWhole() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let states = try makeStore(path)
+        let segment = path + "/" + segmentFiles(path)[0]
+        let records = recordOffsets(segment)
+        let batchLast = records[6]
+        #expect(records[4].continues && records[5].continues && !batchLast.continues)
+        let full = fileBytes(segment)
+        writeFile(segment, Array(full[0..<(batchLast.offset + batchLast.size - 1)]))
+        let store = try Store(path: path)
+        #expect(try contents(store) == states[4])
+        #expect(try Syscalls.kind(of: segment) == .regularFile)
+        #expect(fileBytes(segment).count == records[4].offset)
+    }
+
+    @Test func zeroFilledTailAndNeverWrittenPagesAreTornTails() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("z")
+        let store = try Store(path: path)
+        var model: [[UInt8]: [UInt8]] = [:]
+        for i in 0..<600 {
+            let value = bytes("value \(i) " + String(repeating: "\(i % 10)", count: 20 + i % 50))
+            try store.put(bytes("k\(i)"), value)
+            model[bytes("k\(i)")] = value
+        }
+        try store.close()
+        let segment = path + "/" + segmentFiles(path)[0]
+        var data = fileBytes(segment)
+        let records = recordOffsets(segment)
+        // Zeros past the end (a file system that extended the file but lost the data).
+        writeFile(segment, data + [UInt8](repeating: 0, count: 8192))
+        let reopened = try Store(path: path)
+        #expect(try contents(reopened) == model)
+        try reopened.close()
+        // A page the OS never wrote back, followed by pages it did.
+        try #require(data.count > 12288)
+        data = fileBytes(segment)
+        for i in 4096..<8192 { data[i] = 0 }
+        writeFile(segment, data)
+        let firstDamaged = records.first { $0.offset + $0.size > 4096 }!
+        let survivors = records.filter { $0.offset < firstDamaged.offset }.count
+        let afterHole = try Store(path: path)
+        #expect(afterHole.count == survivors)
+        for (key, value) in try contents(afterHole) { #expect(model[key] == value) }
+    }
+
+    @Test func damagedHintFilesAreRebuiltFromTheirSegments() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("h")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        let store = try Store(path: path, options: options)
+        var model: [[UInt8]: [UInt8]] = [:]
+        for i in 0..<800 {
+            try store.put(bytes("k\(i % 50)"), bytes("v\(i)"))
+            model[bytes("k\(i % 50)")] = bytes("v\(i)")
+        }
+        try store.close()
+        let hints = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".kvhint") }.sorted()
+        try #require(hints.count >= 2)
+        let truncated = path + "/" + hints[0]
+        let original = fileBytes(truncated)
+        writeFile(truncated, Array(original.dropLast(7)))
+        try FileManager.default.removeItem(atPath: path + "/" + hints[1])
+        let reader = try Store(path: path, options: .reader)
+        #expect(try contents(reader) == model)
+        let writer = try Store(path: path, options: options)
+        #expect(try contents(writer) == model)
+        try writer.close()
+        #expect(fileBytes(truncated) == original)
+        #expect(FileManager.default.fileExists(atPath: path + "/" + hints[1]))
+    }
+
+    @Test func damageInASealedSegmentIsReportedWithFileAndOffset() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("sealed")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        let store = try Store(path: path, options: options)
+        for i in 0..<200 { try store.put(bytes("k\(i)"), bytes("value number \(i)")) }
+        try store.close()
+        let first = path + "/" + segmentFiles(path)[0]
+        let records = recordOffsets(first)
+        let victim = records[3]
+
+        // A flipped value byte behind a sound hint file: open works, reading that key fails.
+        var data = fileBytes(first)
+        data[victim.offset + victim.size - 1] ^= 0x01
+        writeFile(first, data)
+        let reader = try Store(path: path, options: .reader)
+        #expect { try reader.get("k3") } throws: { error in
+            let e = error as? KVFileError
+            return e?.code == .corrupt && e?.offset == victim.offset && e?.path == first
+        }
+        #expect(try reader.getString("k4") == "value number 4")
+
+        // Without the hint file the scan finds it at open.
+        try FileManager.default.removeItem(atPath: path + "/" + FileNames.hint(1))
+        #expect { try Store(path: path, options: .reader) } throws: { error in
+            (error as? KVFileError)?.offset == victim.offset
+        }
+
+        // A sealed segment shorter than its hint file says is corrupt, not torn.
+        data[victim.offset + victim.size - 1] ^= 0x01
+        writeFile(first, Array(data.dropLast(5)))
+        let rebuilt = try Store(path: dir.sub("sealed2"), options: options)
+        try rebuilt.close()
+        #expect { try Store(path: path, options: .reader) } throws: { ($0 as? KVFileError)?.code == .corrupt }
+    }
+
+    @Test func leftoverTemporaryFilesAreRemovedByTheNextWriter() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("tmp")
+        try Store(path: path).put("a", "1")
+        writeFile(path + "/00000001.kvhint.tmp", [1, 2, 3])
+        let store = try Store(path: path)
+        #expect(!FileManager.default.fileExists(atPath: path + "/00000001.kvhint.tmp"))
+        #expect(try store.getString("a") == "1")
+    }
+}
