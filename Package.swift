@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "KVFile", targets: ["KVFile"]),
         .executable(name: "kvfile", targets: ["KVFileCLI"]),
+        .executable(name: "kvfile-bench", targets: ["KVFileBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,13 +31,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "KVFileBench",
+            dependencies: ["KVFile"]
+        ),
         .testTarget(
             name: "KVFileTests",
             dependencies: ["KVFile", "CKVFileSupport"]
         ),
         .testTarget(
             name: "KVFileCLITests",
-            dependencies: ["KVFileCLI", "KVFile"]
+            dependencies: ["KVFileCLI", "KVFileBench", "KVFile"]
         ),
     ],
     swiftLanguageModes: [.v6]

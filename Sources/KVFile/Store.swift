@@ -213,29 +213,39 @@ public final class Store: @unchecked Sendable {
     }
 
     private func put(_ key: [UInt8], _ value: [UInt8], onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
-        try Limits.check(key: key, value: value)
-        let writer = try requireWriter()
-        let position = try withBytes(key) { (key) throws(KVFileError) -> UInt64? in
-            try withBytes(value) { (value) throws(KVFileError) -> UInt64? in
-                try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
-                    try checkOpen()
-                    let existing = state.keydir.lookup(key)
-                    if onlyIfAbsent && existing != nil { return nil }
-                    try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
-                    let seq = state.nextSeq
-                    let timestamp = Syscalls.wallClockMilliseconds()
-                    let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
-                    try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
-                    let staged = writer.stage(
-                        operation: existing == nil ? .created : .updated, continues: false,
-                        seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
-                    state.nextSeq = seq + 1
-                    try writer.writePending()
-                    apply(staged, key: key, writer: writer)
-                    writer.finishCommit()
-                    return writer.position
-                }
+        try withBytes(key) { (key) throws(KVFileError) -> Bool in
+            try withBytes(value) { (value) throws(KVFileError) -> Bool in
+                try put(key: key, value: value, onlyIfAbsent: onlyIfAbsent)
             }
+        }
+    }
+
+    /// Sets `key` to `value` from raw buffers, without making arrays: the
+    /// fastest way to write. The buffers are copied before this returns.
+    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) {
+        _ = try put(key: key, value: value, onlyIfAbsent: false)
+    }
+
+    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
+        try Limits.check(keyLength: key.count, valueLength: value.count)
+        let writer = try requireWriter()
+        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+            try checkOpen()
+            let existing = state.keydir.lookup(key)
+            if onlyIfAbsent && existing != nil { return nil }
+            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+            let seq = state.nextSeq
+            let timestamp = Syscalls.wallClockMilliseconds()
+            let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
+            try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+            let staged = writer.stage(
+                operation: existing == nil ? .created : .updated, continues: false,
+                seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
+            state.nextSeq = seq + 1
+            try writer.writePending()
+            apply(staged, key: key, writer: writer)
+            writer.finishCommit()
+            return writer.position
         }
         guard let position else { return false }
         if options.durability == .always { try syncUpTo(position) }
@@ -245,25 +255,29 @@ public final class Store: @unchecked Sendable {
     /// Removes `key`; returns false (and records nothing) when it had no value.
     @discardableResult
     public func delete(_ key: [UInt8]) throws(KVFileError) -> Bool {
-        try Limits.check(key: key, value: nil)
+        try withBytes(key) { (key) throws(KVFileError) -> Bool in try delete(key: key) }
+    }
+
+    /// Removes `key` given as a raw buffer; returns false when it had no value.
+    @discardableResult
+    public func delete(key: UnsafeRawBufferPointer) throws(KVFileError) -> Bool {
+        try Limits.check(keyLength: key.count, valueLength: nil)
         let writer = try requireWriter()
-        let position = try withBytes(key) { (key) throws(KVFileError) -> UInt64? in
-            try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
-                try checkOpen()
-                guard state.keydir.lookup(key) != nil else { return nil }
-                let seq = state.nextSeq
-                let timestamp = Syscalls.wallClockMilliseconds()
-                let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil)
-                try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
-                let staged = writer.stage(
-                    operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
-                    key: key, value: nil, prepared: prepared)
-                state.nextSeq = seq + 1
-                try writer.writePending()
-                apply(staged, key: key, writer: writer)
-                writer.finishCommit()
-                return writer.position
-            }
+        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+            try checkOpen()
+            guard state.keydir.lookup(key) != nil else { return nil }
+            let seq = state.nextSeq
+            let timestamp = Syscalls.wallClockMilliseconds()
+            let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil)
+            try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+            let staged = writer.stage(
+                operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
+                key: key, value: nil, prepared: prepared)
+            state.nextSeq = seq + 1
+            try writer.writePending()
+            apply(staged, key: key, writer: writer)
+            writer.finishCommit()
+            return writer.position
         }
         guard let position else { return false }
         if options.durability == .always { try syncUpTo(position) }
@@ -279,8 +293,8 @@ public final class Store: @unchecked Sendable {
     public func write(_ batch: WriteBatch) throws(KVFileError) {
         for change in batch.changes {
             switch change {
-            case .put(let key, let value): try Limits.check(key: key, value: value)
-            case .delete(let key): try Limits.check(key: key, value: nil)
+            case .put(let key, let value): try Limits.check(keyLength: key.count, valueLength: value.count, key: key)
+            case .delete(let key): try Limits.check(keyLength: key.count, valueLength: nil, key: key)
             }
         }
         let writer = try requireWriter()

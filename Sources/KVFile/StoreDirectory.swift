@@ -42,15 +42,17 @@ enum StoreDirectory {
 
 /// The documented limits, checked before any write starts.
 enum Limits {
-    static func check(key: [UInt8], value: [UInt8]?) throws(KVFileError) {
-        if key.isEmpty {
+    @inline(__always)
+    static func check(keyLength: Int, valueLength: Int?, key: [UInt8]? = nil) throws(KVFileError) {
+        if keyLength == 0 {
             throw KVFileError(.invalidArgument, "a key must not be empty")
         }
-        if key.count > RecordFormat.maxKeyLength {
-            throw KVFileError(.invalidArgument, "key of \(key.count) bytes is longer than the limit of \(RecordFormat.maxKeyLength) bytes")
+        if keyLength > RecordFormat.maxKeyLength {
+            throw KVFileError(.invalidArgument, "key of \(keyLength) bytes is longer than the limit of \(RecordFormat.maxKeyLength) bytes")
         }
-        if let value, value.count > RecordFormat.maxValueLength {
-            throw KVFileError(.invalidArgument, "value of \(value.count) bytes for key \(KeyText.describe(key)) is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB)")
+        if let valueLength, valueLength > RecordFormat.maxValueLength {
+            let which = key.map { " for key \(KeyText.describe($0))" } ?? ""
+            throw KVFileError(.invalidArgument, "value of \(valueLength) bytes\(which) is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB)")
         }
     }
 

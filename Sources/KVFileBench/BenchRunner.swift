@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
+import KVFile
+
+/// Runs the benchmarks in order against one database directory, as db_bench does.
+final class BenchRunner {
+    let config: BenchConfig
+    private var store: Store?
+    private let values: ValuePool
+
+    init(config: BenchConfig) {
+        self.config = config
+        values = ValuePool(valueSize: config.valueSize)
+    }
+
+    private var options: StoreOptions {
+        StoreOptions(segmentSize: config.segmentSize, durability: config.sync ? .always : .none)
+    }
+
+    func run() throws {
+        print("kvfile-bench: keys 16 bytes, values \(config.valueSize) bytes (about \(config.valueSize / 2) after compression), \(config.num) entries, sync \(config.sync ? 1 : 0), db \(config.db)")
+        print("------------------------------------------------")
+        for name in config.benchmarks {
+            switch name {
+            case "fillseq": try fresh(); report(name, ops: config.num, seconds: try fill(keys: (0..<UInt64(config.num)).map { $0 }))
+            case "fillrandom": try fresh(); report(name, ops: config.num, seconds: try fill(keys: Workload.permutation(config.num, seed: Workload.fillRandomSeed)))
+            case "overwrite": try opened(); report(name, ops: config.num, seconds: try fill(keys: Workload.uniformSequence(config.num, seed: Workload.overwriteSeed)))
+            case "readrandom": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readRandomSeed), missing: false)
+            case "readmissing": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readMissingSeed), missing: true)
+            case "deleterandom":
+                try opened()
+                let keys = Array(Workload.permutation(config.num, seed: Workload.deleteRandomSeed).prefix(config.num / 10))
+                report(name, ops: keys.count, seconds: try delete(keys: keys))
+            case "open": try reopen()
+            default: break
+            }
+        }
+        try summary()
+    }
+
+    // MARK: setup
+
+    private func fresh() throws {
+        try store?.close()
+        store = nil
+        removeTree(config.db)
+        store = try Store(path: config.db, options: options)
+    }
+
+    private func opened() throws {
+        if store == nil { store = try Store(path: config.db, options: options) }
+    }
+
+    // MARK: benchmarks
+
+    private func fill(keys: [UInt64]) throws -> Double {
+        let store = store!
+        var key = [UInt8](repeating: 0, count: 16)
+        var value = [UInt8](repeating: 0, count: config.valueSize)
+        let start = now()
+        try key.withUnsafeMutableBufferPointer { k in
+            try value.withUnsafeMutableBufferPointer { v in
+                for (i, number) in keys.enumerated() {
+                    Workload.formatKey(number, into: k.baseAddress!)
+                    if config.valueSize > 0 { values.fill(i, into: v.baseAddress!) }
+                    try store.put(key: UnsafeRawBufferPointer(k), value: UnsafeRawBufferPointer(v))
+                }
+            }
+        }
+        return now() - start
+    }
+
+    private func read(_ name: String, keys: [UInt64], missing: Bool) throws {
+        let store = store!
+        var key = [UInt8](repeating: 0, count: missing ? 17 : 16)
+        var found = 0
+        var badLength = 0
+        let valueSize = config.valueSize
+        let start = now()
+        try key.withUnsafeMutableBufferPointer { k in
+            let raw = UnsafeRawBufferPointer(k)
+            for number in keys {
+                Workload.formatKey(number, missing: missing, into: k.baseAddress!)
+                try store.withValue(forKey: raw) { value in
+                    if let value {
+                        found += 1
+                        if value.count != valueSize { badLength += 1 }
+                    }
+                }
+            }
+        }
+        let seconds = now() - start
+        report(name, ops: keys.count, seconds: seconds, extra: " (\(found) of \(keys.count) found, \(badLength) bad_len)")
+    }
+
+    private func delete(keys: [UInt64]) throws -> Double {
+        let store = store!
+        var key = [UInt8](repeating: 0, count: 16)
+        let start = now()
+        try key.withUnsafeMutableBufferPointer { k in
+            for number in keys {
+                Workload.formatKey(number, into: k.baseAddress!)
+                try store.delete(key: UnsafeRawBufferPointer(k))
+            }
+        }
+        return now() - start
+    }
+
+    private func reopen() throws {
+        try store?.close()
+        store = nil
+        let start = now()
+        store = try Store(path: config.db, options: options)
+        let seconds = now() - start
+        let keys = store!.count
+        print(padded("open") + " : " + String(format: "%11.3f s to open %d keys (%.0f keys/s)", seconds, keys, Double(keys) / max(seconds, 1e-9)))
+    }
+
+    private func summary() throws {
+        guard let store else { return }
+        let stats = try store.stats()
+        print("------------------------------------------------")
+        print("store        : \(stats.segmentBytes + stats.hintBytes) bytes on disk (\(stats.segments) segments \(stats.segmentBytes) B, hints \(stats.hintBytes) B), live \(stats.liveBytes) B, dead \(stats.deadBytes) B")
+        print(String(format: "keydir       : %.1f bytes per key (%d keys, %d bytes)", stats.keydirBytesPerKey, stats.keys, stats.keydirBytes))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        print(String(format: "peak RSS     : %.1f MB", Double(usage.ru_maxrss) / 1024))
+        try store.close()
+    }
+
+    // MARK: helpers
+
+    private func report(_ name: String, ops: Int, seconds: Double, extra: String = "") {
+        let micros = seconds * 1e6 / Double(max(ops, 1))
+        let rate = Double(ops) / max(seconds, 1e-9)
+        print(padded(name) + " : " + String(format: "%11.3f micros/op %.0f ops/sec;", micros, rate) + extra)
+    }
+
+    private func padded(_ name: String) -> String {
+        name.count >= 12 ? name : name + String(repeating: " ", count: 12 - name.count)
+    }
+
+    private func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+}
+
+/// Removes a directory tree (the benchmark's own database directory).
+func removeTree(_ path: String) {
+    guard let dir = opendir(path) else { unlink(path); return }
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+        if name == "." || name == ".." { continue }
+        let child = path + "/" + name
+        if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(child) } else { unlink(child) }
+    }
+    closedir(dir)
+    rmdir(path)
+}
