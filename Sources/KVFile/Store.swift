@@ -242,9 +242,8 @@ public final class Store: @unchecked Sendable {
                 operation: existing == nil ? .created : .updated, continues: false,
                 seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
             state.nextSeq = seq + 1
-            try writer.writePending()
             apply(staged, key: key, writer: writer)
-            writer.finishCommit()
+            writer.commitStaged()
             return writer.position
         }
         guard let position else { return false }
@@ -274,9 +273,8 @@ public final class Store: @unchecked Sendable {
                 operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
                 key: key, value: nil, prepared: prepared)
             state.nextSeq = seq + 1
-            try writer.writePending()
             apply(staged, key: key, writer: writer)
-            writer.finishCommit()
+            writer.commitStaged()
             return writer.position
         }
         guard let position else { return false }
@@ -330,11 +328,10 @@ public final class Store: @unchecked Sendable {
                 staged.append(one)
             }
             state.nextSeq = firstSeq + UInt64(records.count)
-            try writer.writePending()
             for (index, record) in records.enumerated() {
                 record.key.withUnsafeBytes { apply(staged[index], key: $0, writer: writer) }
             }
-            writer.finishCommit()
+            writer.commitStaged()
             return writer.position
         }
         guard let position else { return }
@@ -344,7 +341,7 @@ public final class Store: @unchecked Sendable {
     /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.
     @inline(__always)
     private func apply(_ staged: SegmentWriter.Staged, key: UnsafeRawBufferPointer, writer: SegmentWriter) {
-        writer.commit(staged)
+        writer.addHint(staged)
         state.applyNewest(key: key, operation: staged.operation, location: KeyLocation(
             segment: writer.segment.id, offset: UInt32(staged.offset), size: UInt32(staged.size), seq: staged.seq))
     }
@@ -384,7 +381,7 @@ public final class Store: @unchecked Sendable {
             return writer?.segment
         }
         defer { lockFile = nil }
-        if let segment { try Syscalls.fdatasync(segment.fd, path: segment.path) }
+        if let segment { try lock.withWriteLock { () throws(KVFileError) in try SegmentWriter.trimAndSync(segment) } }
     }
 
     @inline(__always)

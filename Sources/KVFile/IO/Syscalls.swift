@@ -164,12 +164,18 @@ enum Syscalls {
         throw ioError("cannot lock", path, code)
     }
 
-    static func allocate(_ fd: Int32, offset: Int, length: Int, path: String) throws(KVFileError) {
-        let code = kvf_fallocate(fd, Int64(offset), Int64(length))
-        // File systems without fallocate (tmpfs before 3.5, some FUSE) just grow on write.
-        if code != 0 && code != EOPNOTSUPP && code != ENOSYS {
-            throw ioError("cannot reserve space in", path, code)
+    /// Grows a file from `from` to `to` bytes with real disk blocks (zeros), so
+    /// later stores into a mapping of it cannot hit a full disk.
+    static func reserve(_ fd: Int32, from: Int, to: Int, path: String) throws(KVFileError) {
+        guard to > from else { return }
+        let code = kvf_fallocate(fd, Int64(from), Int64(to - from))
+        if code == 0 { return }
+        if code == EOPNOTSUPP || code == ENOSYS {
+            // A file system without fallocate: grow the file; blocks come on first write.
+            try ftruncate(fd, to, path: path)
+            return
         }
+        throw ioError("cannot reserve space in", path, code)
     }
 
     static func sleep(milliseconds: Int) {

@@ -100,7 +100,8 @@ struct StoreLoader {
             }
             let capacity = writer ? max(segmentSize, size) : Segment.addressLimit
             segment = try Segment(id: id, path: segmentPath, fd: fd, header: header,
-                                  length: RecordFormat.segmentHeaderSize, mapCapacity: capacity)
+                                  length: RecordFormat.segmentHeaderSize, mapCapacity: capacity, writable: writer)
+            segment.allocated = size
         } catch {
             Syscalls.close(fd)
             throw error
@@ -149,8 +150,10 @@ struct StoreLoader {
         case .tornTail(let at, _):
             segment.length = at
             if writer {
+                // Also drops space a writer reserved past its last record.
                 try Syscalls.ftruncate(segment.fd, at, path: segment.path)
                 try Syscalls.fdatasync(segment.fd, path: segment.path)
+                segment.allocated = at
             }
         case .corrupt(let at, let reason):
             throw KVFileError.corrupt(segment.path, offset: at, reason)

@@ -20,15 +20,20 @@ final class Segment: @unchecked Sendable {
     var length: Int
     /// Bytes of records that are the latest for their key.
     var liveBytes = 0
+    /// For the writer's active segment: the file's size, which runs ahead of
+    /// `length` by space reserved with fallocate so stores into the mapping never fault on a full disk.
+    var allocated = 0
     let header: SegmentHeader
 
     /// How much of the address space a segment may need at most.
     static let addressLimit = (RecordFormat.maxSegmentSize + 4095) & ~4095
 
-    init(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, mapCapacity: Int) throws(KVFileError) {
+    /// Maps `mapCapacity` bytes of `fd`; `writable` for the writer's active segment,
+    /// which appends by storing into the mapping.
+    init(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, mapCapacity: Int, writable: Bool = false) throws(KVFileError) {
         let pageSize = 4096
         let capacity = max(pageSize, (mapCapacity + pageSize - 1) & ~(pageSize - 1))
-        let mapping = mmap(nil, capacity, PROT_READ, MAP_SHARED, fd, 0)
+        let mapping = mmap(nil, capacity, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0)
         if mapping == nil || mapping == UnsafeMutableRawPointer(bitPattern: -1) {
             throw Syscalls.ioError("cannot map", path, errno)
         }
@@ -46,6 +51,9 @@ final class Segment: @unchecked Sendable {
         munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
         Syscalls.close(fd)
     }
+
+    /// Where the writer stores new records (only for a writable mapping).
+    var writableBase: UnsafeMutableRawPointer { UnsafeMutableRawPointer(mutating: base) }
 
     /// The bytes of the segment from `offset` to `length`.
     func bytes(from offset: Int = 0) -> UnsafeRawBufferPointer {

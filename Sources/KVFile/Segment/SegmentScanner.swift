@@ -70,6 +70,14 @@ enum SegmentScanner {
         var candidate = at + 1
         while candidate + 5 < end {
             let kind = p.load(fromByteOffset: candidate + 4, as: UInt8.self)
+            if kind == 0 {
+                // A record's kind byte is never zero: skip runs of zeros (reserved space) a word at a time.
+                var q = candidate + 5
+                while q + 8 <= end && p.loadUnaligned(fromByteOffset: q, as: UInt64.self) == 0 { q += 8 }
+                while q < end && p.load(fromByteOffset: q, as: UInt8.self) == 0 { q += 1 }
+                candidate = q - 4
+                continue
+            }
             if kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0,
                case .record = RecordCodec.decode(p + candidate, available: end - candidate) {
                 return candidate

@@ -5,16 +5,25 @@
 /// Appends records to the active segment, rolls to a new segment when it is
 /// full, and writes the hint file of each segment it seals. Used only under
 /// the store's write lock.
+///
+/// Records are stored straight into a shared, writable mapping of the active
+/// segment: no system call per write, and the bytes are in the page cache —
+/// visible to every other process and safe from a crash of this one — as
+/// soon as the store returns. Space is reserved ahead with fallocate, so a
+/// full disk fails a write cleanly instead of faulting; a sealed or closed
+/// segment is cut back to its records.
 final class SegmentWriter {
     private let directory: String
     private let segmentSize: Int
     private(set) var segment: Segment
     private var hints: HintBuilder
-    /// Encoded records not yet handed to the OS.
-    private let pending = GrowableBuffer(capacity: 1 << 16)
+    /// Bytes of the batch being staged in the mapping, past `segment.length`.
+    private var stagedBytes = 0
     /// Compressed value of the record being encoded.
     private let compressed = GrowableBuffer(capacity: 1 << 12)
     private let compressor = LZ4Compressor()
+    /// How far ahead of the records space is reserved.
+    static let reserveStep = 4 << 20
 
     init(directory: String, segmentSize: Int, active: Segment, hints: HintBuilder) {
         self.directory = directory
@@ -27,32 +36,36 @@ final class SegmentWriter {
     /// Grows with every write, across rolls, so it can order syncs.
     var position: UInt64 { UInt64(segment.id) << 32 | UInt64(segment.length) }
 
-    /// A record encoded into the pending buffer, not yet written.
+    /// A record staged in the mapping, not yet part of the log.
     struct Staged {
         var operation: Operation
         var seq: UInt64
         var offset: Int
         var size: Int
-        /// Where its key lives in the pending buffer, for the keydir and hints.
-        var keyStart: Int
+        var keyOffset: Int
         var keyLength: Int
     }
 
-    /// Bytes staged so far.
-    var stagedBytes: Int { pending.count }
-
     /// Makes sure `bytes` more fit in the active segment, sealing it and
-    /// starting the next when they do not (a segment always takes at least one batch).
+    /// starting the next when they do not (a segment always takes at least
+    /// one batch), and reserves the disk space for them.
     func makeRoom(for bytes: Int, nextSeq: UInt64, state: StoreState) throws(KVFileError) {
-        let used = segment.length + pending.count
+        precondition(stagedBytes == 0, "makeRoom in the middle of a batch")
+        let used = segment.length
         let hasRecords = used > RecordFormat.segmentHeaderSize
         if (hasRecords && used + bytes > segmentSize) || used + bytes > segment.mappedLength {
-            precondition(pending.count == 0, "roll in the middle of a batch")
             try roll(nextSeq: nextSeq, needing: bytes, state: state)
+        }
+        let needed = segment.length + bytes
+        if needed > segment.allocated {
+            let target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.mappedLength)
+            try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
+            segment.allocated = target
         }
     }
 
     /// Compresses the value when that pays and returns the exact encoded record size.
+    @inline(__always)
     func prepare(seq: UInt64, timestamp: UInt64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?) -> (size: Int, compressedLength: Int?) {
         var compressedLength: Int?
         if let value, value.count >= RecordFormat.minCompressibleLength {
@@ -67,13 +80,15 @@ final class SegmentWriter {
         return (size, compressedLength)
     }
 
-    /// Encodes a record after `prepare` into the pending buffer.
+    /// Encodes a record after `prepare` (and `makeRoom`) into the mapping,
+    /// after the records staged before it. Not part of the log until `commitStaged`.
+    @inline(__always)
     func stage(
         operation: Operation, continues: Bool, seq: UInt64, timestamp: UInt64,
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, prepared: (size: Int, compressedLength: Int?)
     ) -> Staged {
-        let start = pending.count
-        let p = pending.reserve(prepared.size)
+        let offset = segment.length + stagedBytes
+        precondition(offset + prepared.size <= segment.allocated, "stage past the reserved space")
         let stored: UnsafeRawBufferPointer
         if let length = prepared.compressedLength {
             stored = UnsafeRawBufferPointer(start: compressed.base, count: length)
@@ -81,50 +96,38 @@ final class SegmentWriter {
             stored = value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
         let written = RecordCodec.encode(
-            to: p, operation: operation, continues: continues, seq: seq, timestamp: timestamp,
+            to: segment.writableBase + offset, operation: operation, continues: continues, seq: seq, timestamp: timestamp,
             key: key, stored: stored, rawLength: prepared.compressedLength == nil ? nil : value!.count)
-        pending.count += written
+        stagedBytes += written
         return Staged(
-            operation: operation, seq: seq, offset: segment.length + start, size: written,
-            keyStart: start + written - stored.count - key.count, keyLength: key.count)
+            operation: operation, seq: seq, offset: offset, size: written,
+            keyOffset: offset + written - stored.count - key.count, keyLength: key.count)
     }
 
-    /// The key bytes of a staged record (valid until `commit` or `discard`).
-    func key(of staged: Staged) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: pending.base + staged.keyStart, count: staged.keyLength)
+    /// Records the hint entry of a staged record.
+    @inline(__always)
+    func addHint(_ staged: Staged) {
+        hints.add(operation: staged.operation, seq: staged.seq, size: staged.size,
+                  key: UnsafeRawBufferPointer(start: segment.base + staged.keyOffset, count: staged.keyLength))
     }
 
-    /// Hands the pending records to the OS. On failure the segment is cut back
-    /// to where it was, so a half-written batch never stays behind.
-    func writePending() throws(KVFileError) {
-        guard pending.count > 0 else { return }
-        do throws(KVFileError) {
-            try Syscalls.pwriteAll(segment.fd, pending.bytes, at: segment.length, path: segment.path)
-        } catch {
-            try? Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
-            pending.count = 0
-            throw error
-        }
+    /// Makes the staged records part of the log.
+    @inline(__always)
+    func commitStaged() {
+        segment.length += stagedBytes
+        stagedBytes = 0
     }
 
-    /// After `writePending` succeeded: records the hint entries and moves the end.
-    func commit(_ staged: Staged) {
-        hints.add(operation: staged.operation, seq: staged.seq, size: staged.size, key: key(of: staged))
+    /// Erases staged records, so that no later scan can mistake them for part of the log.
+    func discardStaged() {
+        if stagedBytes > 0 { memset(segment.writableBase + segment.length, 0, stagedBytes) }
+        stagedBytes = 0
     }
 
-    func finishCommit() {
-        segment.length += pending.count
-        pending.reset(keepingCapacity: 1 << 22)
-    }
-
-    func discardPending() {
-        pending.count = 0
-    }
-
-    /// Seals the active segment (sync, hint file) and starts the next one.
+    /// Seals the active segment (cut to its records, synced, hint file) and starts the next one.
     private func roll(nextSeq: UInt64, needing bytes: Int, state: StoreState) throws(KVFileError) {
         let sealed = segment
-        try Syscalls.fdatasync(sealed.fd, path: sealed.path)
+        try SegmentWriter.trimAndSync(sealed)
         state.hintBytes += try HintWriter.write(hints, segmentID: sealed.id, segmentLength: sealed.length, directory: directory)
         let next = try SegmentWriter.createSegment(
             id: sealed.id + 1, baseSeq: nextSeq, directory: directory,
@@ -134,7 +137,16 @@ final class SegmentWriter {
         hints = HintBuilder()
     }
 
-    /// Creates an empty segment file with its header, durably.
+    /// Cuts the reserved space after the records off and syncs the segment.
+    static func trimAndSync(_ segment: Segment) throws(KVFileError) {
+        if segment.allocated > segment.length {
+            try Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
+            segment.allocated = segment.length
+        }
+        try Syscalls.fdatasync(segment.fd, path: segment.path)
+    }
+
+    /// Creates an empty segment file with its header, durably, mapped for writing.
     static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int) throws(KVFileError) -> Segment {
         let path = directory + "/" + FileNames.segment(id)
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
@@ -143,7 +155,10 @@ final class SegmentWriter {
             try withBytes(header.encoded()) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
             try Syscalls.fdatasync(fd, path: path)
             try Syscalls.syncDirectory(directory)
-            return try Segment(id: id, path: path, fd: fd, header: header, length: RecordFormat.segmentHeaderSize, mapCapacity: capacity)
+            let segment = try Segment(id: id, path: path, fd: fd, header: header, length: RecordFormat.segmentHeaderSize,
+                                      mapCapacity: capacity, writable: true)
+            segment.allocated = RecordFormat.segmentHeaderSize
+            return segment
         } catch {
             Syscalls.close(fd)
             try? Syscalls.unlink(path)
