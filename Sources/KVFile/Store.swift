@@ -19,7 +19,7 @@ public final class Store: @unchecked Sendable {
     public let options: StoreOptions
 
     private let lock = ReadWriteLock()
-    private let state: StoreState
+    private var state: StoreState
     private let loader: StoreLoader
     /// nil for a read-only store.
     private let writer: SegmentWriter?
@@ -51,25 +51,15 @@ public final class Store: @unchecked Sendable {
             names = try Syscalls.listDirectory(directory)
             try StoreDirectory.removeLeftovers(directory, names: names)
         }
-        let segmentIDs = names.compactMap { name -> UInt32? in
-            if case .segment(let id) = FileNames.classify(name) { return id }
-            return nil
-        }.sorted()
+        let segmentIDs = FileNames.segmentIDs(in: names)
 
         state = StoreState(directory: directory, keydir: Keydir())
-        let activeHints = HintBuilder()
-        for id in segmentIDs.dropLast() {
-            try loader.loadSealed(id, into: state)
-        }
-        if let last = segmentIDs.last {
-            try loader.loadActive(last, into: state, hints: activeHints)
-        }
-        state.finishLoading()
+        let activeHints = try loader.loadAll(segmentIDs, into: state)
 
         if writing {
             if state.activeSegment == nil {
                 let first = try SegmentWriter.createSegment(
-                    id: 1, baseSeq: state.nextSeq, directory: directory, capacity: options.segmentSize)
+                    id: state.highestSegmentID + 1, baseSeq: state.nextSeq, directory: directory, capacity: options.segmentSize)
                 state.add(first)
             }
             try Syscalls.syncDirectory(directory)
@@ -181,14 +171,11 @@ public final class Store: @unchecked Sendable {
         try lock.withWriteLock { () throws(KVFileError) in
             try checkOpen()
             let names = try Syscalls.listDirectory(path)
-            let ids = names.compactMap { name -> UInt32? in
-                if case .segment(let id) = FileNames.classify(name) { return id }
-                return nil
-            }.sorted()
-            let known = state.activeSegment
-            if let known { try loader.catchUp(known, state: state, hints: nil) }
-            for id in ids where id > (known?.id ?? 0) {
-                try loader.loadActive(id, into: state, hints: nil)
+            let ids = FileNames.segmentIDs(in: names)
+            if try !loader.catchUpAll(ids, state: state) {
+                let fresh = StoreState(directory: path, keydir: Keydir(expectedKeys: state.keydir.count))
+                _ = try loader.loadAll(ids, into: fresh)
+                state = fresh
             }
         }
     }

@@ -32,6 +32,14 @@ enum FileNames {
         return .other
     }
 
+    /// The segment numbers among directory entry names, ascending.
+    static func segmentIDs(in names: [String]) -> [UInt32] {
+        names.compactMap { name -> UInt32? in
+            if case .segment(let id) = classify(name) { return id }
+            return nil
+        }.sorted()
+    }
+
     private static func number(_ name: String, suffix: String) -> UInt32? {
         guard name.hasSuffix(suffix) else { return nil }
         let stem = name.dropLast(suffix.count)

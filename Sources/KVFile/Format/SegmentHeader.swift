@@ -2,7 +2,7 @@
 //
 //   0  magic      8 bytes "kvfileS\n"
 //   8  version    u16 LE (1)
-//  10  flags      u16 LE (0; reserved)
+//  10  flags      u16 LE: bit 0 set when compaction wrote the segment; other bits 0
 //  12  segment    u32 LE, equal to the number in the file name
 //  16  base seq   u64 LE: no record written after this segment was created has a smaller seq
 //  24  created    u64 LE, milliseconds since the Unix epoch
@@ -13,11 +13,15 @@ struct SegmentHeader: Equatable {
     var segmentID: UInt32
     var baseSeq: UInt64
     var createdMilliseconds: UInt64
+    /// Written by compaction: sealed from birth, never the active segment.
+    var compacted = false
+
+    static let flagCompacted: UInt16 = 1
 
     func encode(to p: UnsafeMutableRawPointer) {
         p.storeBytes(of: RecordFormat.segmentMagic, as: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8).self)
         p.storeLE(RecordFormat.version, at: 8)
-        p.storeLE(UInt16(0), at: 10)
+        p.storeLE(compacted ? SegmentHeader.flagCompacted : 0, at: 10)
         p.storeLE(segmentID, at: 12)
         p.storeLE(baseSeq, at: 16)
         p.storeLE(createdMilliseconds, at: 24)
@@ -38,6 +42,7 @@ struct SegmentHeader: Equatable {
         case unsupportedVersion(UInt16)
         case badChecksum
         case wrongSegmentID(UInt32)
+        case unknownFlags(UInt16)
     }
 
     static func decode(_ p: UnsafeRawPointer, available: Int, expectedID: UInt32) -> Result<SegmentHeader, DecodeError> {
@@ -49,9 +54,12 @@ struct SegmentHeader: Equatable {
         if version != RecordFormat.version { return .failure(.unsupportedVersion(version)) }
         let id = p.loadLE(at: 12, as: UInt32.self)
         if id != expectedID { return .failure(.wrongSegmentID(id)) }
+        let flags = p.loadLE(at: 10, as: UInt16.self)
+        if flags & ~SegmentHeader.flagCompacted != 0 { return .failure(.unknownFlags(flags)) }
         return .success(SegmentHeader(
             segmentID: id, baseSeq: p.loadLE(at: 16, as: UInt64.self),
-            createdMilliseconds: p.loadLE(at: 24, as: UInt64.self)))
+            createdMilliseconds: p.loadLE(at: 24, as: UInt64.self),
+            compacted: flags & SegmentHeader.flagCompacted != 0))
     }
 }
 

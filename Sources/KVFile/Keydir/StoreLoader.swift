@@ -26,7 +26,6 @@ struct StoreLoader {
             throw error
         }
         state.add(segment)
-        state.nextSeq = max(state.nextSeq, segment.header.baseSeq)
 
         let hintPath = path(FileNames.hint(id))
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
@@ -73,10 +72,9 @@ struct StoreLoader {
         return problem
     }
 
-    /// Opens the active (last) segment and, while loading, scans it. A writer
-    /// cuts a torn tail off; a reader just stops before it. With `hints` the
-    /// records are applied as a load (older never beats newer) and their hint
-    /// entries collected; without, as news that a reader catches up on.
+    /// Opens the active segment and scans it. A writer cuts a torn tail off;
+    /// a reader just stops before it. With `hints`, the hint entries of its
+    /// records are collected for the writer, which keeps adding to them.
     func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?) throws(KVFileError) {
         let segmentPath = path(FileNames.segment(id))
         let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
@@ -107,7 +105,6 @@ struct StoreLoader {
             throw error
         }
         state.add(segment)
-        state.nextSeq = max(state.nextSeq, segment.header.baseSeq)
         try catchUp(segment, state: state, hints: hints)
     }
 
@@ -126,11 +123,7 @@ struct StoreLoader {
         let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
             let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
             let location = KeyLocation(segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq)
-            if hints == nil {
-                state.applyNewest(key: key, operation: header.operation, location: location)
-            } else {
-                state.applyLoaded(key: key, operation: header.operation, location: location)
-            }
+            state.applyLoaded(key: key, operation: header.operation, location: location)
             hints?.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
         }
         let end: ScanEnd
@@ -160,6 +153,53 @@ struct StoreLoader {
         }
     }
 
+    /// Loads every segment of the directory, the sealed ones first; returns the
+    /// active segment's hint entries (for a writer).
+    func loadAll(_ ids: [UInt32], into state: StoreState) throws(KVFileError) -> HintBuilder {
+        var activeID: UInt32?
+        for id in ids.reversed() where try !isCompactionOutput(id) {
+            activeID = id
+            break
+        }
+        for id in ids where id != activeID {
+            try loadSealed(id, into: state)
+        }
+        let hints = HintBuilder()
+        if let activeID { try loadActive(activeID, into: state, hints: hints) }
+        state.finishLoading()
+        return hints
+    }
+
+    /// Reads what appeared since the last load (readers only): the rest of the
+    /// active segment and any new segments. Returns false when a known segment
+    /// vanished (compaction replaced it): the caller then loads afresh.
+    func catchUpAll(_ ids: [UInt32], state: StoreState) throws(KVFileError) -> Bool {
+        let present = Set(ids)
+        if state.segmentIDs.contains(where: { !present.contains($0) }) { return false }
+        if let active = state.activeSegment { try catchUp(active, state: state, hints: nil) }
+        for id in ids where state.segment(id) == nil {
+            if try isCompactionOutput(id) {
+                try loadSealed(id, into: state)
+            } else {
+                try loadActive(id, into: state, hints: nil)
+            }
+        }
+        state.finishLoading()
+        return true
+    }
+
+    /// True when the segment's header says compaction wrote it. A file too
+    /// short for a header is an active segment whose creation was cut short.
+    func isCompactionOutput(_ id: UInt32) throws(KVFileError) -> Bool {
+        let segmentPath = path(FileNames.segment(id))
+        let fd = try Syscalls.open(segmentPath, O_RDONLY)
+        defer { Syscalls.close(fd) }
+        var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
+        let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: segmentPath) }
+        guard n == RecordFormat.segmentHeaderSize else { return false }
+        return raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }.map(\.compacted) == .success(true)
+    }
+
     private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
@@ -174,6 +214,8 @@ struct StoreLoader {
         case .failure(.badMagic): throw KVFileError.corrupt(path, offset: 0, "not a kvfile segment (bad magic)")
         case .failure(.badChecksum): throw KVFileError.corrupt(path, offset: 36, "segment header checksum mismatch")
         case .failure(.wrongSegmentID(let other)): throw KVFileError.corrupt(path, offset: 12, "header names segment \(other)")
+        case .failure(.unknownFlags(let flags)):
+            throw KVFileError(.unsupportedVersion, "\(path) has header flags \(flags) this kvfile does not know; use a newer kvfile.", path: path)
         }
     }
 }

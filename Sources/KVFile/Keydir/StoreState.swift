@@ -4,8 +4,10 @@ final class StoreState {
     let keydir: Keydir
     /// Open segments by id; nil where a number is unused.
     private(set) var segmentsByID: [Segment?] = [nil]
-    /// Ids of open segments, ascending; the last one is the active segment.
+    /// Ids of open segments, ascending.
     private(set) var segmentIDs: [UInt32] = []
+    /// The segment writers append to (the highest-numbered one not written by compaction).
+    var activeID: UInt32?
     /// The next sequence number a writer gives out.
     var nextSeq: UInt64 = 1
     /// The smallest and largest sequence numbers in the log (0 when empty).
@@ -13,13 +15,18 @@ final class StoreState {
     var newestSeq: UInt64 = 0
     /// Bytes of the hint files of the open sealed segments.
     var hintBytes = 0
+    /// Keys that loading marked deleted; `finishLoading` removes the marks.
+    private var deletionMarks: [[UInt8]] = []
 
     init(directory: String, keydir: Keydir) {
         self.directory = directory
         self.keydir = keydir
     }
 
-    var activeSegment: Segment? { segmentIDs.last.flatMap { segmentsByID[Int($0)] } }
+    var activeSegment: Segment? { activeID.flatMap { segment($0) } }
+
+    /// The highest segment number in use; new segments take the next one.
+    var highestSegmentID: UInt32 { segmentIDs.last ?? 0 }
 
     @inline(__always)
     func segment(_ id: UInt32) -> Segment? {
@@ -35,44 +42,70 @@ final class StoreState {
         segmentsByID[index] = segment
         segmentIDs.append(segment.id)
         segmentIDs.sort()
+        if !segment.isCompactionOutput && segment.id > (activeID ?? 0) { activeID = segment.id }
+        nextSeq = max(nextSeq, segment.header.baseSeq)
+    }
+
+    /// Forgets a segment (compaction replaced it). Its mapping lives on while something references it.
+    func remove(_ id: UInt32) {
+        guard let segment = segment(id) else { return }
+        segmentsByID[Int(id)] = nil
+        segmentIDs.removeAll { $0 == id }
+        _ = segment
     }
 
     var segments: [Segment] { segmentIDs.compactMap { segmentsByID[Int($0)] } }
 
-    func notice(seq: UInt64) {
+    @inline(__always)
+    func notice(seq: UInt64, in segment: Segment?) {
         if oldestSeq == 0 || seq < oldestSeq { oldestSeq = seq }
         if seq > newestSeq { newestSeq = seq }
         if seq >= nextSeq { nextSeq = seq + 1 }
+        if let segment, seq < segment.minSeq { segment.minSeq = seq }
     }
 
-    /// Applies a record met while loading: older records never override newer ones.
+    /// Applies a record met while loading or catching up, in any file order:
+    /// a record never overrides a newer one for its key, and deletions leave
+    /// a mark until `finishLoading` so an older value met later cannot return.
     @inline(__always)
     func applyLoaded(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
-        notice(seq: location.seq)
+        let holder = segment(location.segment)
+        notice(seq: location.seq, in: holder)
         var location = location
         if operation == .deleted { location.size = 0 }
-        _ = keydir.applyLoaded(key, location)
+        let (applied, replaced) = keydir.applyLoaded(key, location)
+        guard applied else { return }
+        if let replaced, !replaced.isDeletionMark { segment(replaced.segment)?.liveBytes -= Int(replaced.size) }
+        if operation == .deleted {
+            if replaced == nil || !replaced!.isDeletionMark { deletionMarks.append(Array(key)) }
+        } else {
+            holder?.liveBytes += Int(location.size)
+        }
     }
 
-    /// Applies a record that is newer than everything known (a write, or a reader catching up).
+    /// Applies a record the writer just wrote: newer than everything known.
     @inline(__always)
     func applyNewest(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
-        notice(seq: location.seq)
+        let holder = segment(location.segment)
+        notice(seq: location.seq, in: holder)
         let old: KeyLocation?
         if operation == .deleted {
             old = keydir.remove(key)
         } else {
             old = keydir.set(key, location)
-            segment(location.segment)?.liveBytes += Int(location.size)
+            holder?.liveBytes += Int(location.size)
         }
         if let old { segment(old.segment)?.liveBytes -= Int(old.size) }
     }
 
-    /// Ends a load: drops deletion marks and recounts live bytes per segment.
+    /// Ends a load or catch-up: removes the deletion marks it left.
     func finishLoading() {
-        keydir.dropDeletionMarks()
-        for segment in segments { segment.liveBytes = 0 }
-        keydir.forEach { _, location in segment(location.segment)?.liveBytes += Int(location.size) }
+        for key in deletionMarks {
+            key.withUnsafeBytes { raw in
+                if let location = keydir.lookup(raw), location.isDeletionMark { keydir.remove(raw) }
+            }
+        }
+        deletionMarks.removeAll()
     }
 
     func stats() -> StoreStats {

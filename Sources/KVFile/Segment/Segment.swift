@@ -20,6 +20,10 @@ final class Segment: @unchecked Sendable {
     var length: Int
     /// Bytes of records that are the latest for their key.
     var liveBytes = 0
+    /// The smallest sequence number of a record in the segment (UInt64.max while it has none).
+    var minSeq = UInt64.max
+    /// Written by compaction.
+    var isCompactionOutput: Bool { header.compacted }
     /// For the writer's active segment: the file's size, which runs ahead of
     /// `length` by space reserved with fallocate so stores into the mapping never fault on a full disk.
     var allocated = 0

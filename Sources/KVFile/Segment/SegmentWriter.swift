@@ -130,7 +130,7 @@ final class SegmentWriter {
         try SegmentWriter.trimAndSync(sealed)
         state.hintBytes += try HintWriter.write(hints, segmentID: sealed.id, segmentLength: sealed.length, directory: directory)
         let next = try SegmentWriter.createSegment(
-            id: sealed.id + 1, baseSeq: nextSeq, directory: directory,
+            id: state.highestSegmentID + 1, baseSeq: nextSeq, directory: directory,
             capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes))
         state.add(next)
         segment = next
