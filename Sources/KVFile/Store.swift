@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An open kvfile store: a directory of append-only, checksummed segment
 /// files with an in-memory hash index of every live key.
 ///
@@ -18,13 +22,20 @@ public final class Store: @unchecked Sendable {
     /// The options it was opened with.
     public let options: StoreOptions
 
-    private let lock = ReadWriteLock()
-    private var state: StoreState
-    private let loader: StoreLoader
+    let lock = ReadWriteLock()
+    var state: StoreState
+    private var loader: StoreLoader
     /// nil for a read-only store.
-    private let writer: SegmentWriter?
+    let writer: SegmentWriter?
     private var lockFile: LockFile?
     private var closed = false
+
+    /// One compaction at a time.
+    let compactionMutex = PlainMutex()
+    /// What the last compaction did (guarded by `lock`).
+    var lastCompaction: CompactionResult?
+    /// Tests set this to simulate a crash at a compaction step (return true to crash there).
+    nonisolated(unsafe) var compactionFailpoint: ((CompactionStep) -> Bool)?
 
     private let syncMutex = PlainMutex()
     /// Log position known to be on stable storage (guarded by `syncMutex`).
@@ -42,24 +53,26 @@ public final class Store: @unchecked Sendable {
         self.path = directory
         self.options = options
         let writing = !options.readOnly
-        loader = StoreLoader(directory: directory, writer: writing, segmentSize: options.segmentSize)
+        var loader = StoreLoader(directory: directory, writer: writing, segmentSize: options.segmentSize)
 
         var names = try StoreDirectory.prepare(directory, options: options)
         if writing {
             lockFile = try LockFile.acquire(directory: directory, timeoutMilliseconds: options.lockTimeoutMilliseconds)
             // Another writer may have changed the directory while we waited.
             names = try Syscalls.listDirectory(directory)
+            if try StoreDirectory.finishInterruptedCompaction(directory, names: names) {
+                names = try Syscalls.listDirectory(directory)
+            }
             try StoreDirectory.removeLeftovers(directory, names: names)
         }
-        let segmentIDs = FileNames.segmentIDs(in: names)
-
-        state = StoreState(directory: directory, keydir: Keydir())
-        let activeHints = try loader.loadAll(segmentIDs, into: state)
+        let (loaded, activeHints) = try StoreDirectory.load(names: names, loader: &loader)
+        self.loader = loader
+        state = loaded
 
         if writing {
             if state.activeSegment == nil {
                 let first = try SegmentWriter.createSegment(
-                    id: state.highestSegmentID + 1, baseSeq: state.nextSeq, directory: directory, capacity: options.segmentSize)
+                    id: state.allocateSegmentID(), baseSeq: state.nextSeq, directory: directory, capacity: options.segmentSize)
                 state.add(first)
             }
             try Syscalls.syncDirectory(directory)
@@ -171,11 +184,14 @@ public final class Store: @unchecked Sendable {
         try lock.withWriteLock { () throws(KVFileError) in
             try checkOpen()
             let names = try Syscalls.listDirectory(path)
-            let ids = FileNames.segmentIDs(in: names)
-            if try !loader.catchUpAll(ids, state: state) {
-                let fresh = StoreState(directory: path, keydir: Keydir(expectedKeys: state.keydir.count))
-                _ = try loader.loadAll(ids, into: fresh)
-                state = fresh
+            let caughtUp: Bool
+            do throws(KVFileError) {
+                caughtUp = try loader.catchUpAll(loader.resolveSegments(names), state: state)
+            } catch where error.errno == ENOENT {
+                caughtUp = false  // a compaction removed a file while we read: read afresh
+            }
+            if !caughtUp {
+                state = try StoreDirectory.load(names: names, loader: &loader, expectedKeys: state.keydir.count).state
             }
         }
     }
@@ -360,6 +376,7 @@ public final class Store: @unchecked Sendable {
     /// Syncs a writer's data, releases the lock, and makes the store unusable.
     /// Calling it again does nothing.
     public func close() throws(KVFileError) {
+        compactionMutex.withLock {}  // let a running compaction finish first
         syncer?.stop()
         syncer = nil
         let segment: Segment? = lock.withWriteLock {
@@ -372,11 +389,11 @@ public final class Store: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func checkOpen() throws(KVFileError) {
+    func checkOpen() throws(KVFileError) {
         if closed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }
     }
 
-    private func requireWriter() throws(KVFileError) -> SegmentWriter {
+    func requireWriter() throws(KVFileError) -> SegmentWriter {
         guard let writer else {
             throw KVFileError(.readOnly, "store \(path) was opened read-only; open it without readOnly to write")
         }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Decides whether a path is, or may become, a store directory.
 enum StoreDirectory {
     /// Checks `directory` and creates it for a writer when allowed; returns its file names.
@@ -29,6 +33,38 @@ enum StoreDirectory {
                 }
             }
             return names
+        }
+    }
+
+    /// A writer that finds an intact compaction marker finishes that compaction
+    /// (outputs are complete once the marker exists); a damaged marker was never
+    /// committed and is removed. Returns whether it changed the directory.
+    static func finishInterruptedCompaction(_ directory: String, names: [String]) throws(KVFileError) -> Bool {
+        guard names.contains(CompactionMarker.fileName) else { return false }
+        if let marker = try CompactionMarker.read(directory: directory) {
+            try marker.rollForward(directory: directory)
+        } else {
+            try Syscalls.unlink(directory + "/" + CompactionMarker.fileName)
+        }
+        return true
+    }
+
+    /// Loads the store's segments into a fresh state. A reader retries when a
+    /// file vanishes under it (a compaction finishing in another process).
+    static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
+        var names = names
+        var attempt = 0
+        while true {
+            do {
+                let ids = try loader.resolveSegments(names)
+                let state = StoreState(directory: loader.directory, keydir: Keydir(expectedKeys: expectedKeys))
+                let hints = try loader.loadAll(ids, into: state)
+                return (state, hints)
+            } catch where !loader.writer && error.errno == ENOENT && attempt < 50 {
+                attempt += 1
+                Syscalls.sleep(milliseconds: 2)
+                names = try Syscalls.listDirectory(loader.directory)
+            }
         }
     }
 

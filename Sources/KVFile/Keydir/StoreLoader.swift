@@ -9,12 +9,40 @@ struct StoreLoader {
     let writer: Bool
     let segmentSize: Int
 
+    /// Compaction outputs that are still under their temporary names (a reader
+    /// that found a compaction marker reads them there).
+    var temporaryOutputs: Set<UInt32> = []
+
     func path(_ name: String) -> String { directory + "/" + name }
+
+    func segmentPath(_ id: UInt32) -> String {
+        path(FileNames.segment(id)) + (temporaryOutputs.contains(id) ? FileNames.temporarySuffix : "")
+    }
+
+    func hintPath(_ id: UInt32) -> String {
+        path(FileNames.hint(id)) + (temporaryOutputs.contains(id) ? FileNames.temporarySuffix : "")
+    }
+
+    /// The segments that make up the store now: the directory's segment files,
+    /// seen through an unfinished compaction's marker when there is one (its
+    /// inputs are as good as gone, its outputs as good as renamed).
+    mutating func resolveSegments(_ names: [String]) throws(KVFileError) -> [UInt32] {
+        var ids = Set(FileNames.segmentIDs(in: names))
+        temporaryOutputs = []
+        if names.contains(CompactionMarker.fileName), let marker = try CompactionMarker.read(directory: directory) {
+            ids.subtract(marker.inputs)
+            for id in marker.outputs where !ids.contains(id) {
+                temporaryOutputs.insert(id)
+                ids.insert(id)
+            }
+        }
+        return ids.sorted()
+    }
 
     /// Opens a sealed segment: its hint file when it is sound, else a full scan.
     /// A writer rewrites a missing or damaged hint file.
     func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
-        let segmentPath = path(FileNames.segment(id))
+        let segmentPath = segmentPath(id)
         let fd = try Syscalls.open(segmentPath, O_RDONLY)
         let segment: Segment
         do throws(KVFileError) {
@@ -27,7 +55,7 @@ struct StoreLoader {
         }
         state.add(segment)
 
-        let hintPath = path(FileNames.hint(id))
+        let hintPath = hintPath(id)
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
             _ = problem
             let hints = HintBuilder()
@@ -44,7 +72,7 @@ struct StoreLoader {
                 throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
             }
             if writer {
-                state.hintBytes += try HintWriter.write(hints, segmentID: id, segmentLength: segment.length, directory: directory)
+                segment.hintBytes = try HintWriter.write(hints, segmentID: id, segmentLength: segment.length, directory: directory)
             }
         }
     }
@@ -68,7 +96,7 @@ struct StoreLoader {
             state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
                 segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
         }
-        if problem == nil { state.hintBytes += size }
+        if problem == nil { segment.hintBytes = size }
         return problem
     }
 
@@ -191,7 +219,8 @@ struct StoreLoader {
     /// True when the segment's header says compaction wrote it. A file too
     /// short for a header is an active segment whose creation was cut short.
     func isCompactionOutput(_ id: UInt32) throws(KVFileError) -> Bool {
-        let segmentPath = path(FileNames.segment(id))
+        if temporaryOutputs.contains(id) { return true }
+        let segmentPath = segmentPath(id)
         let fd = try Syscalls.open(segmentPath, O_RDONLY)
         defer { Syscalls.close(fd) }
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
@@ -223,7 +252,8 @@ struct StoreLoader {
 /// Writes hint files atomically: a temporary file, synced, then renamed.
 enum HintWriter {
     /// Writes the hint file and returns its size. The caller syncs the directory.
-    static func write(_ hints: HintBuilder, segmentID: UInt32, segmentLength: Int, directory: String) throws(KVFileError) -> Int {
+    /// With `rename: false` it stays under its temporary name (compaction renames it later).
+    static func write(_ hints: HintBuilder, segmentID: UInt32, segmentLength: Int, directory: String, rename: Bool = true) throws(KVFileError) -> Int {
         let bytes = hints.fileBytes(segmentID: segmentID, segmentLength: segmentLength)
         let finalPath = directory + "/" + FileNames.hint(segmentID)
         let temporaryPath = finalPath + FileNames.temporarySuffix
@@ -237,7 +267,7 @@ enum HintWriter {
             throw error
         }
         Syscalls.close(fd)
-        try Syscalls.rename(temporaryPath, finalPath)
+        if rename { try Syscalls.rename(temporaryPath, finalPath) }
         return bytes.count
     }
 }

@@ -13,8 +13,6 @@ final class StoreState {
     /// The smallest and largest sequence numbers in the log (0 when empty).
     var oldestSeq: UInt64 = 0
     var newestSeq: UInt64 = 0
-    /// Bytes of the hint files of the open sealed segments.
-    var hintBytes = 0
     /// Keys that loading marked deleted; `finishLoading` removes the marks.
     private var deletionMarks: [[UInt8]] = []
 
@@ -25,8 +23,15 @@ final class StoreState {
 
     var activeSegment: Segment? { activeID.flatMap { segment($0) } }
 
-    /// The highest segment number in use; new segments take the next one.
-    var highestSegmentID: UInt32 { segmentIDs.last ?? 0 }
+    /// The highest segment number in use or handed out.
+    private var lastAllocatedID: UInt32 = 0
+    var highestSegmentID: UInt32 { max(segmentIDs.last ?? 0, lastAllocatedID) }
+
+    /// A segment number no other file has or will get (writer rolls and compaction share it).
+    func allocateSegmentID() -> UInt32 {
+        lastAllocatedID = highestSegmentID + 1
+        return lastAllocatedID
+    }
 
     @inline(__always)
     func segment(_ id: UInt32) -> Segment? {
@@ -55,6 +60,12 @@ final class StoreState {
     }
 
     var segments: [Segment] { segmentIDs.compactMap { segmentsByID[Int($0)] } }
+
+    /// Recomputes the oldest sequence number after segments were removed.
+    func recomputeOldestSeq() {
+        let smallest = segments.map(\.minSeq).min() ?? UInt64.max
+        oldestSeq = smallest == UInt64.max ? 0 : smallest
+    }
 
     @inline(__always)
     func notice(seq: UInt64, in segment: Segment?) {
@@ -111,6 +122,7 @@ final class StoreState {
     func stats() -> StoreStats {
         let all = segments
         let segmentBytes = all.reduce(0) { $0 + $1.length }
+        let hintBytes = all.reduce(0) { $0 + $1.hintBytes }
         let recordBytes = all.reduce(0) { $0 + max(0, $1.length - RecordFormat.segmentHeaderSize) }
         return StoreStats(
             keys: keydir.count, segments: all.count, segmentBytes: segmentBytes, hintBytes: hintBytes,

@@ -22,6 +22,8 @@ final class Segment: @unchecked Sendable {
     var liveBytes = 0
     /// The smallest sequence number of a record in the segment (UInt64.max while it has none).
     var minSeq = UInt64.max
+    /// Size of its hint file (0 while it has none).
+    var hintBytes = 0
     /// Written by compaction.
     var isCompactionOutput: Bool { header.compacted }
     /// For the writer's active segment: the file's size, which runs ahead of

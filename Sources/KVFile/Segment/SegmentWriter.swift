@@ -124,13 +124,19 @@ final class SegmentWriter {
         stagedBytes = 0
     }
 
+    /// Seals the active segment when it holds records, so compaction can take it.
+    func sealIfNotEmpty(nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+        precondition(stagedBytes == 0, "seal in the middle of a batch")
+        if segment.length > RecordFormat.segmentHeaderSize { try roll(nextSeq: nextSeq, needing: 0, state: state) }
+    }
+
     /// Seals the active segment (cut to its records, synced, hint file) and starts the next one.
     private func roll(nextSeq: UInt64, needing bytes: Int, state: StoreState) throws(KVFileError) {
         let sealed = segment
         try SegmentWriter.trimAndSync(sealed)
-        state.hintBytes += try HintWriter.write(hints, segmentID: sealed.id, segmentLength: sealed.length, directory: directory)
+        sealed.hintBytes = try HintWriter.write(hints, segmentID: sealed.id, segmentLength: sealed.length, directory: directory)
         let next = try SegmentWriter.createSegment(
-            id: state.highestSegmentID + 1, baseSeq: nextSeq, directory: directory,
+            id: state.allocateSegmentID(), baseSeq: nextSeq, directory: directory,
             capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes))
         state.add(next)
         segment = next

@@ -1,0 +1,244 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+// Online compaction (see man/kvfile.5, "Compaction"). Readers and writers
+// keep going throughout: the copy reads immutable sealed segments and checks
+// liveness under short read locks; the switch to the new segments happens
+// under short write locks, a few thousand keys at a time, and is safe at any
+// point because old and new copies of a record are the same record.
+
+/// A record compaction copied: where it was and where it is now.
+private struct Move {
+    var oldSegment: UInt32
+    var oldOffset: UInt32
+    var newSegment: UInt32
+    var newOffset: UInt32
+    var keyOffset: UInt16
+    var keyLength: UInt16
+    var size: UInt32
+}
+
+private struct CompactionPlan {
+    var inputs: [Segment]
+    /// The smallest sequence number in any segment compaction leaves alone.
+    var nonInputMinSeq: UInt64
+    var baseSeq: UInt64
+}
+
+extension Store {
+    /// Compacts on demand: seals the active segment, then rewrites every
+    /// sealed segment into fresh ones holding only live records (with their
+    /// original sequence numbers) and the tombstones still needed, and removes
+    /// the old files. Readers and writers keep working meanwhile. A crash at
+    /// any point leaves a store that opens to the same contents.
+    @discardableResult
+    public func compact() throws(KVFileError) -> CompactionResult {
+        try compact(sealActive: true, policy: nil)
+    }
+
+    func compact(sealActive: Bool, policy: CompactionPolicy?) throws(KVFileError) -> CompactionResult {
+        let writer = try requireWriter()
+        return try compactionMutex.withLock { () throws(KVFileError) -> CompactionResult in
+            let started = Syscalls.monotonicNanoseconds()
+            let plan = try lock.withWriteLock { () throws(KVFileError) -> CompactionPlan in
+                try checkOpen()
+                if sealActive { try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state) }
+                return Store.plan(state: state, activeID: writer.segment.id, policy: policy)
+            }
+            guard !plan.inputs.isEmpty else {
+                return CompactionResult(inputSegments: 0, outputSegments: 0, bytesBefore: 0, bytesAfter: 0,
+                                        recordsCopied: 0, recordsDropped: 0, seconds: 0)
+            }
+            let output = CompactionOutput(directory: path, segmentSize: options.segmentSize, baseSeq: plan.baseSeq) { [self] in
+                lock.withWriteLock { state.allocateSegmentID() }
+            }
+            var moves: [Move] = []
+            var dropped = 0
+            do throws(KVFileError) {
+                (dropped, moves) = try copyLiveRecords(plan, into: output)
+                try failpoint(.copied)
+                try output.finish()
+                try failpoint(.outputsSynced)
+            } catch {
+                if !error.isInjectedCrash { output.abandon() }
+                throw error
+            }
+            let marker = CompactionMarker(inputs: plan.inputs.map(\.id), outputs: output.finished.map(\.id))
+            try marker.write(directory: path)
+            try failpoint(.markerWritten)
+            for out in output.finished {
+                for name in [FileNames.hint(out.id), FileNames.segment(out.id)] {
+                    try Syscalls.rename(path + "/" + name + FileNames.temporarySuffix, path + "/" + name)
+                }
+            }
+            try Syscalls.syncDirectory(path)
+            try failpoint(.outputsRenamed)
+            let outputs = try openOutputs(output.finished)
+            try switchOver(from: plan.inputs, to: outputs, moves: moves)
+            try failpoint(.keydirSwapped)
+            for input in plan.inputs {
+                try Syscalls.unlink(path + "/" + FileNames.hint(input.id))
+                try Syscalls.unlink(path + "/" + FileNames.segment(input.id))
+            }
+            try Syscalls.syncDirectory(path)
+            try failpoint(.inputsRemoved)
+            try Syscalls.unlink(path + "/" + CompactionMarker.fileName)
+            try Syscalls.syncDirectory(path)
+
+            let result = CompactionResult(
+                inputSegments: plan.inputs.count, outputSegments: outputs.count,
+                bytesBefore: plan.inputs.reduce(0) { $0 + $1.length + $1.hintBytes },
+                bytesAfter: outputs.reduce(0) { $0 + $1.length + $1.hintBytes },
+                recordsCopied: output.recordsCopied, recordsDropped: dropped,
+                seconds: Double(Syscalls.monotonicNanoseconds() - started) / 1e9)
+            lock.withWriteLock { lastCompaction = result }
+            return result
+        }
+    }
+
+    /// Chooses the sealed segments to compact: all of them on demand, or by policy.
+    private static func plan(state: StoreState, activeID: UInt32, policy: CompactionPolicy?) -> CompactionPlan {
+        let sealed = state.segments.filter { $0.id != activeID }
+        var inputs = sealed
+        if let policy {
+            inputs = sealed.filter { segment in
+                let records = segment.length - RecordFormat.segmentHeaderSize
+                return records > 0 && Double(records - segment.liveBytes) >= policy.minDeadRatio * Double(records)
+            }
+            let dead = inputs.reduce(0) { $0 + ($1.length - RecordFormat.segmentHeaderSize - $1.liveBytes) }
+            if dead < policy.minDeadBytes { inputs = [] }
+        }
+        let inputIDs = Set(inputs.map(\.id))
+        let nonInputMinSeq = state.segments.filter { !inputIDs.contains($0.id) }.map(\.minSeq).min() ?? UInt64.max
+        return CompactionPlan(inputs: inputs, nonInputMinSeq: nonInputMinSeq, baseSeq: state.nextSeq)
+    }
+
+    /// Copies every live record of the inputs, then the tombstones still
+    /// needed; returns how many records were dropped.
+    private func copyLiveRecords(_ plan: CompactionPlan, into output: CompactionOutput) throws(KVFileError) -> (dropped: Int, moves: [Move]) {
+        var dropped = 0
+        var moves: [Move] = []
+        // Newest tombstone per key among the inputs.
+        var tombstones: [[UInt8]: (seq: UInt64, segment: Segment, offset: Int, header: RecordHeader)] = [:]
+        var pending: [(offset: Int, header: RecordHeader)] = []
+        pending.reserveCapacity(4096)
+        for segment in plan.inputs {
+            let copyPending = { [self] () throws(KVFileError) in
+                let live: [Bool] = try lock.withReadLock { () throws(KVFileError) -> [Bool] in
+                    try checkOpen()
+                    return pending.map { record in
+                        guard record.header.operation != .deleted else { return false }
+                        let key = UnsafeRawBufferPointer(start: segment.base + record.offset + record.header.keyOffset, count: record.header.keyLength)
+                        guard let location = state.keydir.lookup(key) else { return false }
+                        return location.segment == segment.id && Int(location.offset) == record.offset
+                    }
+                }
+                for (index, record) in pending.enumerated() {
+                    let start = segment.base + record.offset
+                    if record.header.operation == .deleted {
+                        let key = Array(UnsafeRawBufferPointer(start: start + record.header.keyOffset, count: record.header.keyLength))
+                        if let known = tombstones[key] {
+                            dropped += 1
+                            if known.seq > record.header.seq { continue }
+                        }
+                        tombstones[key] = (record.header.seq, segment, record.offset, record.header)
+                    } else if live[index] {
+                        let (newSegment, newOffset) = try output.append(start, header: record.header)
+                        moves.append(Move(
+                            oldSegment: segment.id, oldOffset: UInt32(record.offset),
+                            newSegment: newSegment, newOffset: UInt32(newOffset),
+                            keyOffset: UInt16(record.header.keyOffset), keyLength: UInt16(record.header.keyLength),
+                            size: UInt32(record.header.totalLength)))
+                    } else {
+                        dropped += 1
+                    }
+                }
+                pending.removeAll(keepingCapacity: true)
+            }
+            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize) {
+                (offset, header, _) throws(KVFileError) in
+                pending.append((offset, header))
+                if pending.count == 4096 { try copyPending() }
+            }
+            try copyPending()
+            switch end {
+            case .clean: break
+            case .tornTail(let at, let reason), .corrupt(let at, let reason):
+                throw KVFileError.corrupt(segment.path, offset: at, "\(reason) (in a sealed segment; compaction stopped)")
+            }
+        }
+        // A tombstone is needed while its key has no newer value and some
+        // segment compaction leaves alone may hold an older one (Bitcask's rule).
+        let needed = lock.withReadLock {
+            tombstones.filter { key, tombstone in
+                plan.nonInputMinSeq < tombstone.seq && key.withUnsafeBytes { state.keydir.lookup($0) == nil }
+            }
+        }
+        dropped += tombstones.count - needed.count
+        for (_, tombstone) in needed.sorted(by: { $0.value.seq < $1.value.seq }) {
+            _ = try output.append(tombstone.segment.base + tombstone.offset, header: tombstone.header)
+        }
+        return (dropped, moves)
+    }
+
+    private func openOutputs(_ finished: [CompactionOutput.Finished]) throws(KVFileError) -> [Segment] {
+        var segments: [Segment] = []
+        for out in finished {
+            let segmentPath = path + "/" + FileNames.segment(out.id)
+            let fd = try Syscalls.open(segmentPath, O_RDONLY)
+            let segment: Segment
+            do throws(KVFileError) {
+                segment = try Segment(id: out.id, path: segmentPath, fd: fd, header: out.header, length: out.length, mapCapacity: out.length)
+            } catch {
+                Syscalls.close(fd)
+                throw error
+            }
+            segment.minSeq = out.minSeq
+            segment.hintBytes = out.hintBytes
+            segments.append(segment)
+        }
+        return segments
+    }
+
+    /// Points the keydir at the copies, a slice at a time so no writer waits
+    /// long, then forgets the inputs. Keys written meanwhile keep their newer location.
+    private func switchOver(from inputs: [Segment], to outputs: [Segment], moves: [Move]) throws(KVFileError) {
+        try lock.withWriteLock { () throws(KVFileError) in
+            try checkOpen()
+            for segment in outputs { state.add(segment) }
+        }
+        var index = 0
+        while index < moves.count {
+            let end = min(index + 4096, moves.count)
+            lock.withWriteLock {
+                for move in moves[index..<end] {
+                    guard let old = state.segment(move.oldSegment) else { continue }
+                    let key = UnsafeRawBufferPointer(start: old.base + Int(move.oldOffset) + Int(move.keyOffset), count: Int(move.keyLength))
+                    guard let location = state.keydir.lookup(key),
+                          location.segment == move.oldSegment, location.offset == move.oldOffset else { continue }
+                    state.keydir.set(key, KeyLocation(segment: move.newSegment, offset: move.newOffset, size: location.size, seq: location.seq))
+                    old.liveBytes -= Int(move.size)
+                    state.segment(move.newSegment)?.liveBytes += Int(move.size)
+                }
+            }
+            index = end
+        }
+        lock.withWriteLock {
+            for input in inputs { state.remove(input.id) }
+            state.recomputeOldestSeq()
+        }
+    }
+
+    private func failpoint(_ step: CompactionStep) throws(KVFileError) {
+        if let hook = compactionFailpoint, hook(step) {
+            throw KVFileError(.io, "injected crash at compaction step \(step.rawValue)", errno: KVFileError.injectedCrashErrno)
+        }
+    }
+}
+
+extension KVFileError {
+    /// Marks errors the tests' failpoints raise, which must leave files as a crash would.
+    static let injectedCrashErrno: Int32 = -9999
+    var isInjectedCrash: Bool { errno == KVFileError.injectedCrashErrno }
+}
