@@ -15,13 +15,14 @@ struct DeleteCommand: ParsableCommand {
     )
 
     @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var write: WriteOptions
 
     @Argument(help: "The key to remove.")
     var key: String
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: false)
+            let store = try access.open(readOnly: false, durability: write.mode)
             let existed = try store.delete(Array(key.utf8))
             try store.close()
             return existed ? .success : .notFound

@@ -4,29 +4,46 @@ import KVFile
 struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
-        abstract: "Print the value of a key.",
+        abstract: "Print the value of a key, or every pair with --all.",
         discussion: """
             Writes the value's exact bytes to standard output. When standard \
             output is a terminal and the value does not end in a newline, one is \
             added for readability; into a pipe or file nothing is added. Exits 1, \
             printing nothing, when the key has no value. Never takes the writer's \
-            lock, so it works while another process writes.
+            lock, so it works while another process writes. --all prints every \
+            pair as `kvfile dump` does.
 
             Examples:
               kvfile get ./cache.kv greeting
               kvfile get ./cache.kv photo > photo.jpg
               if value=$(kvfile get ./cache.kv token); then echo "$value"; fi
+              kvfile get ./cache.kv --all --format json
             """
     )
 
     @OptionGroup var access: StoreAccessOptions
 
-    @Argument(help: "The key to look up.")
-    var key: String
+    @Argument(help: "The key to look up (leave out with --all).")
+    var key: String?
+
+    @Flag(name: .long, help: "Print every pair instead of one value.")
+    var all = false
+
+    @Option(name: .long, help: "With --all: text, json or ndjson.")
+    var format: PairFormat = .text
+
+    func validate() throws {
+        if all && key != nil { throw ValidationError("give either a KEY or --all, not both") }
+        if !all && key == nil { throw ValidationError("missing KEY (or --all for every pair)") }
+    }
 
     func run() throws {
         try runReportingErrors {
             let store = try access.open(readOnly: true)
+            guard let key else {
+                try Dumper.dump(store, format: format, prefix: [])
+                return .success
+            }
             guard let value = try store.get(Array(key.utf8)) else { return .notFound }
             Terminal.write(value, to: 1)
             if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {

@@ -15,6 +15,8 @@ struct KVFileCommand: ParsableCommand {
               kvfile get ./cache.kv greeting
               echo '{"n": 1}' | kvfile put ./cache.kv config
               kvfile delete ./cache.kv greeting
+              kvfile dump ./cache.kv --format ndjson > backup.ndjson
+              kvfile stat ./cache.kv
 
             Exit status: 0 success; 1 key not found; 64 usage error; 65 invalid \
             input (empty or too long key, value over 64 MiB); 66 no store at the \
@@ -23,7 +25,10 @@ struct KVFileCommand: ParsableCommand {
             version.
             """,
         version: KVFileVersion.current,
-        subcommands: [PutCommand.self, GetCommand.self, DeleteCommand.self]
+        subcommands: [
+            PutCommand.self, GetCommand.self, DeleteCommand.self, DumpCommand.self, LoadCommand.self,
+            StatCommand.self, CheckCommand.self, CompactCommand.self,
+        ]
     )
 }
 

@@ -8,16 +8,23 @@ struct PutCommand: ParsableCommand {
         discussion: """
             The value is taken byte for byte: from the VALUE argument, or from \
             standard input when VALUE is left out (binary data welcome). The \
-            write is on disk when the command exits.
+            write is on disk when the command exits. With --if-absent nothing is \
+            written when the key already has a value, and the exit status is 1: \
+            a lock for shell scripts.
 
             Examples:
               kvfile put ./cache.kv greeting hello
               kvfile put ./cache.kv photo < photo.jpg
               date | kvfile put ./cache.kv last-run
+              kvfile put --if-absent ./locks.kv nightly-job "$$" || echo "already running"
             """
     )
 
     @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var write: WriteOptions
+
+    @Flag(name: .long, help: "Write only when the key has no value; exit 1 otherwise.")
+    var ifAbsent = false
 
     @Argument(help: "The key (1 to 4096 bytes).")
     var key: String
@@ -36,10 +43,16 @@ struct PutCommand: ParsableCommand {
                 }
                 bytes = try Terminal.readStandardInput()
             }
-            let store = try access.open(readOnly: false)
-            try store.put(Array(key.utf8), bytes)
+            let store = try access.open(readOnly: false, durability: write.mode)
+            let written: Bool
+            if ifAbsent {
+                written = try store.putIfAbsent(Array(key.utf8), bytes)
+            } else {
+                try store.put(Array(key.utf8), bytes)
+                written = true
+            }
             try store.close()
-            return .success
+            return written ? .success : .notFound
         }
     }
 }

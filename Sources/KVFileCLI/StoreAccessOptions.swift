@@ -11,9 +11,14 @@ struct StoreAccessOptions: ParsableArguments {
     var lockTimeout: Int = 10_000
 
     func open(readOnly: Bool, durability: Durability = .none) throws(KVFileError) -> Store {
+        try open(readOnly: readOnly, durability: durability, segmentSize: nil)
+    }
+
+    func open(readOnly: Bool, durability: Durability, segmentSize: Int?) throws(KVFileError) -> Store {
         var options = StoreOptions(readOnly: readOnly, createIfMissing: !readOnly)
         options.lockTimeoutMilliseconds = lockTimeout
         options.durability = durability
+        if let segmentSize { options.segmentSize = segmentSize }
         return try Store(path: store, options: options)
     }
 
@@ -22,6 +27,24 @@ struct StoreAccessOptions: ParsableArguments {
         if store.isEmpty { throw ValidationError("the store path must not be empty") }
     }
 }
+
+/// Options of commands that write.
+struct WriteOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "When writes reach the disk: none, always, interval or interval:MS. Whatever you choose, the tool syncs before it exits.",
+        valueName: "mode"))
+    var durability: String = "none"
+
+    var mode: Durability { Durability(parsing: durability) ?? .none }
+
+    func validate() throws {
+        if Durability(parsing: durability) == nil {
+            throw ValidationError("--durability takes none, always, interval or interval:MS (milliseconds), not '\(durability)'")
+        }
+    }
+}
+
+extension PairFormat: ExpressibleByArgument {}
 
 /// Writes bytes to a file descriptor, and maps engine errors to exit codes.
 enum Terminal {

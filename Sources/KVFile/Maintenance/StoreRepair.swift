@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// What ``StoreRepair/run(path:lockTimeoutMilliseconds:)`` did.
+public struct RepairReport: Sendable {
+    /// Keys with a value after the repair.
+    public var keysKept = 0
+    /// Records read intact (every version of every key, tombstones included).
+    public var recordsRead = 0
+    /// Ranges of bytes that could not be read, and why.
+    public var dropped: [CheckProblem] = []
+    /// Where the damaged original files were moved (nil when none was damaged).
+    public var backupDirectory: String?
+}
+
+/// Salvages every readable record of a damaged store into fresh segments,
+/// keeping sequence numbers, and moves the damaged files aside.
+public enum StoreRepair {
+    /// Repairs the store at `path`; takes the writer's lock for the duration.
+    public static func run(path: String, lockTimeoutMilliseconds: Int = 10_000) throws(KVFileError) -> RepairReport {
+        let names = try StoreDirectory.prepare(path, options: StoreOptions(readOnly: true))
+        _ = names
+        let lock = try LockFile.acquire(directory: path, timeoutMilliseconds: lockTimeoutMilliseconds)
+        defer { _ = lock }
+        var current = try Syscalls.listDirectory(path)
+        if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
+        try StoreDirectory.removeLeftovers(path, names: current)
+        let ids = FileNames.segmentIDs(in: current)
+
+        var report = RepairReport()
+        let keydir = Keydir()
+        var files: [UInt32: FileBytes] = [:]
+        var damagedIDs: [UInt32] = []
+        var nextSeq: UInt64 = 1
+        for id in ids {
+            let name = FileNames.segment(id)
+            let data = try FileBytes(path: path + "/" + name)
+            files[id] = data
+            if data.count >= RecordFormat.segmentHeaderSize,
+               case .success(let header) = SegmentHeader.decode(data.bytes.baseAddress!, available: data.count, expectedID: id) {
+                nextSeq = max(nextSeq, header.baseSeq)
+            } else if data.count >= RecordFormat.segmentHeaderSize {
+                // A damaged header: its records may still be readable.
+                report.dropped.append(CheckProblem(severity: .error, file: name, offset: 0, message: "segment header unreadable; records read anyway"))
+                damagedIDs.append(id)
+            }
+            let damage = try SalvageScanner.scan(data.bytes) { (offset, header, record) throws(KVFileError) in
+                report.recordsRead += 1
+                nextSeq = max(nextSeq, header.seq + 1)
+                let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
+                _ = keydir.applyLoaded(key, KeyLocation(
+                    segment: id, offset: UInt32(offset),
+                    size: header.operation == .deleted ? 0 : UInt32(header.totalLength), seq: header.seq))
+            }
+            for range in damage where !range.isZeroTail {
+                report.dropped.append(CheckProblem(severity: .error, file: name, offset: range.offset,
+                                                   message: "dropped \(range.length) unreadable bytes (\(range.reason))"))
+                if !damagedIDs.contains(id) { damagedIDs.append(id) }
+            }
+        }
+        keydir.dropDeletionMarks()
+
+        // Write the survivors in sequence order into compaction outputs.
+        var survivors: [(seq: UInt64, segment: UInt32, offset: Int)] = []
+        keydir.forEach { _, location in survivors.append((location.seq, location.segment, Int(location.offset))) }
+        survivors.sort { $0.seq < $1.seq }
+        var allocated = ids.last ?? 0
+        let output = CompactionOutput(directory: path, segmentSize: 64 << 20, baseSeq: nextSeq) {
+            allocated += 1
+            return allocated
+        }
+        do throws(KVFileError) {
+            for survivor in survivors {
+                let record = files[survivor.segment]!.bytes.baseAddress! + survivor.offset
+                guard case .record(let header) = RecordCodec.decode(record, available: files[survivor.segment]!.count - survivor.offset) else { continue }
+                _ = try output.append(record, header: header)
+            }
+            try output.finish()
+        } catch {
+            output.abandon()
+            throw error
+        }
+        report.keysKept = survivors.count
+
+        let marker = CompactionMarker(inputs: ids, outputs: output.finished.map(\.id))
+        try marker.write(directory: path)
+        if !damagedIDs.isEmpty {
+            let backup = path + "/damaged-\(Syscalls.wallClockMilliseconds())"
+            try Syscalls.makeDirectory(backup)
+            for id in damagedIDs {
+                try Syscalls.rename(path + "/" + FileNames.segment(id), backup + "/" + FileNames.segment(id))
+                if try Syscalls.kind(of: path + "/" + FileNames.hint(id)) == .regularFile {
+                    try Syscalls.rename(path + "/" + FileNames.hint(id), backup + "/" + FileNames.hint(id))
+                }
+            }
+            report.backupDirectory = backup
+        }
+        try marker.rollForward(directory: path)
+        return report
+    }
+}

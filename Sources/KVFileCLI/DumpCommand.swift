@@ -1,0 +1,57 @@
+import ArgumentParser
+import KVFile
+
+struct DumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Print every live pair, sorted by key.",
+        discussion: """
+            Formats: text (key, a tab, the value; one pair per line, with \\t \\n \\\\ \
+            and other control or non-UTF-8 bytes escaped as \\xNN), json (one \
+            object, keys sorted, indented by 4; a non-UTF-8 value becomes \
+            {"base64": "..."}), ndjson (one {"key": ..., "value": ...} object per \
+            line; a non-UTF-8 key or value is written as "key_base64" / \
+            "value_base64" instead). `kvfile load` reads json and ndjson back \
+            exactly. Reads without the writer's lock; the output is the store as \
+            it was when the dump began.
+
+            Examples:
+              kvfile dump ./cache.kv
+              kvfile dump ./cache.kv --format ndjson > backup.ndjson
+              kvfile dump ./cache.kv --prefix user: --format json
+            """
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+
+    @Option(name: .long, help: "text, json or ndjson.")
+    var format: PairFormat = .text
+
+    @Option(name: .long, help: "Only keys that start with this.")
+    var prefix: String = ""
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try access.open(readOnly: true)
+            try Dumper.dump(store, format: format, prefix: Array(prefix.utf8))
+            return .success
+        }
+    }
+}
+
+enum Dumper {
+    static func dump(_ store: Store, format: PairFormat, prefix: [UInt8]) throws {
+        let out = OutputBuffer()
+        switch format {
+        case .text:
+            try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.textLine(key, value)) }
+        case .ndjson:
+            try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.ndjsonLine(key, value)) }
+        case .json:
+            let document = PairWriter.JSONDocument(out)
+            try store.forEach(prefix: prefix) { key, value in try document.add(key, value) }
+            document.finish()
+        }
+        out.flush()
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import KVFile
+
+struct LoadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Add the pairs that `kvfile dump` wrote, from standard input.",
+        discussion: """
+            Reads ndjson (default) or json as `kvfile dump` writes them and puts \
+            every pair, in atomic batches of up to --batch pairs, so that \
+            `kvfile dump A --format ndjson | kvfile load B` makes B hold what A \
+            holds, binary keys and values included. Existing keys are \
+            overwritten; other keys stay. Bad input stops the load with the line \
+            number; batches before it stay written. Reports the count on \
+            standard error.
+
+            Examples:
+              kvfile dump ./cache.kv --format ndjson > backup.ndjson
+              kvfile load ./restored.kv < backup.ndjson
+              echo '{"key":"a","value":"1"}' | kvfile load ./cache.kv
+              kvfile load ./cache.kv --format json < pairs.json
+            """
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var write: WriteOptions
+
+    @Option(name: .long, help: "ndjson or json.")
+    var format: PairFormat = .ndjson
+
+    @Option(name: .long, help: "Pairs per atomic batch.")
+    var batch: Int = 1000
+
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.")
+    var quiet = false
+
+    func validate() throws {
+        if format == .text { throw ValidationError("load reads ndjson or json; the text format is for people") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            if Terminal.isTerminal(0) && !quiet {
+                Terminal.error("reading pairs from standard input; end with Ctrl-D")
+            }
+            let input = try Terminal.readStandardInput()
+            let store = try access.open(readOnly: false, durability: write.mode)
+            let progress = Progress("loading", quiet: quiet)
+            var loaded = 0
+            var pending = WriteBatch()
+            func flush() throws {
+                if pending.isEmpty { return }
+                try store.write(pending)
+                loaded += pending.count
+                pending = WriteBatch()
+                progress.update(loaded, nil)
+            }
+            switch format {
+            case .json:
+                for (key, value) in try PairReader.jsonDocument(input) {
+                    pending.put(key, value)
+                    if pending.count >= batch { try flush() }
+                }
+            default:
+                var lineNumber = 0
+                for line in input.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                    lineNumber += 1
+                    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+                    let (key, value) = try PairReader.ndjsonLine(line, number: lineNumber)
+                    pending.put(key, value)
+                    if pending.count >= batch { try flush() }
+                }
+            }
+            try flush()
+            try store.close()
+            progress.finish()
+            if !quiet { Terminal.error("loaded \(loaded) pairs into \(access.store)") }
+            return .success
+        }
+    }
+}

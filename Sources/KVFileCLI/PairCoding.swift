@@ -1,0 +1,201 @@
+import FoundationEssentials
+
+/// How pairs are written and read by dump, load and get --all (kvfile(1), FORMATS):
+///
+/// - ndjson: one object per line, `{"key":"…","value":"…"}`; a key or value
+///   that is not valid UTF-8 is written as `"key_base64"` / `"value_base64"`
+///   (standard base64) instead.
+/// - json: one object, keys sorted, indented by 4 like the KeyValueStore
+///   service's `GET /all`; a value that is not UTF-8 becomes
+///   `{"base64": "…"}`. Keys must be UTF-8 (use ndjson otherwise).
+/// - text: `key<TAB>value` per line for people, with `\t`, `\n`, `\\` and
+///   other control or non-UTF-8 bytes escaped as `\xNN`.
+enum PairFormat: String, CaseIterable {
+    case text, json, ndjson
+}
+
+enum JSONText {
+    /// `text` as a JSON string literal, quotes included.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+
+    /// A named field holding bytes: `"name":"text"` or `"name_base64":"…"`.
+    static func bytesField(_ name: String, _ bytes: [UInt8]) -> String {
+        if let text = String(validating: bytes, as: UTF8.self) {
+            return quoted(name) + ":" + quoted(text)
+        }
+        return quoted(name + "_base64") + ":" + quoted(base64(bytes))
+    }
+}
+
+enum PairWriter {
+    static func ndjsonLine(_ key: [UInt8], _ value: [UInt8]) -> String {
+        "{" + JSONText.bytesField("key", key) + "," + JSONText.bytesField("value", value) + "}\n"
+    }
+
+    static func textLine(_ key: [UInt8], _ value: [UInt8]) -> String {
+        escaped(key) + "\t" + escaped(value) + "\n"
+    }
+
+    static func escaped(_ bytes: [UInt8]) -> String {
+        let text = String(validating: bytes, as: UTF8.self)
+        guard let text else { return bytes.map(hexEscape).joined() }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F: out += hexEscape(UInt8(scalar.value))
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func hexEscape(_ byte: UInt8) -> String {
+        switch byte {
+        case UInt8(ascii: "\\"): return "\\\\"
+        case UInt8(ascii: "\t"): return "\\t"
+        case UInt8(ascii: "\n"): return "\\n"
+        default: break
+        }
+        if byte >= 0x20 && byte < 0x7F { return String(UnicodeScalar(byte)) }
+        let hex = String(byte, radix: 16)
+        return "\\x" + (byte < 16 ? "0" : "") + hex
+    }
+
+    /// Writes all pairs in `format` to `out`.
+    final class JSONDocument {
+        private var first = true
+        private let out: OutputBuffer
+
+        init(_ out: OutputBuffer) {
+            self.out = out
+            out.write("{")
+        }
+
+        func add(_ key: [UInt8], _ value: [UInt8]) throws {
+            guard let keyText = String(validating: key, as: UTF8.self) else {
+                throw CLIError(message: "key 0x\(key.map { String(format2: $0) }.joined()) is not UTF-8 and cannot be a JSON object key; use --format ndjson", code: .invalidInput)
+            }
+            out.write(first ? "\n    " : ",\n    ")
+            first = false
+            out.write(JSONText.quoted(keyText) + ": ")
+            if let text = String(validating: value, as: UTF8.self) {
+                out.write(JSONText.quoted(text))
+            } else {
+                out.write("{\"base64\": " + JSONText.quoted(JSONText.base64(value)) + "}")
+            }
+        }
+
+        func finish() {
+            out.write(first ? "}\n" : "\n}\n")
+        }
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let hex = String(byte, radix: 16)
+        self = byte < 16 ? "0" + hex : hex
+    }
+}
+
+/// Parses what dump writes (ndjson lines or a json document).
+enum PairReader {
+    private struct Line: Decodable {
+        var key: String?
+        var key_base64: String?
+        var value: String?
+        var value_base64: String?
+    }
+
+    private enum DocumentValue: Decodable {
+        case text(String)
+        case base64(String)
+
+        private struct Wrapped: Decodable { var base64: String }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self = .text(text)
+            } else if let wrapped = try? container.decode(Wrapped.self) {
+                self = .base64(wrapped.base64)
+            } else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "a value must be a string or {\"base64\": \"…\"}")
+            }
+        }
+    }
+
+    static func bytes(text: String?, base64: String?, field: String, line: Int) throws -> [UInt8] {
+        if let text { return Array(text.utf8) }
+        if let base64 {
+            guard let data = Data(base64Encoded: base64) else {
+                throw CLIError(message: "line \(line): \(field)_base64 is not valid base64", code: .invalidInput)
+            }
+            return Array(data)
+        }
+        throw CLIError(message: "line \(line): missing \"\(field)\" (or \"\(field)_base64\")", code: .invalidInput)
+    }
+
+    /// One ndjson line → (key, value).
+    static func ndjsonLine(_ line: ArraySlice<UInt8>, number: Int) throws -> ([UInt8], [UInt8]) {
+        let parsed: Line
+        do {
+            parsed = try JSONDecoder().decode(Line.self, from: Data(line))
+        } catch {
+            throw CLIError(message: "line \(number): not a JSON object with \"key\" and \"value\" strings (\(describe(error)))", code: .invalidInput)
+        }
+        return (try bytes(text: parsed.key, base64: parsed.key_base64, field: "key", line: number),
+                try bytes(text: parsed.value, base64: parsed.value_base64, field: "value", line: number))
+    }
+
+    /// A whole json document → pairs.
+    static func jsonDocument(_ data: [UInt8]) throws -> [([UInt8], [UInt8])] {
+        let parsed: [String: DocumentValue]
+        do {
+            parsed = try JSONDecoder().decode([String: DocumentValue].self, from: Data(data))
+        } catch {
+            throw CLIError(message: "input is not a JSON object of keys to values (\(describe(error)))", code: .invalidInput)
+        }
+        return try parsed.map { key, value in
+            switch value {
+            case .text(let text): return (Array(key.utf8), Array(text.utf8))
+            case .base64(let encoded):
+                guard let data = Data(base64Encoded: encoded) else {
+                    throw CLIError(message: "value of \(JSONText.quoted(key)) is not valid base64", code: .invalidInput)
+                }
+                return (Array(key.utf8), Array(data))
+            }
+        }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context): return context.debugDescription
+        case DecodingError.typeMismatch(_, let context): return context.debugDescription
+        case DecodingError.keyNotFound(let key, _): return "missing \(key.stringValue)"
+        case DecodingError.valueNotFound(_, let context): return context.debugDescription
+        default: return "\(error)"
+        }
+    }
+}

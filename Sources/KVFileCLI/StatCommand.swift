@@ -1,0 +1,55 @@
+import ArgumentParser
+import KVFile
+
+struct StatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stat",
+        abstract: "Show the size and shape of a store.",
+        discussion: """
+            Keys, segment files, bytes on disk, live bytes (the latest record of \
+            each key) and dead bytes (what compaction would give back), the range \
+            of sequence numbers in the log, the format version and the memory of \
+            the index. Reads without the writer's lock.
+
+            Examples:
+              kvfile stat ./cache.kv
+              kvfile stat ./cache.kv --json | jq .dead_bytes
+            """
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            let store = try access.open(readOnly: true)
+            let stats = try store.stats()
+            let out = OutputBuffer()
+            let fields: [(String, String)] = [
+                ("keys", "\(stats.keys)"),
+                ("segments", "\(stats.segments)"),
+                ("bytes_on_disk", "\(stats.segmentBytes + stats.hintBytes)"),
+                ("segment_bytes", "\(stats.segmentBytes)"),
+                ("hint_bytes", "\(stats.hintBytes)"),
+                ("live_bytes", "\(stats.liveBytes)"),
+                ("dead_bytes", "\(stats.deadBytes)"),
+                ("oldest_seq", "\(stats.oldestSeq)"),
+                ("newest_seq", "\(stats.newestSeq)"),
+                ("format_version", "\(stats.formatVersion)"),
+                ("keydir_bytes", "\(stats.keydirBytes)"),
+            ]
+            if json {
+                out.write("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n")
+            } else {
+                let width = fields.map(\.0.count).max() ?? 0
+                for (name, value) in fields {
+                    out.write(name + String(repeating: " ", count: width - name.count + 2) + value + "\n")
+                }
+            }
+            out.flush()
+            return .success
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+
+/// dump, load, get --all, put --if-absent, stat, check, compact: end to end, as a shell user runs them.
+@Suite struct ScriptingCommandsTests {
+    /// Keys and values that stress every format: Unicode, control bytes, invalid UTF-8, empty.
+    let tricky: [([UInt8], [UInt8])] = [
+        (Array("plain".utf8), Array("value".utf8)),
+        (Array("ünïcødé 🗝".utf8), Array("çödé ✓".utf8)),
+        (Array("tabs\tand\nnewlines".utf8), Array("a\tb\nc\\d\"e".utf8)),
+        (Array("binary".utf8), [0, 255, 1, 254, 0x80, 10]),
+        ([0xff, 0xfe, 0x00], Array("binary key".utf8)),
+        (Array("empty".utf8), []),
+    ]
+
+    func fill(_ store: String) throws {
+        for (key, value) in tricky {
+            let line = "{\"key_base64\":\"\(Data(key).base64EncodedString())\",\"value_base64\":\"\(Data(value).base64EncodedString())\"}\n"
+            #expect(try kvfile("load", store, "-q", input: Array(line.utf8)).status == 0)
+        }
+    }
+
+    @Test func dumpThenLoadReproducesTheStoreExactly() throws {
+        let dir = TemporaryDirectory()
+        let a = dir.sub("a"), b = dir.sub("b")
+        try fill(a)
+        let dump = try kvfile("dump", a, "--format", "ndjson")
+        #expect(dump.status == 0)
+        #expect(dump.text.split(separator: "\n").count == tricky.count)
+        #expect(dump.text.contains(#"{"key":"plain","value":"value"}"#))
+        #expect(dump.text.contains(#""value_base64":"AP8B/oAK""#))
+        #expect(dump.text.contains(#"{"key_base64":"//4A","value":"binary key"}"#))
+        let load = try kvfile("load", b, input: dump.stdout)
+        #expect(load.status == 0)
+        #expect(load.stderr.contains("loaded 6 pairs"))
+        #expect(try kvfile("dump", b, "--format", "ndjson").stdout == dump.stdout)
+        for (key, value) in tricky where String(validating: key, as: UTF8.self) != nil {
+            #expect(try kvfile("get", b, String(decoding: key, as: UTF8.self)).stdout == value)
+        }
+    }
+
+    @Test func jsonFormatRoundTripsAndRefusesNonUTF8Keys() throws {
+        let dir = TemporaryDirectory()
+        let a = dir.sub("a"), b = dir.sub("b")
+        #expect(try kvfile("put", a, "b-key", "2").status == 0)
+        #expect(try kvfile("put", a, "a-key", "1").status == 0)
+        _ = try kvfile("load", a, "-q", input: Array(#"{"key":"bin","value_base64":"AP8="}"#.utf8))
+        let json = try kvfile("dump", a, "--format", "json")
+        #expect(json.text == "{\n    \"a-key\": \"1\",\n    \"b-key\": \"2\",\n    \"bin\": {\"base64\": \"AP8=\"}\n}\n")
+        #expect(try kvfile("get", a, "--all", "--format", "json").stdout == json.stdout)
+        #expect(try kvfile("load", b, "--format", "json", input: json.stdout).status == 0)
+        #expect(try kvfile("dump", b, "--format", "json").stdout == json.stdout)
+        _ = try kvfile("load", a, "-q", input: Array(#"{"key_base64":"/w==","value":"x"}"#.utf8))
+        let refused = try kvfile("dump", a, "--format", "json")
+        #expect(refused.status == 65)
+        #expect(refused.stderr.contains("--format ndjson"))
+    }
+
+    @Test func textFormatEscapesAndPrefixFilters() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("s")
+        try fill(s)
+        #expect(try kvfile("put", s, "user:1", "ada").status == 0)
+        #expect(try kvfile("put", s, "user:2", "grace").status == 0)
+        let text = try kvfile("dump", s)
+        #expect(text.text.contains("tabs\\tand\\nnewlines\ta\\tb\\nc\\\\d\"e\n"))
+        #expect(text.text.contains("binary\t\\x00\\xff\\x01\\xfe\\x80\\n\n"))
+        let users = try kvfile("dump", s, "--prefix", "user:")
+        #expect(users.text == "user:1\tada\nuser:2\tgrace\n")
+        #expect(try kvfile("get", s, "--all").stdout == text.stdout)
+    }
+
+    @Test func badLoadInputIsReportedWithItsLineAndExit65() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("s")
+        let input = "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":2}\n"
+        let result = try kvfile("load", s, input: Array(input.utf8))
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("line 2"))
+        let truncated = try kvfile("load", s, "--format", "json", input: Array("{\"a\": \"1\", \"b\":".utf8))
+        #expect(truncated.status == 65)
+        #expect(truncated.stderr.contains("not a JSON object"))
+        let badBase64 = try kvfile("load", s, input: Array(#"{"key":"k","value_base64":"!!!"}"#.utf8))
+        #expect(badBase64.status == 65)
+        #expect(badBase64.stderr.contains("base64"))
+        let textFormat = try kvfile("load", s, "--format", "text", input: [])
+        #expect(textFormat.status == 64)
+    }
+
+    @Test func putIfAbsentIsALockForScripts() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("locks")
+        #expect(try kvfile("put", "--if-absent", s, "job", "first").status == 0)
+        #expect(try kvfile("put", "--if-absent", s, "job", "second").status == 1)
+        #expect(try kvfile("get", s, "job").text == "first")
+        #expect(try kvfile("delete", s, "job").status == 0)
+        #expect(try kvfile("put", "--if-absent", s, "job", "third").status == 0)
+    }
+
+    @Test func statReportsCountsAsTextAndJSON() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("s")
+        for i in 0..<5 { _ = try kvfile("put", s, "k\(i)", "v\(i)") }
+        _ = try kvfile("put", s, "k0", "again")
+        let json = try kvfile("stat", s, "--json")
+        #expect(json.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout)) as? [String: Int])
+        #expect(object["keys"] == 5)
+        #expect(object["newest_seq"] == 6)
+        #expect(object["oldest_seq"] == 1)
+        #expect(object["format_version"] == 1)
+        #expect((object["dead_bytes"] ?? 0) > 0)
+        let text = try kvfile("stat", s)
+        #expect(text.text.contains("keys"))
+        #expect(text.text.contains("dead_bytes"))
+    }
+
+    @Test func compactGivesSpaceBackAndKeepsContents() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("s")
+        var lines = ""
+        for round in 0..<50 { for key in 0..<40 { lines += "{\"key\":\"k\(key)\",\"value\":\"round \(round) \(String(repeating: "x", count: 50))\"}\n" } }
+        #expect(try kvfile("load", s, "-q", input: Array(lines.utf8)).status == 0)
+        let before = try kvfile("dump", s, "--format", "ndjson")
+        let result = try kvfile("compact", s)
+        #expect(result.status == 0)
+        #expect(result.text.contains("bytes before"))
+        #expect(try kvfile("dump", s, "--format", "ndjson").stdout == before.stdout)
+        let stat = try JSONSerialization.jsonObject(with: Data(try kvfile("stat", s, "--json").stdout)) as? [String: Int]
+        #expect(stat?["dead_bytes"] == 0)
+        #expect(try kvfile("check", s).status == 0)
+    }
+
+    @Test func checkFindsDamageAndRepairSalvagesTheRest() throws {
+        let dir = TemporaryDirectory()
+        let s = dir.sub("s")
+        for i in 0..<30 { _ = try kvfile("put", s, "key\(i)", "value number \(i)") }
+        let healthy = try kvfile("check", s)
+        #expect(healthy.status == 0)
+        #expect(healthy.text.contains("0 errors"))
+        let segment = s + "/00000001.kvseg"
+        var data = try Data(contentsOf: URL(fileURLWithPath: segment))
+        data[200] ^= 0x10
+        try data.write(to: URL(fileURLWithPath: segment))
+        let damaged = try kvfile("check", s)
+        #expect(damaged.status == 76)
+        #expect(damaged.text.contains("error: 00000001.kvseg at byte offset"))
+        #expect(try kvfile("get", s, "key29").status == 76)
+
+        let repaired = try kvfile("check", s, "--repair")
+        #expect(repaired.status == 0, "\(repaired.stderr)")
+        #expect(repaired.text.contains("dropped: 00000001.kvseg"))
+        #expect(repaired.text.contains("repaired: 29 keys kept"))
+        #expect(repaired.text.contains("damaged files moved to"))
+        #expect(try kvfile("check", s).status == 0)
+        #expect(try kvfile("get", s, "key29").text == "value number 29")
+        let all = try kvfile("dump", s)
+        #expect(all.text.split(separator: "\n").count == 29)
+        #expect(try kvfile("put", s, "after", "repair").status == 0)
+    }
+
+    @Test func everyCommandTeachesWithExamples() throws {
+        for command in ["put", "get", "delete", "dump", "load", "stat", "check", "compact"] {
+            let help = try kvfile(command, "--help")
+            #expect(help.status == 0)
+            #expect(help.text.contains("Examples:"), "\(command) --help has no examples")
+        }
+        let completion = try kvfile("--generate-completion-script", "bash")
+        #expect(completion.status == 0)
+        #expect(completion.text.contains("compact"))
+    }
+
+    @Test func durabilityOptionIsValidated() throws {
+        let dir = TemporaryDirectory()
+        #expect(try kvfile("put", "--durability", "always", dir.sub("s"), "k", "v").status == 0)
+        #expect(try kvfile("put", "--durability", "interval:50", dir.sub("s"), "k", "v").status == 0)
+        let bad = try kvfile("put", "--durability", "sometimes", dir.sub("s"), "k", "v")
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("--durability"))
+    }
+}
