@@ -19,6 +19,8 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case readOnly
         /// Any call after `close()`.
         case closed
+        /// Change feed: compaction removed history that a resume needs.
+        case historyCompacted
         /// A system call failed (permissions, disk full, I/O error).
         case io
     }

@@ -37,6 +37,9 @@ public final class Store: @unchecked Sendable {
     /// Tests set this to simulate a crash at a compaction step (return true to crash there).
     nonisolated(unsafe) var compactionFailpoint: ((CompactionStep) -> Bool)?
 
+    /// Wakes change-feed tailers (writers only).
+    private let watchNotifier: WatchNotifier?
+
     private let syncMutex = PlainMutex()
     /// Log position known to be on stable storage (guarded by `syncMutex`).
     private var syncedPosition: UInt64 = 0
@@ -78,6 +81,7 @@ public final class Store: @unchecked Sendable {
             try Syscalls.syncDirectory(directory)
             writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints)
             syncedPosition = writer!.position
+            watchNotifier = WatchNotifier(directory: directory)
             if case .interval(let milliseconds) = options.durability {
                 let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
                 syncer.start()
@@ -85,6 +89,7 @@ public final class Store: @unchecked Sendable {
             }
         } else {
             writer = nil
+            watchNotifier = nil
         }
     }
 
@@ -250,7 +255,7 @@ public final class Store: @unchecked Sendable {
             return writer.position
         }
         guard let position else { return false }
-        if options.durability == .always { try syncUpTo(position) }
+        try afterWrite(position)
         return true
     }
 
@@ -281,7 +286,7 @@ public final class Store: @unchecked Sendable {
             return writer.position
         }
         guard let position else { return false }
-        if options.durability == .always { try syncUpTo(position) }
+        try afterWrite(position)
         return true
     }
 
@@ -338,7 +343,7 @@ public final class Store: @unchecked Sendable {
             return writer.position
         }
         guard let position else { return }
-        if options.durability == .always { try syncUpTo(position) }
+        try afterWrite(position)
     }
 
     /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.
@@ -350,6 +355,13 @@ public final class Store: @unchecked Sendable {
     }
 
     // MARK: durability and closing
+
+    /// After a write, outside the lock: sync when durability asks for it, then wake tailers.
+    @inline(__always)
+    private func afterWrite(_ position: UInt64) throws(KVFileError) {
+        if options.durability == .always { try syncUpTo(position) }
+        watchNotifier?.notify(now: Syscalls.wallClockMilliseconds())
+    }
 
     /// Forces everything written so far onto stable storage.
     public func sync() throws(KVFileError) {

@@ -51,13 +51,14 @@ enum StoreDirectory {
 
     /// Loads the store's segments into a fresh state. A reader retries when a
     /// file vanishes under it (a compaction finishing in another process).
-    static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
+    static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0, deferAbove: UInt64? = nil) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
         var names = names
         var attempt = 0
         while true {
             do {
                 let ids = try loader.resolveSegments(names)
                 let state = StoreState(directory: loader.directory, keydir: Keydir(expectedKeys: expectedKeys))
+                state.deferAbove = deferAbove
                 let hints = try loader.loadAll(ids, into: state)
                 return (state, hints)
             } catch where !loader.writer && error.errno == ENOENT && attempt < 50 {

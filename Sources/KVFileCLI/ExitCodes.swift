@@ -6,6 +6,7 @@ import KVFile
 enum CLIExitCode: Int32 {
     case success = 0
     case notFound = 1
+    case historyCompacted = 3
     case usage = 64
     case invalidInput = 65
     case noStore = 66
@@ -20,6 +21,7 @@ enum CLIExitCode: Int32 {
         case .corrupt, .unsupportedVersion: self = .corrupt
         case .invalidArgument, .readOnly: self = .invalidInput
         case .io, .closed: self = .ioError
+        case .historyCompacted: self = .historyCompacted
         }
     }
 }

@@ -90,7 +90,10 @@ final class CompactionOutput {
     }
 
     /// Flushes and syncs everything; the files keep their temporary names.
+    /// There is always at least one output, even with no records: its header
+    /// records how far this compaction may have dropped history (the change feed needs that).
     func finish() throws(KVFileError) {
+        if current == nil && finished.isEmpty { try startSegment() }
         try finishCurrent()
     }
 

@@ -15,6 +15,16 @@ final class StoreState {
     var newestSeq: UInt64 = 0
     /// Keys that loading marked deleted; `finishLoading` removes the marks.
     private var deletionMarks: [[UInt8]] = []
+    /// For a tailer: records above this sequence number are not applied while
+    /// loading but kept in `deferred`, to be delivered as events in order.
+    var deferAbove: UInt64?
+    var deferred: [DeferredRecord] = []
+
+    /// The last sequence number that compaction may have dropped history up to
+    /// (0 when no compaction ever ran): resuming a change feed needs a point at or after it.
+    var compactionFloor: UInt64 {
+        segments.filter(\.isCompactionOutput).map { $0.header.baseSeq &- 1 }.max() ?? 0
+    }
 
     init(directory: String, keydir: Keydir) {
         self.directory = directory
@@ -80,6 +90,11 @@ final class StoreState {
     /// a mark until `finishLoading` so an older value met later cannot return.
     @inline(__always)
     func applyLoaded(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+        if let deferAbove, location.seq > deferAbove {
+            // Copies made by compaction repeat a sequence number; the tailer skips repeats.
+            deferred.append(DeferredRecord(seq: location.seq, operation: operation, location: location, key: Array(key)))
+            return
+        }
         let holder = segment(location.segment)
         notice(seq: location.seq, in: holder)
         var location = location
@@ -130,4 +145,12 @@ final class StoreState {
             oldestSeq: oldestSeq, newestSeq: newestSeq, formatVersion: Int(RecordFormat.version),
             keydirBytes: keydir.memoryBytes)
     }
+}
+
+/// A record a tailer has read but not yet delivered.
+struct DeferredRecord {
+    var seq: UInt64
+    var operation: Operation
+    var location: KeyLocation
+    var key: [UInt8]
 }

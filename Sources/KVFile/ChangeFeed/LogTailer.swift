@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// Follows a store's log and turns its records into change events, from this
+/// process or any other, while another process writes. It opens the store
+/// read-only (no lock), keeps its own index to know old values, wakes on
+/// inotify, follows segment rolls, skips the copies compaction makes (they
+/// keep their sequence numbers), and keeps reading old files that
+/// compaction unlinked until it has caught up past them.
+///
+/// Guarantees: a tailer that keeps up delivers every change exactly once, in
+/// `seq` order. Resuming with ``FeedStart/after(seq:)`` delivers every change
+/// after that point, or fails with ``KVFileError/Code/historyCompacted``
+/// naming the oldest point it can resume from; it never skips silently.
+public final class LogTailer: @unchecked Sendable {
+    /// The store directory.
+    public let path: String
+    /// The sequence number of the last change delivered (or passed over as already known).
+    public private(set) var lastSeq: UInt64
+    private var loader: StoreLoader
+    private var state: StoreState
+    private let listener: WatchListener
+    private var pending: [DeferredRecord] = []
+
+    /// Opens a feed of the store at `path`, starting at `start`.
+    public init(path: String, start: FeedStart = .now) throws(KVFileError) {
+        var directory = path
+        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        self.path = directory
+        let names = try StoreDirectory.prepare(directory, options: .reader)
+        // Watch before reading, so no change between the two is missed.
+        listener = try WatchListener(directory: directory)
+        var loader = StoreLoader(directory: directory, writer: false, segmentSize: 0)
+        let loaded: StoreState
+        let startSeq: UInt64
+        switch start {
+        case .now:
+            loaded = try StoreDirectory.load(names: names, loader: &loader).state
+            startSeq = loaded.newestSeq
+        case .after(let seq):
+            loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: seq).state
+            let floor = loaded.compactionFloor
+            if floor > seq { throw LogTailer.historyCompacted(directory, wanted: seq, oldest: floor) }
+            startSeq = seq
+        case .beginning:
+            loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: 0).state
+            let floor = loaded.compactionFloor
+            startSeq = floor
+            if floor > 0 {
+                // Everything up to the floor is the starting picture, not events.
+                let before = loaded.deferred.filter { $0.seq <= floor }.sorted { $0.seq < $1.seq }
+                let after = loaded.deferred.filter { $0.seq > floor }
+                loaded.deferAbove = nil
+                for record in before {
+                    record.key.withUnsafeBytes { loaded.applyLoaded(key: $0, operation: record.operation, location: record.location) }
+                }
+                loaded.finishLoading()
+                loaded.deferred = after
+            }
+        }
+        state = loaded
+        lastSeq = startSeq
+        self.loader = loader
+        state.deferAbove = lastSeq
+        pending = state.deferred
+        state.deferred = []
+    }
+
+    static func historyCompacted(_ path: String, wanted: UInt64, oldest: UInt64) -> KVFileError {
+        KVFileError(.historyCompacted,
+                    "history of \(path) after seq \(wanted) was compacted away; the oldest point to resume from is seq \(oldest) (or start from now)",
+                    path: path)
+    }
+
+    /// Reads what the log gained since the last call and returns the new changes, in order.
+    public func poll() throws(KVFileError) -> [ChangeEvent] {
+        var events: [ChangeEvent] = []
+        // 1. What the segments we follow gained (even if compaction unlinked them since).
+        for segment in state.segments where !segment.isCompactionOutput {
+            try loader.catchUp(segment, state: state, hints: nil)
+        }
+        try deliver(into: &events)
+        // 2. New segments; a rebuild when compaction replaced some.
+        let names = try Syscalls.listDirectory(path)
+        let ids = try loader.resolveSegments(names)
+        let present = Set(ids)
+        for id in ids where state.segment(id) == nil {
+            if try !loader.isCompactionOutput(id) {
+                try loader.loadActive(id, into: state, hints: nil)
+            }
+        }
+        try deliver(into: &events)
+        let replaced = state.segmentIDs.contains { !present.contains($0) }
+            || ids.contains { state.segment($0) == nil }
+        if replaced {
+            var fresh = loader
+            let rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: lastSeq).state
+            let floor = rebuilt.compactionFloor
+            if floor > lastSeq { throw LogTailer.historyCompacted(path, wanted: lastSeq, oldest: floor) }
+            loader = fresh
+            pending += rebuilt.deferred
+            rebuilt.deferred = []
+            state = rebuilt
+            try deliver(into: &events)
+        }
+        return events
+    }
+
+    /// Waits until the store may have changed (inotify), or `milliseconds` pass.
+    @discardableResult
+    public func wait(milliseconds: Int) -> Bool {
+        listener.wait(milliseconds: milliseconds)
+    }
+
+    /// The inotify descriptor, for callers that poll it with other descriptors.
+    public var waitDescriptor: Int32 { listener.descriptor }
+
+    /// Discards queued wake-ups after the caller's own poll saw the descriptor ready.
+    public func drainWakeups() { listener.drain() }
+
+    /// Turns the records that continue the sequence into events, applying each to the index.
+    private func deliver(into events: inout [ChangeEvent]) throws(KVFileError) {
+        pending += state.deferred
+        state.deferred = []
+        guard !pending.isEmpty else { return }
+        pending.sort { $0.seq < $1.seq }
+        var used = 0
+        for record in pending {
+            if record.seq <= lastSeq { used += 1; continue }  // a copy, or already delivered
+            if record.seq != lastSeq + 1 { break }  // not yet visible
+            if let event = try event(for: record) { events.append(event) }
+            record.key.withUnsafeBytes { state.applyNewest(key: $0, operation: record.operation, location: record.location) }
+            lastSeq = record.seq
+            used += 1
+        }
+        pending.removeFirst(used)
+        state.deferAbove = lastSeq
+    }
+
+    private func event(for record: DeferredRecord) throws(KVFileError) -> ChangeEvent? {
+        let old: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
+            guard let location = state.keydir.lookup(key) else { return nil }
+            return try RecordReader.value(at: location, key: key, in: state)
+        }
+        let new: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
+            guard record.operation != .deleted else { return nil }
+            return try RecordReader.value(at: record.location, key: key, in: state)
+        }
+        let topic: ChangeEvent.Topic
+        switch (record.operation, old) {
+        case (.deleted, nil): return nil
+        case (.deleted, _): topic = .deleted
+        case (_, nil): topic = .created
+        default: topic = .updated
+        }
+        let timestamp = try recordTimestamp(record)
+        return ChangeEvent(topic: topic, seq: record.seq, timestamp: timestamp, key: record.key, newValue: new, oldValue: old)
+    }
+
+    private func recordTimestamp(_ record: DeferredRecord) throws(KVFileError) -> UInt64 {
+        guard let segment = state.segment(record.location.segment) else { return 0 }
+        let offset = Int(record.location.offset)
+        guard case .record(let header) = RecordCodec.decode(segment.base + offset, available: Int(record.location.size)) else {
+            throw KVFileError.corrupt(segment.path, offset: offset, "record changed under the tailer")
+        }
+        return header.timestamp
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+@testable import KVFile
+
+/// What a model of the store predicts the feed must say for a sequence of writes.
+struct FeedModel {
+    var values: [[UInt8]: [UInt8]] = [:]
+    var events: [ChangeEvent] = []
+    var seq: UInt64
+
+    init(startSeq: UInt64 = 0) { seq = startSeq }
+
+    mutating func put(_ key: String, _ value: String) {
+        let k = bytes(key), v = bytes(value)
+        seq += 1
+        let old = values[k]
+        events.append(ChangeEvent(topic: old == nil ? .created : .updated, seq: seq, timestamp: 0, key: k, newValue: v, oldValue: old))
+        values[k] = v
+    }
+
+    mutating func delete(_ key: String) {
+        let k = bytes(key)
+        guard let old = values[k] else { return }
+        seq += 1
+        events.append(ChangeEvent(topic: .deleted, seq: seq, timestamp: 0, key: k, newValue: nil, oldValue: old))
+        values[k] = nil
+    }
+}
+
+func withoutTimestamps(_ events: [ChangeEvent]) -> [ChangeEvent] {
+    events.map { var e = $0; e.timestamp = 0; return e }
+}
+
+/// Polls until `count` events arrived or 5 s passed.
+func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
+    var events: [ChangeEvent] = []
+    let deadline = Date().addingTimeInterval(5)
+    while events.count < count && Date() < deadline {
+        events += try tailer.poll()
+        if events.count < count { tailer.wait(milliseconds: 50) }
+    }
+    return events
+}
+
+@Suite struct ChangeFeedTests {
+    func smallSegments() -> StoreOptions {
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        return options
+    }
+
+    @Test func createdUpdatedDeletedWithExactOldValues() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("feed")
+        let store = try Store(path: path, options: smallSegments())
+        try store.put("existing", "before")
+        let tailer = try LogTailer(path: path, start: .now)
+        var model = FeedModel(startSeq: 1)
+        model.values[bytes("existing")] = bytes("before")
+        try store.put("artists", "Cesária"); model.put("artists", "Cesária")
+        try store.put("artists", "Cesária, Mayra"); model.put("artists", "Cesária, Mayra")
+        try store.delete("artists"); model.delete("artists")
+        try store.delete("artists")  // absent: no record, no event
+        try store.put("existing", "after"); model.put("existing", "after")
+        var batch = WriteBatch()
+        batch.put("b1", "one"); batch.put("b1", "two"); batch.delete("existing"); batch.delete("never")
+        try store.write(batch)
+        model.put("b1", "one"); model.put("b1", "two"); model.delete("existing")
+        let events = try collect(tailer, count: model.events.count)
+        #expect(withoutTimestamps(events) == model.events)
+        #expect(events.allSatisfy { $0.timestamp > 1_700_000_000_000 })
+        #expect(try tailer.poll().isEmpty)
+    }
+
+    @Test func followsRollsAndCompactionsWithoutRepeatsOrGaps() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("roll")
+        let store = try Store(path: path, options: smallSegments())
+        let tailer = try LogTailer(path: path, start: .now)
+        var model = FeedModel()
+        var delivered: [ChangeEvent] = []
+        for round in 0..<6 {
+            for i in 0..<150 {
+                let key = "k\(i % 40)"
+                if i % 9 == 0 { try store.delete(key); model.delete(key) } else {
+                    let value = "r\(round) i\(i) " + String(repeating: "x", count: i % 30)
+                    try store.put(key, value); model.put(key, value)
+                }
+                if i % 50 == 0 { delivered += try tailer.poll() }
+            }
+            if round % 2 == 1 { try store.compact() }
+        }
+        delivered += try collect(tailer, count: model.events.count - delivered.count)
+        #expect(withoutTimestamps(delivered) == model.events)
+        #expect(tailer.lastSeq == model.seq)
+    }
+
+    @Test func resumingAfterASeqDeliversEverythingAfterIt() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("resume")
+        let store = try Store(path: path, options: smallSegments())
+        var model = FeedModel()
+        for i in 0..<300 {
+            let key = "k\(i % 25)"
+            if i % 7 == 0 { try store.delete(key); model.delete(key) } else { try store.put(key, "v\(i)"); model.put(key, "v\(i)") }
+        }
+        for resumeAt in [UInt64(0), 1, 57, model.seq - 1, model.seq] {
+            let tailer = try LogTailer(path: path, start: .after(seq: resumeAt))
+            let expected = model.events.filter { $0.seq > resumeAt }
+            #expect(withoutTimestamps(try collect(tailer, count: expected.count)) == expected, "resume at \(resumeAt)")
+        }
+        let everything = try LogTailer(path: path, start: .beginning)
+        #expect(withoutTimestamps(try collect(everything, count: model.events.count)) == model.events)
+    }
+
+    @Test func resumingIntoCompactedHistoryFailsLoudly() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("compacted")
+        let store = try Store(path: path, options: smallSegments())
+        for i in 0..<200 { try store.put("k\(i % 10)", "v\(i)") }
+        try store.compact()
+        let floor = try store.stats().newestSeq
+        for i in 0..<5 { try store.put("after\(i)", "x") }
+        do {
+            _ = try LogTailer(path: path, start: .after(seq: 10))
+            Issue.record("resume into compacted history succeeded")
+        } catch {
+            #expect(error.code == .historyCompacted)
+            #expect(error.message.contains("seq \(floor)"))
+        }
+        // At the floor it works, and .beginning starts there.
+        let atFloor = try LogTailer(path: path, start: .after(seq: floor))
+        #expect(try collect(atFloor, count: 5).map(\.seq) == Array((floor + 1)...(floor + 5)))
+        let beginning = try LogTailer(path: path, start: .beginning)
+        let fromStart = try collect(beginning, count: 5)
+        #expect(fromStart.map(\.topic) == Array(repeating: .created, count: 5))
+        // A compaction that removes everything still leaves its floor behind.
+        try store.delete("after0")
+        try store.compact()
+        #expect { try LogTailer(path: path, start: .after(seq: floor + 2)) } throws: { ($0 as? KVFileError)?.code == .historyCompacted }
+    }
+
+    @Test func aLaggingTailerSurvivesACompactionOfWhatItStillHadOpen() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("lag")
+        let store = try Store(path: path, options: smallSegments())
+        try store.put("a", "0")
+        let tailer = try LogTailer(path: path, start: .now)
+        var model = FeedModel(startSeq: 1)
+        model.values[bytes("a")] = bytes("0")
+        // Writes the tailer has not read yet, then a compaction that drops the overwritten ones.
+        for i in 1...20 { try store.put("a", "\(i)"); model.put("a", "\(i)") }
+        try store.compact()
+        try store.put("a", "last"); model.put("a", "last")
+        let events = try collect(tailer, count: model.events.count)
+        #expect(withoutTimestamps(events) == model.events)
+    }
+}
+
+@Suite struct ChangeStreamTests {
+    @Test func theAsyncSequenceDeliversTheSameEvents() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("stream")
+        let store = try Store(path: path)
+        try store.put("seed", "0")
+        let stream = store.changes(from: .after(seq: 0))
+        let writer = Task {
+            try store.put("a", "1")
+            try store.put("a", "2")
+            try store.delete("seed")
+        }
+        try await writer.value
+        var seen: [ChangeEvent] = []
+        for try await event in stream {
+            seen.append(event)
+            if seen.count == 4 { break }
+        }
+        #expect(seen.map(\.topic) == [.created, .created, .updated, .deleted])
+        #expect(seen.map(\.seq) == [1, 2, 3, 4])
+        #expect(seen[2].oldValue == bytes("1"))
+        #expect(seen[3].oldValue == bytes("0"))
+    }
+}
