@@ -1,0 +1,177 @@
+import Foundation
+import KVFile
+import Testing
+
+/// Starts `kvfile watch` (or a shell pipeline) in the background, output to a file.
+final class Background {
+    let process = Process()
+    let outputPath: String
+
+    init(_ executable: String, _ arguments: [String], output: String) throws {
+        outputPath = output
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardError = FileHandle.standardError
+        try process.run()
+    }
+
+    var lines: [String] {
+        ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Waits until the process ends; false after `seconds`.
+    func waitForExit(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return !process.isRunning
+    }
+
+    func waitForLines(_ count: Int, seconds: Double = 10) -> [String] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while lines.count < count && Date() < deadline { usleep(10_000) }
+        return lines
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+func event(_ line: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
+}
+
+@Suite struct WatchTests {
+    @Test func aTailerInThisProcessFollowsAWriterProcessFieldByField() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "seed", "0").status == 0)
+        let tailer = try LogTailer(path: store, start: .now)
+        // The writer: puts, overwrites, deletes, a batch (load), a compaction; small enough values to roll segments.
+        var script = ""
+        var model: [String: String] = ["seed": "0"]
+        var expected: [(String, String, String?, String?)] = []  // topic, key, new, old
+        func put(_ key: String, _ value: String) {
+            script += "\"$0\" put \"$1\" '\(key)' '\(value)' || exit 1\n"
+            expected.append((model[key] == nil ? "kvs_created" : "kvs_updated", key, value, model[key]))
+            model[key] = value
+        }
+        func delete(_ key: String) {
+            script += "\"$0\" delete \"$1\" '\(key)' || exit 1\n"
+            expected.append(("kvs_deleted", key, nil, model[key]))
+            model[key] = nil
+        }
+        for i in 0..<12 { put("k\(i % 4)", "value \(i)") }
+        delete("k1")
+        delete("seed")
+        script += "printf '%s\\n' '{\"key\":\"b1\",\"value\":\"x\"}' '{\"key\":\"k0\",\"value\":\"batched\"}' | \"$0\" load -q \"$1\" || exit 1\n"
+        expected.append(("kvs_created", "b1", "x", nil))
+        expected.append(("kvs_updated", "k0", "batched", model["k0"]))
+        model["b1"] = "x"; model["k0"] = "batched"
+        script += "\"$0\" compact -q \"$1\" || exit 1\n"
+        put("after-compact", "yes")
+        put("k0", "final")
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/bin/sh")
+        writer.arguments = ["-c", script, kvfileBinary, store]
+        try writer.run()
+        var events: [ChangeEvent] = []
+        let deadline = Date().addingTimeInterval(20)
+        while events.count < expected.count && Date() < deadline {
+            events += try tailer.poll()
+            if events.count < expected.count { tailer.wait(milliseconds: 100) }
+        }
+        writer.waitUntilExit()
+        #expect(writer.terminationStatus == 0)
+        #expect(events.count == expected.count)
+        for (event, want) in zip(events, expected) {
+            #expect(event.topic.rawValue == want.0)
+            #expect(String(decoding: event.key, as: UTF8.self) == want.1)
+            #expect(event.newValue.map { String(decoding: $0, as: UTF8.self) } == want.2)
+            #expect(event.oldValue.map { String(decoding: $0, as: UTF8.self) } == want.3)
+        }
+        #expect(events.map(\.seq) == Array(2...UInt64(expected.count + 1)))
+    }
+
+    @Test func watchPrintsNDJSONAndStopsAfterCount() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "seed", "0").status == 0)
+        let watch = try Background(kvfileBinary, ["watch", store, "--count", "3", "--json-values"], output: dir.sub("out"))
+        usleep(300_000)
+        #expect(try kvfile("put", store, "artists", #"[{"first_name": "Cesária"}]"#).status == 0)
+        #expect(try kvfile("put", store, "artists", "plain text").status == 0)
+        #expect(try kvfile("load", "-q", store, input: Array(#"{"key":"bin","value_base64":"AP8="}"#.utf8)).status == 0)
+        #expect(watch.waitForExit(seconds: 10))
+        #expect(watch.process.terminationStatus == 0)
+        let lines = watch.lines
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix(#"{"topic":"kvs_created","seq":2,"ts":"#))
+        #expect(lines[0].hasSuffix(#","key":"artists","new_value":[{"first_name":"Cesária"}]}"#))
+        let second = event(lines[1])
+        #expect(second["topic"] as? String == "kvs_updated")
+        #expect(second["new_value"] as? String == "plain text")
+        #expect((second["old_value"] as? [[String: String]])?.first?["first_name"] == "Cesária")
+        #expect(event(lines[2])["new_value_base64"] as? String == "AP8=")
+    }
+
+    @Test func resumeTopicFilterAndHistoryCompacted() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for i in 0..<5 { _ = try kvfile("put", store, "k", "v\(i)") }
+        _ = try kvfile("delete", store, "k")
+        let resumed = try kvfile("watch", store, "--since", "3", "--count", "3")
+        #expect(resumed.text.split(separator: "\n").map { event(String($0))["seq"] as? Int } == [4, 5, 6])
+        let deletes = try kvfile("watch", store, "--from-start", "--topic", "kvs_deleted", "--count", "1")
+        #expect(event(deletes.text.trimmingCharacters(in: .newlines))["old_value"] as? String == "v4")
+        _ = try kvfile("compact", "-q", store)
+        let gone = try kvfile("watch", store, "--since", "2")
+        #expect(gone.status == 3)
+        #expect(gone.stderr.contains("oldest point to resume from is seq 6"))
+        let badTopic = try kvfile("watch", store, "--topic", "kvs_renamed")
+        #expect(badTopic.status == 64)
+    }
+
+    @Test func watchIntoAClosedPipeEndsByItself() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        _ = try kvfile("put", store, "seed", "0")
+        let pipeline = try Background("/bin/sh", ["-c", "\"$0\" watch \"$1\" | head -n 2", kvfileBinary, store], output: dir.sub("out"))
+        usleep(300_000)
+        for i in 0..<3 { _ = try kvfile("put", store, "k\(i)", "v") }
+        #expect(pipeline.waitForExit(seconds: 10), "kvfile watch | head -n 2 did not end")
+        #expect(pipeline.lines.count == 2)
+    }
+
+    @Test func sigtermEndsWatchWithStatusZero() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        _ = try kvfile("put", store, "seed", "0")
+        let watch = try Background(kvfileBinary, ["watch", store], output: dir.sub("out"))
+        usleep(300_000)
+        watch.process.terminate()
+        let ended = watch.waitForExit(seconds: 5)
+        #expect(ended, "SIGTERM did not end kvfile watch")
+        guard ended else {
+            kill(watch.process.processIdentifier, SIGKILL)
+            return
+        }
+        #expect(watch.process.terminationStatus == 0)
+        #expect(watch.process.terminationReason == .exit)
+    }
+
+    @Test func execRunsAHandlerPerEventAndSurvivesFailures() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        _ = try kvfile("put", store, "seed", "0")
+        _ = try kvfile("put", store, "bad", "1")
+        _ = try kvfile("put", store, "good", "2")
+        let log = dir.sub("handled")
+        let result = try kvfile("watch", store, "--from-start", "--count", "3", "--exec",
+                                "read line; echo \"$KVFILE_TOPIC $KVFILE_SEQ $KVFILE_KEY\" >> '\(log)'; [ \"$KVFILE_KEY\" != bad ]")
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("handler failed for seq 2"))
+        let handled = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(handled == "kvs_created 1 seed\nkvs_created 2 bad\nkvs_created 3 good\n")
+    }
+}
