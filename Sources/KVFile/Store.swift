@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// An open kvfile store: a directory of append-only, checksummed segment
 /// files with an in-memory hash index of every live key.
@@ -36,6 +37,10 @@ public final class Store: @unchecked Sendable {
     var lastCompaction: CompactionResult?
     /// Tests set this to simulate a crash at a compaction step (return true to crash there).
     nonisolated(unsafe) var compactionFailpoint: ((CompactionStep) -> Bool)?
+
+    /// The active segment when automatic compaction last looked.
+    private let lastActiveSeen = Atomic<UInt32>(0)
+    private let autoCompactionRunning = Atomic<Bool>(false)
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -356,11 +361,35 @@ public final class Store: @unchecked Sendable {
 
     // MARK: durability and closing
 
-    /// After a write, outside the lock: sync when durability asks for it, then wake tailers.
+    /// After a write, outside the lock: sync when durability asks for it, wake
+    /// tailers, and after a segment was sealed consider compacting.
     @inline(__always)
     private func afterWrite(_ position: UInt64) throws(KVFileError) {
         if options.durability == .always { try syncUpTo(position) }
         watchNotifier?.notify(now: Syscalls.wallClockMilliseconds())
+        if options.autoCompaction != nil && UInt32(truncatingIfNeeded: position >> 32) != lastActiveSeen.load(ordering: .relaxed) {
+            considerCompaction(activeID: UInt32(truncatingIfNeeded: position >> 32))
+        }
+    }
+
+    /// Starts a compaction on a background thread when the policy says the sealed segments are dead enough.
+    private func considerCompaction(activeID: UInt32) {
+        lastActiveSeen.store(activeID, ordering: .relaxed)
+        guard let policy = options.autoCompaction else { return }
+        let worthIt = lock.withReadLock { () -> Bool in
+            let dead = state.segments.filter { $0.id != activeID }.reduce(0) { total, segment in
+                let records = segment.length - RecordFormat.segmentHeaderSize
+                let deadBytes = records - segment.liveBytes
+                return records > 0 && Double(deadBytes) >= policy.minDeadRatio * Double(records) ? total + deadBytes : total
+            }
+            return dead >= policy.minDeadBytes
+        }
+        guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let started = BackgroundThread.start { [self] in
+            _ = try? compact(sealActive: false, policy: policy)
+            autoCompactionRunning.store(false, ordering: .releasing)
+        }
+        if !started { autoCompactionRunning.store(false, ordering: .releasing) }
     }
 
     /// Forces everything written so far onto stable storage.

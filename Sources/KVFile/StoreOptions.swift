@@ -43,21 +43,27 @@ public struct StoreOptions: Sendable, Equatable {
     public var durability: Durability
     /// How long a writer waits for another writer's lock before failing, in milliseconds.
     public var lockTimeoutMilliseconds: Int
+    /// When a writer compacts by itself, on a background thread, after it seals
+    /// a segment; nil to compact only when asked (``Store/compact()``).
+    public var autoCompaction: CompactionPolicy?
 
     /// Options for a writer that creates the store when needed, with 64 MiB
-    /// segments, `.none` durability and a 10 second lock wait.
+    /// segments, `.none` durability, a 10 second lock wait, and automatic
+    /// compaction of segments that are half dead once 64 MiB can be gained.
     public init(
         readOnly: Bool = false,
         createIfMissing: Bool = true,
         segmentSize: Int = 64 << 20,
         durability: Durability = .none,
-        lockTimeoutMilliseconds: Int = 10_000
+        lockTimeoutMilliseconds: Int = 10_000,
+        autoCompaction: CompactionPolicy? = CompactionPolicy()
     ) {
         self.readOnly = readOnly
         self.createIfMissing = createIfMissing
         self.segmentSize = segmentSize
         self.durability = durability
         self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
+        self.autoCompaction = autoCompaction
     }
 
     /// Options for a reader: no lock, no creation.

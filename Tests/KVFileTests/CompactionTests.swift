@@ -6,6 +6,7 @@ import Testing
     func smallSegments() -> StoreOptions {
         var options = StoreOptions()
         options.segmentSize = 8192
+        options.autoCompaction = nil
         return options
     }
 
@@ -143,6 +144,31 @@ import Testing
         try store.compact()
         try store.close()
         #expect(try contents(Store(path: dir.sub("busy"), options: .reader)) == expected)
+    }
+
+    @Test func aWriterCompactsByItselfWhenSegmentsAreDeadEnough() throws {
+        let dir = TemporaryDirectory()
+        var options = smallSegments()
+        options.autoCompaction = CompactionPolicy(minDeadRatio: 0.5, minDeadBytes: 16 << 10)
+        let store = try Store(path: dir.sub("auto"), options: options)
+        var model: [[UInt8]: [UInt8]] = [:]
+        for i in 0..<6000 {
+            let key = bytes("k\(i % 50)"), value = bytes("value \(i) " + String(repeating: "y", count: 40))
+            try store.put(key, value)
+            model[key] = value
+        }
+        // The background compaction may still be finishing.
+        let deadline = Date().addingTimeInterval(10)
+        var stats = try store.stats()
+        while stats.deadBytes > 200 << 10 && Date() < deadline {
+            usleep(20_000)
+            stats = try store.stats()
+        }
+        #expect(stats.deadBytes <= 200 << 10, "dead bytes stayed at \(stats.deadBytes)")
+        #expect(try store.stats().segments < 40)
+        #expect(try contents(store) == model)
+        try store.close()
+        #expect(try contents(Store(path: dir.sub("auto"), options: .reader)) == model)
     }
 
     @Test func readersFollowACompactionInAnotherStoreObject() throws {

@@ -24,7 +24,7 @@ enum FileNames {
 
     static func classify(_ name: String) -> Kind {
         if name == lock { return .lock }
-        if name.hasSuffix(temporarySuffix) && (name.contains(segmentSuffix) || name.contains(hintSuffix)) {
+        if name.hasSuffix(temporarySuffix) && (name.contains(segmentSuffix) || name.contains(hintSuffix) || name.hasPrefix("kvfile.compaction")) {
             return .temporary
         }
         if let id = number(name, suffix: segmentSuffix) { return .segment(id) }
