@@ -41,6 +41,8 @@ public final class Store: @unchecked Sendable {
     /// The active segment when automatic compaction last looked.
     private let lastActiveSeen = Atomic<UInt32>(0)
     private let autoCompactionRunning = Atomic<Bool>(false)
+    /// A roll left a segment that still needs sealing.
+    private let sealPending = Atomic<Bool>(false)
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -251,6 +253,7 @@ public final class Store: @unchecked Sendable {
             let timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
             try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+            noteRoll(writer)
             let staged = writer.stage(
                 operation: existing == nil ? .created : .updated, continues: false,
                 seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
@@ -282,6 +285,7 @@ public final class Store: @unchecked Sendable {
             let timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil)
             try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+            noteRoll(writer)
             let staged = writer.stage(
                 operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
                 key: key, value: nil, prepared: prepared)
@@ -326,6 +330,7 @@ public final class Store: @unchecked Sendable {
                 throw KVFileError(.invalidArgument, "batch of \(records.count) records needs \(bound) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
             }
             try writer.makeRoom(for: bound, nextSeq: firstSeq, state: state)
+            noteRoll(writer)
             var staged: [SegmentWriter.Staged] = []
             staged.reserveCapacity(records.count)
             for (index, record) in records.enumerated() {
@@ -365,7 +370,11 @@ public final class Store: @unchecked Sendable {
     /// tailers, and after a segment was sealed consider compacting.
     @inline(__always)
     private func afterWrite(_ position: UInt64) throws(KVFileError) {
-        if options.durability == .always { try syncUpTo(position) }
+        if options.durability == .always {
+            try syncUpTo(position)
+        } else if sealPending.load(ordering: .relaxed) {
+            try finishSeals()
+        }
         watchNotifier?.notify(now: Syscalls.wallClockMilliseconds())
         if options.autoCompaction != nil && UInt32(truncatingIfNeeded: position >> 32) != lastActiveSeen.load(ordering: .relaxed) {
             considerCompaction(activeID: UInt32(truncatingIfNeeded: position >> 32))
@@ -404,9 +413,11 @@ public final class Store: @unchecked Sendable {
 
     /// Group commit: whoever holds `syncMutex` syncs everything written so
     /// far, so writers queued behind it usually find their data already synced.
+    /// Segments a roll left behind are sealed first: their data comes earlier.
     private func syncUpTo(_ position: UInt64) throws(KVFileError) {
         guard let writer else { return }
         try syncMutex.withLock { () throws(KVFileError) in
+            try sealPendingLocked(writer)
             if syncedPosition >= position { return }
             let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
             try Syscalls.fdatasync(segment.fd, path: segment.path)
@@ -414,11 +425,40 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Seals the segments rolls left behind (cut, sync, hint file) outside the write lock.
+    func finishSeals() throws(KVFileError) {
+        guard let writer, sealPending.load(ordering: .relaxed) else { return }
+        try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
+    }
+
+    /// Call with `syncMutex` held.
+    private func sealPendingLocked(_ writer: SegmentWriter) throws(KVFileError) {
+        guard sealPending.load(ordering: .relaxed) else { return }
+        let pending = lock.withWriteLock { () -> [SegmentWriter.PendingSeal] in
+            sealPending.store(false, ordering: .relaxed)
+            return writer.takePendingSeals()
+        }
+        for seal in pending {
+            try SegmentWriter.seal(seal, directory: path)
+            syncedPosition = max(syncedPosition, UInt64(seal.segment.id) << 32 | UInt64(seal.segment.length))
+        }
+    }
+
+    /// For compaction's own seal of the active segment (under the write lock).
+    func noteRollForCompaction(_ writer: SegmentWriter) { noteRoll(writer) }
+
+    /// Under the write lock, after `makeRoom`: remember that a roll left a segment to seal.
+    @inline(__always)
+    private func noteRoll(_ writer: SegmentWriter) {
+        if !writer.pendingSeals.isEmpty { sealPending.store(true, ordering: .relaxed) }
+    }
+
     /// Syncs a writer's data, releases the lock, and makes the store unusable.
     /// Calling it again does nothing.
     public func close() throws(KVFileError) {
         compactionMutex.withLock {}  // let a running compaction finish first
         syncer?.stop()
+        try finishSeals()
         syncer = nil
         let segment: Segment? = lock.withWriteLock {
             if closed { return nil }

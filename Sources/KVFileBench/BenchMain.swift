@@ -12,11 +12,19 @@ struct BenchConfig {
     var sync = false
     var db = "/tmp/kvfile-bench"
     var segmentSize = 64 << 20
+    var threads = 8
+    /// Internal: run as the second-process tailer of watchlatency.
+    var tailChild: String?
 
     static let usage = """
-        usage: kvfile-bench [--benchmarks=LIST] [--num=N] [--value_size=V] [--sync=0|1] [--db=DIR] [--segment_size=BYTES]
+        usage: kvfile-bench [--benchmarks=LIST] [--num=N] [--value_size=V] [--sync=0|1] [--db=DIR]
+                            [--segment_size=BYTES] [--threads=T]
           LIST: comma-separated, run in order: fillseq fillrandom overwrite readrandom
-                readmissing deleterandom open (default: all of them, in that order)
+                readmissing deleterandom compact open watchlatency fillsync
+                (default: fillseq,fillrandom,overwrite,readrandom,readmissing,deleterandom,open)
+          compact: compaction MB/s while one thread keeps overwriting, and its longest put
+          watchlatency: put in this process to event in a second process, p50/p99
+          fillsync: durable puts/s with 1 thread and with --threads threads (group commit)
           The workload is shared/BENCH-WORKLOAD.md v1. DIR is deleted and recreated.
         """
 
@@ -36,10 +44,13 @@ struct BenchConfig {
             case "sync": guard value == "0" || value == "1" else { return .failure(.bad(argument)) }; config.sync = value == "1"
             case "db": guard !value.isEmpty else { return .failure(.bad(argument)) }; config.db = value
             case "segment_size": guard let n = Int(value), n >= 4096 else { return .failure(.bad(argument)) }; config.segmentSize = n
+            case "threads": guard let n = Int(value), n >= 1, n <= 256 else { return .failure(.bad(argument)) }; config.threads = n
+            case "tail_child": config.tailChild = value
             default: return .failure(BenchUsageError(message: "kvfile-bench: unknown flag --\(name)\n" + usage, code: 64))
             }
         }
-        let known: Set = ["fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "deleterandom", "open"]
+        let known: Set = ["fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "deleterandom", "open",
+                          "compact", "watchlatency", "fillsync"]
         if let unknown = config.benchmarks.first(where: { !known.contains($0) }) {
             return .failure(BenchUsageError(message: "kvfile-bench: unknown benchmark \(unknown)\n" + usage, code: 64))
         }
@@ -63,6 +74,10 @@ enum BenchMain {
             print(error.message)
             exit(error.code)
         case .success(let config):
+            if let directory = config.tailChild {
+                WatchLatency.runChild(directory: directory, count: config.num)
+                return
+            }
             do {
                 try BenchRunner(config: config).run()
             } catch {

@@ -5,7 +5,7 @@ import Foundation
 import KVFile
 
 /// Runs the benchmarks in order against one database directory, as db_bench does.
-final class BenchRunner {
+final class BenchRunner: @unchecked Sendable {
     let config: BenchConfig
     private var store: Store?
     private let values: ValuePool
@@ -34,6 +34,9 @@ final class BenchRunner {
                 let keys = Array(Workload.permutation(config.num, seed: Workload.deleteRandomSeed).prefix(config.num / 10))
                 report(name, ops: keys.count, seconds: try delete(keys: keys))
             case "open": try reopen()
+            case "compact": try opened(); try compactUnderLoad()
+            case "watchlatency": try opened(); try WatchLatency.run(store: store!, directory: config.db, count: min(config.num, 20_000), report: printLine)
+            case "fillsync": try fillSync()
             default: break
             }
         }
@@ -129,6 +132,82 @@ final class BenchRunner {
         print(String(format: "peak RSS     : %.1f MB", Double(usage.ru_maxrss) / 1024))
         try store.close()
     }
+
+    /// Compaction of everything while one thread keeps overwriting: MB/s and the longest put.
+    private func compactUnderLoad() throws {
+        let store = store!
+        let before = try store.stats()
+        let done = Flag()
+        let result = ResultBox()
+        let thread = Thread {
+            do { result.value = try store.compact() } catch { result.error = error }
+            done.set()
+        }
+        var key = [UInt8](repeating: 0, count: 16)
+        var value = [UInt8](repeating: 0, count: config.valueSize)
+        var random = SplitMix64(seed: 4242)
+        var longest = 0.0
+        var puts = 0
+        thread.start()
+        try key.withUnsafeMutableBufferPointer { k in
+            try value.withUnsafeMutableBufferPointer { v in
+                while !done.isSet {
+                    Workload.formatKey(random.uniform(UInt64(config.num)), into: k.baseAddress!)
+                    if config.valueSize > 0 { values.fill(puts, into: v.baseAddress!) }
+                    let start = now()
+                    try store.put(key: UnsafeRawBufferPointer(k), value: UnsafeRawBufferPointer(v))
+                    longest = max(longest, now() - start)
+                    puts += 1
+                }
+            }
+        }
+        if let error = result.error { throw error }
+        guard let compaction = result.value else { return }
+        let megabytes = Double(compaction.bytesBefore) / 1e6
+        let after = try store.stats()
+        print(padded("compact") + " : " + String(format: "%11.1f MB/s (%.1f MB of segments in %.2f s, %d records kept); longest put %.2f ms during it (%d puts); disk %d -> %d bytes",
+            megabytes / max(compaction.seconds, 1e-9), megabytes, compaction.seconds, compaction.recordsCopied,
+            longest * 1000, puts, before.segmentBytes + before.hintBytes, after.segmentBytes + after.hintBytes))
+    }
+
+    /// Durable puts (fsync before each returns): one thread, then `threads` threads sharing syncs.
+    private func fillSync() throws {
+        try store?.close()
+        store = nil
+        let count = min(config.num, 20_000)
+        for threads in [1, config.threads] {
+            removeTree(config.db)
+            let store = try Store(path: config.db, options: StoreOptions(segmentSize: config.segmentSize, durability: .always))
+            let perThread = count / threads
+            let start = now()
+            let failures = ResultBox()
+            let valueSize = config.valueSize
+            let group = DispatchGroup()
+            // Real threads, one per writer: a dispatch pool would run only as many as there are cores.
+            for t in 0..<threads {
+                group.enter()
+                Thread {
+                    let pool = ValuePool(valueSize: valueSize)
+                    var value = pool.value(t)
+                    var key = [UInt8](repeating: 0, count: 16)
+                    for i in 0..<perThread {
+                        key.withUnsafeMutableBufferPointer { Workload.formatKey(UInt64(t * perThread + i), into: $0.baseAddress!) }
+                        value[0] = UInt8(truncatingIfNeeded: i)
+                        do { try store.put(key, value) } catch { failures.error = error }
+                    }
+                    group.leave()
+                }.start()
+            }
+            group.wait()
+            if let error = failures.error { throw error }
+            let seconds = now() - start
+            let ops = perThread * threads
+            print(padded("fillsync") + " : " + String(format: "%11.3f micros/op %.0f durable puts/sec; %d thread%@", seconds * 1e6 / Double(ops), Double(ops) / seconds, threads, threads == 1 ? "" : "s"))
+            try store.close()
+        }
+    }
+
+    private func printLine(_ text: String) { print(text) }
 
     // MARK: helpers
 

@@ -206,12 +206,24 @@ func copyStore(_ from: String, to: String) throws {
             (error as? KVFileError)?.offset == victim.offset
         }
 
-        // A sealed segment shorter than its hint file says is corrupt, not torn.
+        // A writer rebuilds the missing hint file once the flip is undone.
         data[victim.offset + victim.size - 1] ^= 0x01
+        writeFile(first, data)
+        var quiet = options
+        quiet.autoCompaction = nil
+        try Store(path: path, options: quiet).close()
+        #expect(FileManager.default.fileExists(atPath: path + "/" + FileNames.hint(1)))
+
+        // A sealed segment shorter than its hint file says is corrupt, not torn.
         writeFile(first, Array(data.dropLast(5)))
-        let rebuilt = try Store(path: dir.sub("sealed2"), options: options)
-        try rebuilt.close()
         #expect { try Store(path: path, options: .reader) } throws: { ($0 as? KVFileError)?.code == .corrupt }
+
+        // Without a hint file the seal never finished, so a torn tail is cut like an active segment's.
+        try FileManager.default.removeItem(atPath: path + "/" + FileNames.hint(1))
+        let writer = try Store(path: path, options: quiet)
+        #expect(try writer.get("k0") != nil)
+        let lastRecord = records.last!
+        #expect(fileBytes(first).count == lastRecord.offset)
     }
 
     @Test func leftoverTemporaryFilesAreRemovedByTheNextWriter() throws {

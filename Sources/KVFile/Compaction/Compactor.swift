@@ -43,9 +43,14 @@ extension Store {
             let started = Syscalls.monotonicNanoseconds()
             let plan = try lock.withWriteLock { () throws(KVFileError) -> CompactionPlan in
                 try checkOpen()
-                if sealActive { try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state) }
+                if sealActive {
+                    try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state)
+                    noteRollForCompaction(writer)
+                }
                 return Store.plan(state: state, activeID: writer.segment.id, policy: policy)
             }
+            // Inputs must be sealed (synced, with hint files) before they are replaced.
+            try finishSeals()
             guard !plan.inputs.isEmpty else {
                 return CompactionResult(inputSegments: 0, outputSegments: 0, bytesBefore: 0, bytesAfter: 0,
                                         recordsCopied: 0, recordsDropped: 0, seconds: 0)

@@ -43,7 +43,7 @@ struct StoreLoader {
     /// A writer rewrites a missing or damaged hint file.
     func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
         let segmentPath = segmentPath(id)
-        let fd = try Syscalls.open(segmentPath, O_RDONLY)
+        let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
         let segment: Segment
         do throws(KVFileError) {
             let size = try Syscalls.fileSize(fd, path: segmentPath)
@@ -57,7 +57,6 @@ struct StoreLoader {
 
         let hintPath = hintPath(id)
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
-            _ = problem
             let hints = HintBuilder()
             let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize) {
                 (offset, header, record) throws(KVFileError) in
@@ -68,7 +67,17 @@ struct StoreLoader {
             }
             switch end {
             case .clean: break
-            case .tornTail(let at, let reason), .corrupt(let at, let reason):
+            case .tornTail(let at, let reason) where problem != "missing":
+                // A hint file exists, so the seal finished (the hint is written after the sync): the tail was complete.
+                throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
+            case .tornTail(let at, _):
+                // No hint file: the seal never finished, so the tail may be torn like an active one.
+                segment.length = at
+                if writer {
+                    try Syscalls.ftruncate(segment.fd, at, path: segmentPath)
+                    try Syscalls.fdatasync(segment.fd, path: segmentPath)
+                }
+            case .corrupt(let at, let reason):
                 throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
             }
             if writer {
@@ -159,11 +168,7 @@ struct StoreLoader {
             // The writer holds the lock, so nobody can shrink the file under the mapping.
             end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from, apply)
         } else {
-            // A reader copies: a writer recovering from a crash may cut the tail while we look.
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: size - from, alignment: 8)
-            defer { copy.deallocate() }
-            let n = try Syscalls.preadFully(segment.fd, copy, at: from, path: segment.path)
-            end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: from, apply)
+            end = try scanByCopying(segment, from: from, to: size, apply)
         }
         switch end {
         case .clean(let at):
@@ -227,6 +232,40 @@ struct StoreLoader {
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: segmentPath) }
         guard n == RecordFormat.segmentHeaderSize else { return false }
         return raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }.map(\.compacted) == .success(true)
+    }
+
+    /// A reader copies what it scans (a writer recovering from a crash may cut
+    /// the tail while we look), a chunk at a time: the file often ends in
+    /// megabytes of zeros the writer reserved, which need not be read.
+    private func scanByCopying(
+        _ segment: Segment, from: Int, to size: Int,
+        _ apply: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
+    ) throws(KVFileError) -> ScanEnd {
+        var start = from
+        var chunk = 64 << 10
+        while true {
+            let length = min(chunk, size - start)
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 8)
+            defer { copy.deallocate() }
+            let n = try Syscalls.preadFully(segment.fd, UnsafeMutableRawBufferPointer(rebasing: copy[0..<length]), at: start, path: segment.path)
+            let end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start, apply)
+            // The end of the file, or a file that shrank (a writer cut its reserved space) under us.
+            if start + n >= size || n < length { return end }
+            switch end {
+            case .clean(let at):
+                start = at
+            case .corrupt:
+                return end  // a readable record after the damage lies inside the chunk
+            case .tornTail(let at, _):
+                if at > start {
+                    start = at  // the chunk's end may have cut a record: read on from it
+                } else if n > 5 && copy[4] == 0 {
+                    return end  // zeros: space reserved, nothing written here yet
+                } else {
+                    chunk *= 4  // a record larger than the chunk, or damage: look further
+                }
+            }
+        }
     }
 
     private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {

@@ -104,9 +104,12 @@ public enum StoreCheck {
                             Array(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))))
         }
         report.records += records.count
+        let hintName = FileNames.hint(id)
+        // A sealed segment without its hint file was not synced before a crash: its tail may be torn too.
+        let sealFinished = !isActive && (try? Syscalls.kind(of: path + "/" + hintName)) == .regularFile
         for range in damage {
-            if range.isZeroTail && isActive { continue }  // space the writer reserved
-            let tornActiveTail = range.isTail && isActive
+            if range.isZeroTail && !sealFinished { continue }  // space the writer reserved
+            let tornActiveTail = range.isTail && !sealFinished
             report.problems.append(CheckProblem(
                 severity: tornActiveTail ? .warning : .error, file: name, offset: range.offset,
                 message: tornActiveTail
@@ -114,7 +117,6 @@ public enum StoreCheck {
                     : "\(range.length) unreadable bytes (\(range.reason))"))
         }
         if isActive { return }
-        let hintName = FileNames.hint(id)
         guard let hint = try? FileBytes(path: path + "/" + hintName) else {
             report.problems.append(CheckProblem(severity: .warning, file: hintName, offset: nil, message: "missing; open scans the segment instead and a writer rewrites it"))
             return

@@ -130,17 +130,42 @@ final class SegmentWriter {
         if segment.length > RecordFormat.segmentHeaderSize { try roll(nextSeq: nextSeq, needing: 0, state: state) }
     }
 
-    /// Seals the active segment (cut to its records, synced, hint file) and starts the next one.
+    /// A segment the writer left that still needs its tail cut, a sync and its hint file.
+    struct PendingSeal {
+        var segment: Segment
+        var hints: HintBuilder
+    }
+
+    /// Segments rolled away from under the write lock, sealed later outside it
+    /// (``Store`` calls `takePendingSeals` after each write), so that a roll
+    /// never makes other writers wait for a sync.
+    private(set) var pendingSeals: [PendingSeal] = []
+
+    func takePendingSeals() -> [PendingSeal] {
+        defer { pendingSeals = [] }
+        return pendingSeals
+    }
+
+    /// Starts the next segment; the old one goes to `pendingSeals`. The new
+    /// segment's header is not synced here: if it is lost in a crash, the
+    /// segment counts as one whose creation was cut short (empty).
     private func roll(nextSeq: UInt64, needing bytes: Int, state: StoreState) throws(KVFileError) {
-        let sealed = segment
-        try SegmentWriter.trimAndSync(sealed)
-        sealed.hintBytes = try HintWriter.write(hints, segmentID: sealed.id, segmentLength: sealed.length, directory: directory)
         let next = try SegmentWriter.createSegment(
             id: state.allocateSegmentID(), baseSeq: nextSeq, directory: directory,
-            capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes))
+            capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes), durable: false)
         state.add(next)
+        pendingSeals.append(PendingSeal(segment: segment, hints: hints))
         segment = next
         hints = HintBuilder()
+    }
+
+    /// Finishes sealing: cut, sync, hint file (written only after the sync, so
+    /// a sound hint file means a complete segment), directory sync.
+    static func seal(_ pending: PendingSeal, directory: String) throws(KVFileError) {
+        try trimAndSync(pending.segment)
+        pending.segment.hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
+                                                         segmentLength: pending.segment.length, directory: directory)
+        try Syscalls.syncDirectory(directory)
     }
 
     /// Cuts the reserved space after the records off and syncs the segment.
@@ -153,14 +178,16 @@ final class SegmentWriter {
     }
 
     /// Creates an empty segment file with its header, durably, mapped for writing.
-    static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int) throws(KVFileError) -> Segment {
+    static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int, durable: Bool = true) throws(KVFileError) -> Segment {
         let path = directory + "/" + FileNames.segment(id)
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
         do throws(KVFileError) {
             let header = SegmentHeader(segmentID: id, baseSeq: baseSeq, createdMilliseconds: Syscalls.wallClockMilliseconds())
             try withBytes(header.encoded()) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
-            try Syscalls.fdatasync(fd, path: path)
-            try Syscalls.syncDirectory(directory)
+            if durable {
+                try Syscalls.fdatasync(fd, path: path)
+                try Syscalls.syncDirectory(directory)
+            }
             let segment = try Segment(id: id, path: path, fd: fd, header: header, length: RecordFormat.segmentHeaderSize,
                                       mapCapacity: capacity, writable: true)
             segment.allocated = RecordFormat.segmentHeaderSize
