@@ -43,6 +43,7 @@ public final class Store: @unchecked Sendable {
     private let autoCompactionRunning = Atomic<Bool>(false)
     /// A roll left a segment that still needs sealing.
     private let sealPending = Atomic<Bool>(false)
+    private let backgroundSealRunning = Atomic<Bool>(false)
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -371,9 +372,9 @@ public final class Store: @unchecked Sendable {
     @inline(__always)
     private func afterWrite(_ position: UInt64) throws(KVFileError) {
         if options.durability == .always {
-            try syncUpTo(position)
+            try syncUpTo(position)  // also seals: cheap here, every record in the old segment was synced already
         } else if sealPending.load(ordering: .relaxed) {
-            try finishSeals()
+            sealInBackground()
         }
         watchNotifier?.notify(now: Syscalls.wallClockMilliseconds())
         if options.autoCompaction != nil && UInt32(truncatingIfNeeded: position >> 32) != lastActiveSeen.load(ordering: .relaxed) {
@@ -404,6 +405,7 @@ public final class Store: @unchecked Sendable {
     /// Forces everything written so far onto stable storage.
     public func sync() throws(KVFileError) {
         guard let writer else { return }
+        try finishSeals()
         let position = try lock.withReadLock { () throws(KVFileError) -> UInt64 in
             try checkOpen()
             return writer.position
@@ -431,6 +433,21 @@ public final class Store: @unchecked Sendable {
         try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
     }
 
+    /// Seals on a background thread, so that the write that rolled does not
+    /// wait for the sync of a whole segment. Errors surface at the next
+    /// `sync()`, `close()` or compaction, which seal again.
+    private func sealInBackground() {
+        guard backgroundSealRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let started = BackgroundThread.start { [self] in
+            try? finishSeals()
+            backgroundSealRunning.store(false, ordering: .releasing)
+        }
+        if !started {
+            backgroundSealRunning.store(false, ordering: .releasing)
+            try? finishSeals()
+        }
+    }
+
     /// Call with `syncMutex` held.
     private func sealPendingLocked(_ writer: SegmentWriter) throws(KVFileError) {
         guard sealPending.load(ordering: .relaxed) else { return }
@@ -438,8 +455,17 @@ public final class Store: @unchecked Sendable {
             sealPending.store(false, ordering: .relaxed)
             return writer.takePendingSeals()
         }
-        for seal in pending {
-            try SegmentWriter.seal(seal, directory: path)
+        for (index, seal) in pending.enumerated() {
+            do throws(KVFileError) {
+                try SegmentWriter.seal(seal, directory: path)
+            } catch {
+                // Keep what is not sealed yet for the next attempt.
+                lock.withWriteLock {
+                    writer.restorePendingSeals(Array(pending[index...]))
+                    sealPending.store(true, ordering: .relaxed)
+                }
+                throw error
+            }
             syncedPosition = max(syncedPosition, UInt64(seal.segment.id) << 32 | UInt64(seal.segment.length))
         }
     }

@@ -141,6 +141,10 @@ final class SegmentWriter {
     /// never makes other writers wait for a sync.
     private(set) var pendingSeals: [PendingSeal] = []
 
+    func restorePendingSeals(_ seals: [PendingSeal]) {
+        pendingSeals = seals + pendingSeals
+    }
+
     func takePendingSeals() -> [PendingSeal] {
         defer { pendingSeals = [] }
         return pendingSeals
