@@ -244,20 +244,33 @@ public final class Store: @unchecked Sendable {
 
     private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
         try Limits.check(keyLength: key.count, valueLength: value.count)
+        return try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
+            if onlyIfAbsent && existing != nil { return nil }
+            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+            return existing == nil ? .created : .updated
+        }
+    }
+
+    /// Writes one record under the write lock. `decide` sees the key's current
+    /// location and returns the operation to record, or nil to write nothing.
+    /// Returns whether a record was written.
+    @inline(__always)
+    private func writeOne(
+        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?,
+        decide: (KeyLocation?) throws(KVFileError) -> Operation?
+    ) throws(KVFileError) -> Bool {
         let writer = try requireWriter()
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
-            let existing = state.keydir.lookup(key)
-            if onlyIfAbsent && existing != nil { return nil }
-            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+            guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
             let seq = state.nextSeq
             let timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
             try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
             noteRoll(writer)
             let staged = writer.stage(
-                operation: existing == nil ? .created : .updated, continues: false,
-                seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
+                operation: operation, continues: false, seq: seq, timestamp: timestamp,
+                key: key, value: value, prepared: prepared)
             state.nextSeq = seq + 1
             apply(staged, key: key, writer: writer)
             writer.commitStaged()
@@ -278,26 +291,9 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func delete(key: UnsafeRawBufferPointer) throws(KVFileError) -> Bool {
         try Limits.check(keyLength: key.count, valueLength: nil)
-        let writer = try requireWriter()
-        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
-            try checkOpen()
-            guard state.keydir.lookup(key) != nil else { return nil }
-            let seq = state.nextSeq
-            let timestamp = Syscalls.wallClockMilliseconds()
-            let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil)
-            try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
-            noteRoll(writer)
-            let staged = writer.stage(
-                operation: .deleted, continues: false, seq: seq, timestamp: timestamp,
-                key: key, value: nil, prepared: prepared)
-            state.nextSeq = seq + 1
-            apply(staged, key: key, writer: writer)
-            writer.commitStaged()
-            return writer.position
+        return try writeOne(key: key, value: nil) { existing throws(KVFileError) -> Operation? in
+            existing == nil ? nil : .deleted
         }
-        guard let position else { return false }
-        try afterWrite(position)
-        return true
     }
 
     /// Removes `key` (UTF-8); returns false when it had no value.

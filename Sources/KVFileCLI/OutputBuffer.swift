@@ -22,18 +22,11 @@ final class OutputBuffer {
 
     func flush() {
         guard !bytes.isEmpty else { return }
-        bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EPIPE { exit(0) }
-                    Terminal.error("cannot write output: \(String(cString: strerror(errno)))")
-                    exit(CLIExitCode.ioError.rawValue)
-                }
-                done += n
-            }
+        let failure = bytes.withUnsafeBytes { Terminal.writeAll($0, to: fd) }
+        if failure == EPIPE { exit(0) }
+        if failure != 0 {
+            Terminal.error("cannot write output: \(String(cString: strerror(failure)))")
+            exit(CLIExitCode.ioError.rawValue)
         }
         bytes.removeAll(keepingCapacity: true)
     }

@@ -49,17 +49,21 @@ extension PairFormat: ExpressibleByArgument {}
 /// Writes bytes to a file descriptor, and maps engine errors to exit codes.
 enum Terminal {
     static func write(_ bytes: [UInt8], to fd: Int32) {
-        bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                done += n
+        _ = bytes.withUnsafeBytes { writeAll($0, to: fd) }
+    }
+
+    /// Writes every byte, retrying on EINTR; returns 0 or the errno that stopped it.
+    static func writeAll(_ raw: UnsafeRawBufferPointer, to fd: Int32) -> Int32 {
+        var done = 0
+        while done < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
             }
+            done += n
         }
+        return 0
     }
 
     static func error(_ message: String) {

@@ -10,7 +10,8 @@ final class IntervalSyncer: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var stopping = false
-    private var thread: pthread_t?
+    /// Set when the thread has ended.
+    private let done = StopFlag()
 
     init(milliseconds: Int, tick: @escaping @Sendable () -> Void) {
         self.milliseconds = milliseconds
@@ -31,14 +32,12 @@ final class IntervalSyncer: @unchecked Sendable {
     }
 
     func start() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
-            let syncer = Unmanaged<IntervalSyncer>.fromOpaque(raw!).takeRetainedValue()
-            syncer.run()
-            return nil
-        }, context)
-        if result == 0 { thread = handle } else { Unmanaged<IntervalSyncer>.fromOpaque(context).release() }
+        let done = self.done
+        let started = BackgroundThread.start { [self] in
+            run()
+            done.set()
+        }
+        if !started { done.set() }
     }
 
     private func run() {
@@ -64,7 +63,6 @@ final class IntervalSyncer: @unchecked Sendable {
         stopping = true
         pthread_cond_signal(condition)
         pthread_mutex_unlock(mutex)
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
+        while !done.isSet { Syscalls.sleep(milliseconds: 1) }
     }
 }
