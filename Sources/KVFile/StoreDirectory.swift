@@ -57,7 +57,8 @@ enum StoreDirectory {
         while true {
             do {
                 let ids = try loader.resolveSegments(names)
-                let state = StoreState(directory: loader.directory, keydir: Keydir(expectedKeys: expectedKeys))
+                let expected = expectedKeys > 0 ? expectedKeys : estimateRecords(loader.directory, ids: ids)
+                let state = StoreState(directory: loader.directory, keydir: Keydir(expectedKeys: expected))
                 state.deferAbove = deferAbove
                 let hints = try loader.loadAll(ids, into: state)
                 return (state, hints)
@@ -67,6 +68,29 @@ enum StoreDirectory {
                 names = try Syscalls.listDirectory(loader.directory)
             }
         }
+    }
+
+    /// About how many records the segments hold (hint entry counts, or the
+    /// size for a segment without one), so the keydir is sized once instead of
+    /// growing step by step while it loads. An overestimate costs only memory
+    /// that is never touched.
+    static func estimateRecords(_ directory: String, ids: [UInt32]) -> Int {
+        var total = 0
+        for id in ids {
+            if let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.hint(id), O_RDONLY) {
+                var count: UInt32 = 0
+                let n = withUnsafeMutableBytes(of: &count) { raw in
+                    (try? Syscalls.preadFully(fd, raw, at: 24, path: "")) ?? 0
+                }
+                Syscalls.close(fd)
+                if n == 4 { total += Int(UInt32(littleEndian: count)); continue }
+            }
+            if let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.segment(id), O_RDONLY) {
+                total += ((try? Syscalls.fileSize(fd, path: "")) ?? 0) / 96
+                Syscalls.close(fd)
+            }
+        }
+        return min(total, 1 << 28)
     }
 
     /// Removes half-written temporary files a crashed writer left behind (writers only).
