@@ -48,9 +48,10 @@ public final class Store: @unchecked Sendable {
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
 
+    /// Serializes sealing of rolled segments.
     private let syncMutex = PlainMutex()
-    /// Log position known to be on stable storage (guarded by `syncMutex`).
-    private var syncedPosition: UInt64 = 0
+    /// Durability `.always` and `sync()` (writers only).
+    private let groupCommit: GroupCommit?
     private var syncer: IntervalSyncer?
 
     /// Opens (and, for a writer with `createIfMissing`, creates) the store in directory `path`.
@@ -88,7 +89,7 @@ public final class Store: @unchecked Sendable {
             }
             try Syscalls.syncDirectory(directory)
             writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints)
-            syncedPosition = writer!.position
+            groupCommit = GroupCommit(durable: writer!.position)
             watchNotifier = WatchNotifier(directory: directory)
             if case .interval(let milliseconds) = options.durability {
                 let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
@@ -98,6 +99,7 @@ public final class Store: @unchecked Sendable {
         } else {
             writer = nil
             watchNotifier = nil
+            groupCommit = nil
         }
     }
 
@@ -260,6 +262,9 @@ public final class Store: @unchecked Sendable {
         decide: (KeyLocation?) throws(KVFileError) -> Operation?
     ) throws(KVFileError) -> Bool {
         let writer = try requireWriter()
+        let durable = options.durability == .always
+        if durable { groupCommit?.writerStarted() }
+        defer { if durable { groupCommit?.writerFinished() } }
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
@@ -303,6 +308,9 @@ public final class Store: @unchecked Sendable {
     /// Applies every change of `batch` atomically, in order. Deletes of keys
     /// that have no value at that point record nothing.
     public func write(_ batch: WriteBatch) throws(KVFileError) {
+        let durable = options.durability == .always
+        if durable { groupCommit?.writerStarted() }
+        defer { if durable { groupCommit?.writerFinished() } }
         for change in batch.changes {
             switch change {
             case .put(let key, let value): try Limits.check(keyLength: key.count, valueLength: value.count, key: key)
@@ -409,17 +417,15 @@ public final class Store: @unchecked Sendable {
         try syncUpTo(position)
     }
 
-    /// Group commit: whoever holds `syncMutex` syncs everything written so
-    /// far, so writers queued behind it usually find their data already synced.
+    /// Group commit (see ``GroupCommit``): one sync covers every writer waiting.
     /// Segments a roll left behind are sealed first: their data comes earlier.
     private func syncUpTo(_ position: UInt64) throws(KVFileError) {
-        guard let writer else { return }
-        try syncMutex.withLock { () throws(KVFileError) in
-            try sealPendingLocked(writer)
-            if syncedPosition >= position { return }
+        guard let writer, let groupCommit else { return }
+        try groupCommit.waitDurable(position) { () throws(KVFileError) -> UInt64 in
+            try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
             let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
             try Syscalls.fdatasync(segment.fd, path: segment.path)
-            syncedPosition = end
+            return end
         }
     }
 
@@ -462,7 +468,7 @@ public final class Store: @unchecked Sendable {
                 }
                 throw error
             }
-            syncedPosition = max(syncedPosition, UInt64(seal.segment.id) << 32 | UInt64(seal.segment.length))
+            groupCommit?.advance(to: UInt64(seal.segment.id) << 32 | UInt64(seal.segment.length))
         }
     }
 
