@@ -188,7 +188,9 @@ public final class Store: @unchecked Sendable {
     public func stats() throws(KVFileError) -> StoreStats {
         try lock.withReadLock { () throws(KVFileError) -> StoreStats in
             try checkOpen()
-            return state.stats()
+            var stats = state.stats()
+            stats.lastCompaction = lastCompaction
+            return stats
         }
     }
 

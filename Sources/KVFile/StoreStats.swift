@@ -21,6 +21,27 @@ public struct StoreStats: Sendable, Equatable {
     /// Memory the keydir holds, in bytes.
     public var keydirBytes: Int
 
+    /// Each segment, in number order.
+    public var segmentDetails: [SegmentStats] = []
+    /// What the last compaction by this store object did (nil when none ran).
+    public var lastCompaction: CompactionResult?
+
     /// Keydir memory per live key (0 for an empty store).
     public var keydirBytesPerKey: Double { keys == 0 ? 0 : Double(keydirBytes) / Double(keys) }
+}
+
+/// One segment file, as ``StoreStats`` reports it.
+public struct SegmentStats: Sendable, Equatable {
+    /// The segment number (its file is NNNNNNNN.kvseg).
+    public var id: UInt32
+    /// Bytes of the file.
+    public var bytes: Int
+    /// Bytes of records that are the latest for their key.
+    public var liveBytes: Int
+    /// The share of record bytes compaction would drop (0...1).
+    public var deadRatio: Double
+    /// The segment writers append to.
+    public var isActive: Bool
+    /// Written by compaction.
+    public var isCompactionOutput: Bool
 }

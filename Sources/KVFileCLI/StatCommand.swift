@@ -8,8 +8,9 @@ struct StatCommand: ParsableCommand {
         discussion: """
             Keys, segment files, bytes on disk, live bytes (the latest record of \
             each key) and dead bytes (what compaction would give back), the range \
-            of sequence numbers in the log, the format version and the memory of \
-            the index. Reads without the writer's lock.
+            of sequence numbers in the log, the format version, the memory of \
+            the index, and each segment's size and dead share. Reads without the \
+            writer's lock.
 
             Examples:
               kvfile stat ./cache.kv
@@ -40,16 +41,43 @@ struct StatCommand: ParsableCommand {
                 ("format_version", "\(stats.formatVersion)"),
                 ("keydir_bytes", "\(stats.keydirBytes)"),
             ]
+            let segments = stats.segmentDetails
             if json {
-                out.write("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n")
+                let segmentObjects = segments.map { segment in
+                    "{\"id\":\(segment.id),\"bytes\":\(segment.bytes),\"live_bytes\":\(segment.liveBytes),"
+                        + "\"dead_ratio\":\(ratio(segment.deadRatio)),\"active\":\(segment.isActive),\"compacted\":\(segment.isCompactionOutput)}"
+                }
+                out.write("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
+                          + ",\"segment_files\":[" + segmentObjects.joined(separator: ",") + "]}\n")
             } else {
                 let width = fields.map(\.0.count).max() ?? 0
                 for (name, value) in fields {
                     out.write(name + String(repeating: " ", count: width - name.count + 2) + value + "\n")
+                }
+                out.write("\nsegment    bytes        live         dead\n")
+                for segment in segments {
+                    let name = String(segment.id)
+                    let tag = segment.isActive ? "  (active)" : segment.isCompactionOutput ? "  (compacted)" : ""
+                    out.write(name.padding(8) + "   " + String(segment.bytes).padding(11) + "  " + String(segment.liveBytes).padding(11)
+                              + "  " + percent(segment.deadRatio) + tag + "\n")
                 }
             }
             out.flush()
             return .success
         }
     }
+}
+
+private func ratio(_ value: Double) -> String {
+    let thousandths = Int((value * 1000).rounded())
+    return "\(thousandths / 1000).\(String(thousandths % 1000).leftPadded(3))"
+}
+
+private func percent(_ value: Double) -> String {
+    "\(Int((value * 100).rounded()))%"
+}
+
+extension String {
+    /// Pads on the right with spaces to `width`.
+    func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
 }

@@ -104,12 +104,16 @@ import Testing
         _ = try kvfile("put", s, "k0", "again")
         let json = try kvfile("stat", s, "--json")
         #expect(json.status == 0)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout)) as? [String: Int])
-        #expect(object["keys"] == 5)
-        #expect(object["newest_seq"] == 6)
-        #expect(object["oldest_seq"] == 1)
-        #expect(object["format_version"] == 1)
-        #expect((object["dead_bytes"] ?? 0) > 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout)) as? [String: Any])
+        #expect(object["keys"] as? Int == 5)
+        #expect(object["newest_seq"] as? Int == 6)
+        #expect(object["oldest_seq"] as? Int == 1)
+        #expect(object["format_version"] as? Int == 1)
+        #expect((object["dead_bytes"] as? Int ?? 0) > 0)
+        let files = try #require(object["segment_files"] as? [[String: Any]])
+        #expect(files.count == 1)
+        #expect(files.first?["active"] as? Bool == true)
+        #expect((files.first?["dead_ratio"] as? Double ?? 0) > 0.1)
         let text = try kvfile("stat", s)
         #expect(text.text.contains("keys"))
         #expect(text.text.contains("dead_bytes"))
@@ -126,8 +130,10 @@ import Testing
         #expect(result.status == 0)
         #expect(result.text.contains("bytes before"))
         #expect(try kvfile("dump", s, "--format", "ndjson").stdout == before.stdout)
-        let stat = try JSONSerialization.jsonObject(with: Data(try kvfile("stat", s, "--json").stdout)) as? [String: Int]
-        #expect(stat?["dead_bytes"] == 0)
+        let stat = try JSONSerialization.jsonObject(with: Data(try kvfile("stat", s, "--json").stdout)) as? [String: Any]
+        #expect(stat?["dead_bytes"] as? Int == 0)
+        let files = stat?["segment_files"] as? [[String: Any]] ?? []
+        #expect(files.contains { $0["compacted"] as? Bool == true })
         #expect(try kvfile("check", s).status == 0)
     }
 

@@ -143,7 +143,14 @@ final class StoreState {
             keys: keydir.count, segments: all.count, segmentBytes: segmentBytes, hintBytes: hintBytes,
             liveBytes: keydir.liveBytes, deadBytes: recordBytes - keydir.liveBytes,
             oldestSeq: oldestSeq, newestSeq: newestSeq, formatVersion: Int(RecordFormat.version),
-            keydirBytes: keydir.memoryBytes)
+            keydirBytes: keydir.memoryBytes,
+            segmentDetails: all.map { segment in
+                let records = max(0, segment.length - RecordFormat.segmentHeaderSize)
+                return SegmentStats(
+                    id: segment.id, bytes: segment.length, liveBytes: segment.liveBytes,
+                    deadRatio: records == 0 ? 0 : Double(records - segment.liveBytes) / Double(records),
+                    isActive: segment.id == activeID, isCompactionOutput: segment.isCompactionOutput)
+            })
     }
 }
 
