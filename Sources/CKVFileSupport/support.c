@@ -91,3 +91,11 @@ int kvf_fallocate(int fd, int64_t offset, int64_t length) {
     } while (r != 0 && errno == EINTR);
     return r == 0 ? 0 : errno;
 }
+
+int kvf_start_writeback(int fd, int64_t offset, int64_t length) {
+    int r;
+    do {
+        r = sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+}

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import CKVFileSupport
 
 /// Writes the records compaction keeps into fresh segment files, under
 /// temporary names, each with its hint file, rolling at the segment size.
@@ -75,7 +76,12 @@ final class CompactionOutput {
 
     private func flush() throws(KVFileError) {
         guard let open = current, buffer.count > 0 else { return }
-        try Syscalls.pwriteAll(open.fd, buffer.bytes, at: open.length - buffer.count, path: open.path)
+        let offset = open.length - buffer.count
+        try Syscalls.pwriteAll(open.fd, buffer.bytes, at: offset, path: open.path)
+        // Start writing back now, a megabyte at a time, so the final sync has
+        // little left to do and does not hold the file system's journal for long
+        // (a long journal commit stalls the writer's stores into its mapping).
+        _ = kvf_start_writeback(open.fd, Int64(offset), Int64(buffer.count))
         buffer.count = 0
     }
 

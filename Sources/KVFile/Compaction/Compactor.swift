@@ -130,6 +130,7 @@ extension Store {
         pending.reserveCapacity(4096)
         for segment in plan.inputs {
             let copyPending = { [self] () throws(KVFileError) in
+                lock.yieldToWaitingWriters()
                 let live: [Bool] = try lock.withReadLock { () throws(KVFileError) -> [Bool] in
                     try checkOpen()
                     return pending.map { record in
@@ -215,7 +216,8 @@ extension Store {
         }
         var index = 0
         while index < moves.count {
-            let end = min(index + 4096, moves.count)
+            lock.yieldToWaitingWriters()
+            let end = min(index + 1024, moves.count)
             lock.withWriteLock {
                 for move in moves[index..<end] {
                     guard let old = state.segment(move.oldSegment) else { continue }

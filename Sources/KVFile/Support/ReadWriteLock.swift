@@ -1,10 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A pthread reader–writer lock: many concurrent readers, one writer.
 final class ReadWriteLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    /// Writers waiting for the lock, so a long job taking it in slices can let them in between.
+    private let waitingWriters = Atomic<Int>(0)
 
     init() {
         lock = .allocate(capacity: 1)
@@ -30,9 +33,23 @@ final class ReadWriteLock: @unchecked Sendable {
 
     @inline(__always)
     func withWriteLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        pthread_rwlock_wrlock(lock)
+        if pthread_rwlock_trywrlock(lock) != 0 {
+            waitingWriters.add(1, ordering: .relaxed)
+            pthread_rwlock_wrlock(lock)
+            waitingWriters.subtract(1, ordering: .relaxed)
+        }
         defer { pthread_rwlock_unlock(lock) }
         return try body()
+    }
+
+    /// Between two slices of a long job: lets writers that wait take the lock
+    /// first (pthread rwlocks let the releasing thread barge back in).
+    func yieldToWaitingWriters() {
+        var spins = 0
+        while waitingWriters.load(ordering: .relaxed) > 0 && spins < 10_000 {
+            sched_yield()
+            spins += 1
+        }
     }
 }
 
