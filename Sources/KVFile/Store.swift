@@ -267,11 +267,12 @@ public final class Store: @unchecked Sendable {
         let durable = options.durability == .always
         if durable { groupCommit?.writerStarted() }
         defer { if durable { groupCommit?.writerFinished() } }
+        var timestamp: UInt64 = 0
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
             let seq = state.nextSeq
-            let timestamp = Syscalls.wallClockMilliseconds()
+            timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
             try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
             noteRoll(writer)
@@ -284,7 +285,7 @@ public final class Store: @unchecked Sendable {
             return writer.position
         }
         guard let position else { return false }
-        try afterWrite(position)
+        try afterWrite(position, now: timestamp)
         return true
     }
 
@@ -320,11 +321,12 @@ public final class Store: @unchecked Sendable {
             }
         }
         let writer = try requireWriter()
+        var timestamp: UInt64 = 0
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             let records = BatchPlanner.plan(batch, keydir: state.keydir)
             if records.isEmpty { return nil }
-            let timestamp = Syscalls.wallClockMilliseconds()
+            timestamp = Syscalls.wallClockMilliseconds()
             let firstSeq = state.nextSeq
             var bound = 0
             for (index, record) in records.enumerated() {
@@ -360,7 +362,7 @@ public final class Store: @unchecked Sendable {
             return writer.position
         }
         guard let position else { return }
-        try afterWrite(position)
+        try afterWrite(position, now: timestamp)
     }
 
     /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.
@@ -376,13 +378,13 @@ public final class Store: @unchecked Sendable {
     /// After a write, outside the lock: sync when durability asks for it, wake
     /// tailers, and after a segment was sealed consider compacting.
     @inline(__always)
-    private func afterWrite(_ position: UInt64) throws(KVFileError) {
+    private func afterWrite(_ position: UInt64, now milliseconds: UInt64) throws(KVFileError) {
         if options.durability == .always {
             try syncUpTo(position)  // also seals: cheap here, every record in the old segment was synced already
         } else if sealPending.load(ordering: .relaxed) {
             sealInBackground()
         }
-        watchNotifier?.notify(now: Syscalls.wallClockMilliseconds())
+        watchNotifier?.notify(now: milliseconds)
         if options.autoCompaction != nil && UInt32(truncatingIfNeeded: position >> 32) != lastActiveSeen.load(ordering: .relaxed) {
             considerCompaction(activeID: UInt32(truncatingIfNeeded: position >> 32))
         }
@@ -432,8 +434,9 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Seals the segments rolls left behind (cut, sync, hint file) outside the write lock.
+    /// Also waits for a seal another thread has under way.
     func finishSeals() throws(KVFileError) {
-        guard let writer, sealPending.load(ordering: .relaxed) else { return }
+        guard let writer else { return }
         try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
     }
 
