@@ -97,8 +97,8 @@ func event(_ line: String) -> [String: Any] {
         let dir = TemporaryDirectory()
         let store = dir.sub("s")
         #expect(try kvfile("put", store, "seed", "0").status == 0)
-        let watch = try Background(kvfileBinary, ["watch", store, "--count", "3", "--json-values"], output: dir.sub("out"))
-        usleep(300_000)
+        // --since 1 (the seed's seq) makes the test independent of how fast watch starts.
+        let watch = try Background(kvfileBinary, ["watch", store, "--since", "1", "--count", "3", "--json-values"], output: dir.sub("out"))
         #expect(try kvfile("put", store, "artists", #"[{"first_name": "Cesária"}]"#).status == 0)
         #expect(try kvfile("put", store, "artists", "plain text").status == 0)
         #expect(try kvfile("load", "-q", store, input: Array(#"{"key":"bin","value_base64":"AP8="}"#.utf8)).status == 0)
@@ -136,8 +136,7 @@ func event(_ line: String) -> [String: Any] {
         let dir = TemporaryDirectory()
         let store = dir.sub("s")
         _ = try kvfile("put", store, "seed", "0")
-        let pipeline = try Background("/bin/sh", ["-c", "\"$0\" watch \"$1\" | head -n 2", kvfileBinary, store], output: dir.sub("out"))
-        usleep(300_000)
+        let pipeline = try Background("/bin/sh", ["-c", "\"$0\" watch --since 1 \"$1\" | head -n 2", kvfileBinary, store], output: dir.sub("out"))
         for i in 0..<3 { _ = try kvfile("put", store, "k\(i)", "v") }
         #expect(pipeline.waitForExit(seconds: 10), "kvfile watch | head -n 2 did not end")
         #expect(pipeline.lines.count == 2)
