@@ -464,7 +464,8 @@ public final class Store: @unchecked Sendable {
         }
         for (index, seal) in pending.enumerated() {
             do throws(KVFileError) {
-                try SegmentWriter.seal(seal, directory: path)
+                let hintBytes = try SegmentWriter.seal(seal, directory: path)
+                lock.withWriteLock { seal.segment.hintBytes = hintBytes }
             } catch {
                 // Keep what is not sealed yet for the next attempt.
                 lock.withWriteLock {

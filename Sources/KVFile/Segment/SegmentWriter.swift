@@ -164,12 +164,14 @@ final class SegmentWriter {
     }
 
     /// Finishes sealing: cut, sync, hint file (written only after the sync, so
-    /// a sound hint file means a complete segment), directory sync.
-    static func seal(_ pending: PendingSeal, directory: String) throws(KVFileError) {
+    /// a sound hint file means a complete segment), directory sync. Returns the
+    /// hint file's size, for the caller to record under the store's lock.
+    static func seal(_ pending: PendingSeal, directory: String) throws(KVFileError) -> Int {
         try trimAndSync(pending.segment)
-        pending.segment.hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
-                                                         segmentLength: pending.segment.length, directory: directory)
+        let hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
+                                             segmentLength: pending.segment.length, directory: directory)
         try Syscalls.syncDirectory(directory)
+        return hintBytes
     }
 
     /// Cuts the reserved space after the records off and syncs the segment.
