@@ -247,7 +247,9 @@ public final class Store: @unchecked Sendable {
     }
 
     private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
-        try Limits.check(keyLength: key.count, valueLength: value.count)
+        // The key is copied for the message only when the value is too large.
+        try Limits.check(keyLength: key.count, valueLength: value.count,
+                         key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
         return try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
             if onlyIfAbsent && existing != nil { return nil }
             try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)

@@ -67,6 +67,13 @@ import Testing
         #expect(longKey.status == 65)
         #expect(longKey.stderr.contains("4096"))
 
+        let huge = try kvfile("put", store, "big", input: [UInt8](repeating: 0, count: (64 << 20) + 1))
+        #expect(huge.status == 65)
+        #expect(huge.stderr.contains("for key \"big\" is larger than the limit"))
+        let noParent = try kvfile("put", dir.sub("missing-parent/child.kv"), "k", "v")
+        #expect(noParent.status == 74)
+        #expect(noParent.stderr.contains("parent directory does not exist"))
+
         let usage = try kvfile("put")
         #expect(usage.status == 64)
         let unknown = try kvfile("frobnicate")

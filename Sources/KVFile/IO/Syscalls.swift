@@ -129,6 +129,9 @@ enum Syscalls {
 
     static func makeDirectory(_ path: String) throws(KVFileError) {
         let (r, code) = retrying { Int(Glibc.mkdir(path, 0o755)) }
+        if r < 0 && code == ENOENT {
+            throw KVFileError(.io, "cannot create directory \(path): its parent directory does not exist. Create it first (mkdir -p).", path: path, errno: code)
+        }
         if r < 0 && code != EEXIST { throw ioError("cannot create directory", path, code) }
     }
 
