@@ -19,10 +19,9 @@ public struct RepairReport: Sendable {
 public enum StoreRepair {
     /// Repairs the store at `path`; takes the writer's lock for the duration.
     public static func run(path: String, lockTimeoutMilliseconds: Int = 10_000) throws(KVFileError) -> RepairReport {
-        let names = try StoreDirectory.prepare(path, options: StoreOptions(readOnly: true))
-        _ = names
+        _ = try StoreDirectory.prepare(path, options: StoreOptions(readOnly: true))
         let lock = try LockFile.acquire(directory: path, timeoutMilliseconds: lockTimeoutMilliseconds)
-        defer { _ = lock }
+        defer { withExtendedLifetime(lock) {} }  // the lock is held until repair returns
         var current = try Syscalls.listDirectory(path)
         if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
         try StoreDirectory.removeLeftovers(path, names: current)
