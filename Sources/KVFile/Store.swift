@@ -138,6 +138,18 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Like ``withValue(forKey:_:)``, also passing the sequence number of the
+    /// write that set the value (0 when absent): a version for caches and ETags.
+    public func withVersionedValue<R>(
+        forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
+    ) throws -> R {
+        try lock.withReadLock { () throws -> R in
+            try checkOpen()
+            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return try body(nil, 0) }
+            return try RecordReader.withValue(at: location, key: key, in: state) { try body($0, location.seq) }
+        }
+    }
+
     private func get(raw key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8]? {
         try lock.withReadLock { () throws(KVFileError) -> [UInt8]? in
             try checkOpen()
@@ -215,13 +227,16 @@ public final class Store: @unchecked Sendable {
 
     // MARK: writing
 
-    /// Sets `key` to `value`.
-    public func put(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) {
-        _ = try put(key, value, onlyIfAbsent: false)
+    /// Sets `key` to `value`; the receipt tells the write's sequence number
+    /// and whether it created the key or replaced a value.
+    @discardableResult
+    public func put(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> WriteReceipt {
+        try put(key, value, onlyIfAbsent: false)!
     }
 
     /// Sets `key` to `value`, both as UTF-8.
-    public func put(_ key: String, _ value: String) throws(KVFileError) {
+    @discardableResult
+    public func put(_ key: String, _ value: String) throws(KVFileError) -> WriteReceipt {
         try put(Array(key.utf8), Array(value.utf8))
     }
 
@@ -229,12 +244,12 @@ public final class Store: @unchecked Sendable {
     /// The check and the write are one atomic step.
     @discardableResult
     public func putIfAbsent(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> Bool {
-        try put(key, value, onlyIfAbsent: true)
+        try put(key, value, onlyIfAbsent: true) != nil
     }
 
-    private func put(_ key: [UInt8], _ value: [UInt8], onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
-        try withBytes(key) { (key) throws(KVFileError) -> Bool in
-            try withBytes(value) { (value) throws(KVFileError) -> Bool in
+    private func put(_ key: [UInt8], _ value: [UInt8], onlyIfAbsent: Bool) throws(KVFileError) -> WriteReceipt? {
+        try withBytes(key) { (key) throws(KVFileError) -> WriteReceipt? in
+            try withBytes(value) { (value) throws(KVFileError) -> WriteReceipt? in
                 try put(key: key, value: value, onlyIfAbsent: onlyIfAbsent)
             }
         }
@@ -242,11 +257,12 @@ public final class Store: @unchecked Sendable {
 
     /// Sets `key` to `value` from raw buffers, without making arrays: the
     /// fastest way to write. The buffers are copied before this returns.
-    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) {
-        _ = try put(key: key, value: value, onlyIfAbsent: false)
+    @discardableResult
+    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) -> WriteReceipt {
+        try put(key: key, value: value, onlyIfAbsent: false)!
     }
 
-    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> Bool {
+    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> WriteReceipt? {
         // The key is copied for the message only when the value is too large.
         try Limits.check(keyLength: key.count, valueLength: value.count,
                          key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
@@ -259,20 +275,22 @@ public final class Store: @unchecked Sendable {
 
     /// Writes one record under the write lock. `decide` sees the key's current
     /// location and returns the operation to record, or nil to write nothing.
-    /// Returns whether a record was written.
+    /// Returns what was written, or nil when nothing was.
     @inline(__always)
     private func writeOne(
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?,
         decide: (KeyLocation?) throws(KVFileError) -> Operation?
-    ) throws(KVFileError) -> Bool {
+    ) throws(KVFileError) -> WriteReceipt? {
         let writer = try requireWriter()
         let durable = options.durability == .always
         if durable { groupCommit?.writerStarted() }
         defer { if durable { groupCommit?.writerFinished() } }
         var timestamp: UInt64 = 0
+        var receipt = WriteReceipt(seq: 0, operation: .created)
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
+            receipt = WriteReceipt(seq: state.nextSeq, operation: operation)
             let seq = state.nextSeq
             timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
@@ -286,9 +304,9 @@ public final class Store: @unchecked Sendable {
             writer.commitStaged()
             return writer.position
         }
-        guard let position else { return false }
+        guard let position else { return nil }
         try afterWrite(position, now: timestamp)
-        return true
+        return receipt
     }
 
     /// Removes `key`; returns false (and records nothing) when it had no value.
@@ -303,7 +321,7 @@ public final class Store: @unchecked Sendable {
         try Limits.check(keyLength: key.count, valueLength: nil)
         return try writeOne(key: key, value: nil) { existing throws(KVFileError) -> Operation? in
             existing == nil ? nil : .deleted
-        }
+        } != nil
     }
 
     /// Removes `key` (UTF-8); returns false when it had no value.

@@ -48,7 +48,7 @@ enum Dumper {
         case .ndjson:
             try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.ndjsonLine(key, value)) }
         case .json:
-            let document = PairWriter.JSONDocument(out)
+            var document = PairWriter.JSONDocument(out)
             try store.forEach(prefix: prefix) { key, value in try document.add(key, value) }
             document.finish()
         }

@@ -10,6 +10,8 @@ enum CLIExitCode: Int32 {
     case usage = 64
     case invalidInput = 65
     case noStore = 66
+    /// kvfile-server is missing (serve).
+    case unavailable = 69
     case ioError = 74
     case locked = 75
     case corrupt = 76

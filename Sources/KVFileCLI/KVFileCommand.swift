@@ -18,18 +18,20 @@ struct KVFileCommand: ParsableCommand {
               kvfile dump ./cache.kv --format ndjson > backup.ndjson
               kvfile stat ./cache.kv
               kvfile watch ./cache.kv
+              kvfile serve ./cache.kv
 
             Exit status: 0 success; 1 key not found; 3 watch --since asked for \
             history that compaction removed; 64 usage error; 65 invalid \
             input (empty or too long key, value over 64 MiB); 66 no store at the \
-            path, or not a store; 74 I/O error; 75 store locked by another writer \
+            path, or not a store; 69 kvfile-server missing (serve); 74 I/O \
+            error or address in use (serve); 75 store locked by another writer \
             past --lock-timeout; 76 store damaged or of an unsupported format \
             version.
             """,
         version: KVFileVersion.current,
         subcommands: [
             PutCommand.self, GetCommand.self, DeleteCommand.self, DumpCommand.self, LoadCommand.self,
-            StatCommand.self, CheckCommand.self, CompactCommand.self, WatchCommand.self,
+            StatCommand.self, CheckCommand.self, CompactCommand.self, WatchCommand.self, ServeCommand.self,
         ]
     )
 }

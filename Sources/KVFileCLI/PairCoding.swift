@@ -1,4 +1,5 @@
 import FoundationEssentials
+import KVFileText
 
 /// How pairs are written and read by dump, load and get --all (kvfile(1), FORMATS):
 ///
@@ -14,41 +15,8 @@ enum PairFormat: String, CaseIterable {
     case text, json, ndjson
 }
 
-enum JSONText {
-    /// `text` as a JSON string literal, quotes included.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
-
-    static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
-
-    /// A named field holding bytes: `"name":"text"` or `"name_base64":"…"`.
-    static func bytesField(_ name: String, _ bytes: [UInt8]) -> String {
-        if let text = String(validating: bytes, as: UTF8.self) {
-            return quoted(name) + ":" + quoted(text)
-        }
-        return quoted(name + "_base64") + ":" + quoted(base64(bytes))
-    }
-}
-
 enum PairWriter {
-    static func ndjsonLine(_ key: [UInt8], _ value: [UInt8]) -> String {
-        "{" + JSONText.bytesField("key", key) + "," + JSONText.bytesField("value", value) + "}\n"
-    }
+    static func ndjsonLine(_ key: [UInt8], _ value: [UInt8]) -> String { PairJSON.ndjsonLine(key, value) }
 
     static func textLine(_ key: [UInt8], _ value: [UInt8]) -> String {
         escaped(key) + "\t" + escaped(value) + "\n"
@@ -82,40 +50,23 @@ enum PairWriter {
         return "\\x" + (byte < 16 ? "0" : "") + hex
     }
 
-    /// Writes all pairs in `format` to `out`.
-    final class JSONDocument {
-        private var first = true
-        private let out: OutputBuffer
+    /// The json form, written to `out` as it goes.
+    struct JSONDocument {
+        private var writer: PairJSON.ObjectWriter
 
         init(_ out: OutputBuffer) {
-            self.out = out
-            out.write("{")
+            writer = PairJSON.ObjectWriter { out.write($0) }
         }
 
-        func add(_ key: [UInt8], _ value: [UInt8]) throws {
-            guard let keyText = String(validating: key, as: UTF8.self) else {
-                throw CLIError(message: "key 0x\(key.map { String(format2: $0) }.joined()) is not UTF-8 and cannot be a JSON object key; use --format ndjson", code: .invalidInput)
-            }
-            out.write(first ? "\n    " : ",\n    ")
-            first = false
-            out.write(JSONText.quoted(keyText) + ": ")
-            if let text = String(validating: value, as: UTF8.self) {
-                out.write(JSONText.quoted(text))
-            } else {
-                out.write("{\"base64\": " + JSONText.quoted(JSONText.base64(value)) + "}")
+        mutating func add(_ key: [UInt8], _ value: [UInt8]) throws {
+            do {
+                try writer.add(key, value)
+            } catch {
+                throw CLIError(message: "key 0x\(JSONText.hex(error.key)) is not UTF-8 and cannot be a JSON object key; use --format ndjson", code: .invalidInput)
             }
         }
 
-        func finish() {
-            out.write(first ? "}\n" : "\n}\n")
-        }
-    }
-}
-
-extension String {
-    init(format2 byte: UInt8) {
-        let hex = String(byte, radix: 16)
-        self = byte < 16 ? "0" + hex : hex
+        func finish() { writer.finish() }
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import KVFile
+import KVFileText
 
 struct StatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,27 +29,10 @@ struct StatCommand: ParsableCommand {
             let store = try access.open(readOnly: true)
             let stats = try store.stats()
             let out = OutputBuffer()
-            let fields: [(String, String)] = [
-                ("keys", "\(stats.keys)"),
-                ("segments", "\(stats.segments)"),
-                ("bytes_on_disk", "\(stats.segmentBytes + stats.hintBytes)"),
-                ("segment_bytes", "\(stats.segmentBytes)"),
-                ("hint_bytes", "\(stats.hintBytes)"),
-                ("live_bytes", "\(stats.liveBytes)"),
-                ("dead_bytes", "\(stats.deadBytes)"),
-                ("oldest_seq", "\(stats.oldestSeq)"),
-                ("newest_seq", "\(stats.newestSeq)"),
-                ("format_version", "\(stats.formatVersion)"),
-                ("keydir_bytes", "\(stats.keydirBytes)"),
-            ]
+            let fields = StatJSON.fields(stats)
             let segments = stats.segmentDetails
             if json {
-                let segmentObjects = segments.map { segment in
-                    "{\"id\":\(segment.id),\"bytes\":\(segment.bytes),\"live_bytes\":\(segment.liveBytes),"
-                        + "\"dead_ratio\":\(ratio(segment.deadRatio)),\"active\":\(segment.isActive),\"compacted\":\(segment.isCompactionOutput)}"
-                }
-                out.write("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
-                          + ",\"segment_files\":[" + segmentObjects.joined(separator: ",") + "]}\n")
+                out.write(StatJSON.document(stats))
             } else {
                 let width = fields.map(\.0.count).max() ?? 0
                 for (name, value) in fields {
@@ -66,11 +50,6 @@ struct StatCommand: ParsableCommand {
             return .success
         }
     }
-}
-
-private func ratio(_ value: Double) -> String {
-    let thousandths = Int((value * 1000).rounded())
-    return "\(thousandths / 1000).\(String(thousandths % 1000).leftPadded(3))"
 }
 
 private func percent(_ value: Double) -> String {

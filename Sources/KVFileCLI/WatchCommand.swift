@@ -1,5 +1,6 @@
 import ArgumentParser
 import KVFile
+import KVFileText
 import Synchronization
 
 #if canImport(Glibc)
@@ -76,9 +77,7 @@ struct WatchCommand: ParsableCommand {
         }
     }
 
-    static func topic(named name: String) -> ChangeEvent.Topic? {
-        ChangeEvent.Topic(rawValue: name) ?? ChangeEvent.Topic(rawValue: "kvs_" + name)
-    }
+    static func topic(named name: String) -> ChangeEvent.Topic? { EventJSON.topic(named: name) }
 
     func run() throws {
         try runReportingErrors {
@@ -127,24 +126,6 @@ struct WatchCommand: ParsableCommand {
             if fds[0].revents != 0 { tailer.drainWakeups() }
         }
         return .changed
-    }
-}
-
-/// The NDJSON form of an event (kvfile(1), watch).
-enum EventJSON {
-    static func line(_ event: ChangeEvent, embedJSON: Bool) -> String {
-        var fields = ["\"topic\":\"\(event.topic.rawValue)\"", "\"seq\":\(event.seq)", "\"ts\":\(event.timestamp)",
-                      JSONText.bytesField("key", event.key)]
-        if let value = event.newValue { fields.append(valueField("new_value", value, embedJSON: embedJSON)) }
-        if let value = event.oldValue { fields.append(valueField("old_value", value, embedJSON: embedJSON)) }
-        return "{" + fields.joined(separator: ",") + "}\n"
-    }
-
-    private static func valueField(_ name: String, _ value: [UInt8], embedJSON: Bool) -> String {
-        if embedJSON, let json = JSONMinifier.minified(value), let text = String(validating: json, as: UTF8.self) {
-            return "\"\(name)\":" + text
-        }
-        return JSONText.bytesField(name, value)
     }
 }
 

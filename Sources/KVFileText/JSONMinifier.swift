@@ -1,8 +1,8 @@
 /// Checks that bytes are exactly one JSON document (RFC 8259) and returns it
 /// without insignificant whitespace, so it fits on one NDJSON line. Numbers and
 /// strings are kept byte for byte.
-enum JSONMinifier {
-    static func minified(_ bytes: [UInt8]) -> [UInt8]? {
+public enum JSONMinifier {
+    public static func minified(_ bytes: [UInt8]) -> [UInt8]? {
         var parser = Parser(bytes: bytes)
         parser.skipSpace()
         guard parser.value(depth: 0) else { return nil }

@@ -1,0 +1,75 @@
+import ArgumentParser
+import KVFile
+
+/// The options of `kvfile serve` and `kvfile-server`, declared once so that
+/// the tool can check them and hand them on unchanged.
+public struct ServeOptions: ParsableArguments {
+    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"))
+    public var store: String
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on. Anything but loopback exposes the store: set a token.", valueName: "address"))
+    public var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: ArgumentHelp("TCP port (0 picks a free one; the listening line names it).", valueName: "port"))
+    public var port: Int = 5000
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Require Authorization: Bearer TOKEN on every request. Prefer the KVFILE_TOKEN environment variable: arguments show in ps.",
+        valueName: "token"))
+    public var token: String?
+
+    @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in bytes.", valueName: "bytes"))
+    public var maxBody: Int = 16 << 20
+
+    @Option(name: .long, help: ArgumentHelp(
+        "When a write is acknowledged: always (on disk first; concurrent requests share each sync), interval:MS, or none.",
+        valueName: "mode"))
+    public var durability: String = "always"
+
+    @Option(name: .long, help: ArgumentHelp("How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
+    public var lockTimeout: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("Events a subscriber may fall behind before it is disconnected.", valueName: "n"))
+    public var subscriberBacklog: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug (one line per request), info, warning or error.", valueName: "level"))
+    public var logLevel: String = "info"
+
+    public init() {}
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// The durability mode parsed (valid after `validate()`).
+    public var durabilityMode: Durability { Durability(parsing: durability) ?? .always }
+
+    /// The token from `--token`, else from `KVFILE_TOKEN`.
+    public func resolvedToken(environment: [String: String]) -> String? {
+        if let token, !token.isEmpty { return token }
+        if let token = environment["KVFILE_TOKEN"], !token.isEmpty { return token }
+        return nil
+    }
+
+    public func validate() throws {
+        if store.isEmpty { throw ValidationError("the store path must not be empty") }
+        if port < 0 || port > 65535 { throw ValidationError("--port must be 0 to 65535, not \(port)") }
+        if maxBody < 1 { throw ValidationError("--max-body must be at least 1 byte") }
+        if maxBody > 64 << 20 { throw ValidationError("--max-body can be at most 67108864 (64 MiB, the largest value a store holds)") }
+        if Durability(parsing: durability) == nil {
+            throw ValidationError("--durability takes none, always, interval or interval:MS (milliseconds), not '\(durability)'")
+        }
+        if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }
+        if subscriberBacklog < 1 { throw ValidationError("--subscriber-backlog must be at least 1") }
+        if !Self.logLevels.contains(logLevel) {
+            throw ValidationError("--log-level takes \(Self.logLevels.joined(separator: ", ")), not '\(logLevel)'")
+        }
+    }
+
+    /// The arguments that give `kvfile-server` these same options.
+    public var arguments: [String] {
+        var result = [store, "--host", host, "--port", String(port), "--max-body", String(maxBody),
+                      "--durability", durability, "--lock-timeout", String(lockTimeout),
+                      "--subscriber-backlog", String(subscriberBacklog), "--log-level", logLevel]
+        if let token { result += ["--token", token] }
+        return result
+    }
+}

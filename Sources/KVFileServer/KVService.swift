@@ -1,0 +1,293 @@
+import FoundationEssentials
+import HTTPTypes
+import Hummingbird
+import KVFile
+import KVFileText
+import Logging
+import NIOCore
+
+/// Every route of `kvfile serve` (kvfile(1), SERVE):
+///
+/// - KeyValueStore-service compatible: `GET /?key=K`, `GET /all`, `PUT /` with `{"key":…,"value":…}`.
+/// - REST: `GET|PUT|DELETE /v1/keys/{key}`, `GET /v1/keys?prefix=P` (NDJSON), `GET /v1/stat`, `GET /v1/health`.
+/// - Change feed: `GET /v1/events` (Server-Sent Events, see ``EventStream``).
+struct KVService: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let store: Store
+    let contentTypes: ContentTypes
+    let committer: DurableCommitter?
+    let hub: SubscriptionHub
+    let configuration: ServerConfiguration
+    private let expectedAuthorization: [UInt8]?
+
+    init(store: Store, contentTypes: ContentTypes, committer: DurableCommitter?, hub: SubscriptionHub, configuration: ServerConfiguration) {
+        self.store = store
+        self.contentTypes = contentTypes
+        self.committer = committer
+        self.hub = hub
+        self.configuration = configuration
+        expectedAuthorization = configuration.token.map { Array("Bearer \($0)".utf8) }
+    }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let response: Response
+        do {
+            try authorize(request)
+            response = try await route(request)
+        } catch let error as APIError {
+            response = error.response
+        } catch let error as KVFileError {
+            response = Self.apiError(for: error).response
+        }
+        context.logger.debug("\(request.method) \(request.uri) → \(response.status.code)")
+        return response
+    }
+
+    // MARK: routing
+
+    private func route(_ request: Request) async throws -> Response {
+        let rawPath = request.uri.path
+        let keysPrefix = "/v1/keys/"
+        if rawPath.hasPrefix(keysPrefix) {
+            guard let key = URLText.percentDecoded(rawPath.dropFirst(keysPrefix.count), plusIsSpace: false) else {
+                throw APIError(.badRequest, "bad_request", "the key in the path has a malformed %-escape")
+            }
+            guard !key.isEmpty else { throw APIError(.badRequest, "bad_request", "the key is empty: use /v1/keys/KEY (percent-encode / and other reserved bytes)") }
+            switch request.method {
+            case .get, .head: return try getKey(key, request: request)
+            case .put: return try await putKey(key, request: request)
+            case .delete: return try await deleteKey(key)
+            default: throw Self.methodNotAllowed("GET, HEAD, PUT, DELETE")
+            }
+        }
+        let query = try URLText.query(request.uri.query)
+        switch URLText.normalizedPath(rawPath) {
+        case "/", "":
+            switch request.method {
+            case .get, .head: return try compatGet(query)
+            case .put, .post: return try await compatPut(request)
+            default: throw Self.methodNotAllowed("GET, PUT")
+            }
+        case "/all":
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            return try compatAll()
+        case "/v1/keys":
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            return try listKeys(query)
+        case "/v1/stat":
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            return .json(StatJSON.document(try store.stats()))
+        case "/v1/health":
+            return .json("{\"status\":\"ok\",\"newest_seq\":\(hub.lastSeq)}\n")
+        case "/v1/events":
+            guard request.method == .get else { throw Self.methodNotAllowed("GET") }
+            return try EventStream(hub: hub, request: request, query: query).response
+        default:
+            throw APIError(.notFound, "no_route", "no route \(request.method) \(rawPath); see kvfile(1), SERVE, for the routes")
+        }
+    }
+
+    // MARK: /v1/keys
+
+    private func getKey(_ key: [UInt8], request: Request) throws -> Response {
+        let found = try key.withUnsafeBytes { keyBytes in
+            try store.withVersionedValue(forKey: keyBytes) { value, seq -> (ByteBuffer, UInt64)? in
+                guard let value else { return nil }
+                var buffer = ByteBuffer()
+                buffer.writeBytes(value)
+                return (buffer, seq)
+            }
+        }
+        guard let (body, seq) = found else {
+            throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
+        }
+        let etag = "\"\(seq)\""
+        if let match = request.headers[.ifNoneMatch], match == etag || match == "*" {
+            return Response(status: .notModified, headers: [.eTag: etag])
+        }
+        let headers: HTTPFields = [.contentType: contentTypes.type(of: key, seq: seq), .eTag: etag]
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    private func putKey(_ key: [UInt8], request: Request) async throws -> Response {
+        var body = try await collectBody(request)
+        let receipt = try body.withUnsafeReadableBytes { value in
+            try key.withUnsafeBytes { key in try store.put(key: key, value: value) }
+        }
+        body.clear()
+        try contentTypes.record(request.headers[.contentType], for: key, seq: receipt.seq)
+        try await committer?.waitDurable()
+        let created = receipt.operation == .created
+        return Response(
+            status: created ? .created : .ok,
+            headers: [.contentType: "application/json", .eTag: "\"\(receipt.seq)\""],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"result\":\"\(created ? "created" : "updated")\",\"seq\":\(receipt.seq)}\n")))
+    }
+
+    private func deleteKey(_ key: [UInt8]) async throws -> Response {
+        guard try store.delete(key) else {
+            throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
+        }
+        try contentTypes.forget(key)
+        try await committer?.waitDurable()
+        return Response(status: .noContent)
+    }
+
+    /// NDJSON, one `{"key":…,"value":…}` line per pair, sorted by key, streamed in chunks.
+    private func listKeys(_ query: [(name: String, value: [UInt8])]) throws -> Response {
+        let prefix = query.last { $0.name == "prefix" }?.value ?? []
+        let keys = try store.keys(prefix: prefix)
+        let store = store
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
+            var index = 0
+            while index < keys.count {
+                var buffer = ByteBuffer()
+                while index < keys.count && buffer.readableBytes < 64 << 10 {
+                    let key = keys[index]
+                    index += 1
+                    // A key deleted since the listing began is left out.
+                    if let value = try store.get(key) { buffer.writeString(PairJSON.ndjsonLine(key, value)) }
+                }
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    // MARK: KeyValueStore service routes
+
+    private func compatGet(_ query: [(name: String, value: [UInt8])]) throws -> Response {
+        guard let key = query.last(where: { $0.name == "key" })?.value else {
+            return .text("Error: missing query parameter 'key' (GET /?key=KEY)", status: .badRequest)
+        }
+        guard !key.isEmpty, let value = try store.get(key) else {
+            return .text("Key \(Self.describe(key)) does not exist", status: .notFound)
+        }
+        return .bytes(value, contentType: "text/plain; charset=utf-8")
+    }
+
+    private func compatAll() throws -> Response {
+        var text = ""
+        var object = PairJSON.ObjectWriter { text += $0 }
+        do {
+            try store.forEach { key, value in try object.add(key, value) }
+        } catch let error as PairJSON.NonUTF8Key {
+            throw APIError(.unprocessableContent, "non_utf8_key", error.message + ": GET /v1/keys")
+        }
+        object.finish()
+        text.removeLast()  // like json.dumps: no newline after the closing brace
+        return .json(text)
+    }
+
+    private func compatPut(_ request: Request) async throws -> Response {
+        let body = try await collectBody(request)
+        let pair: CompatPair
+        do {
+            pair = try JSONDecoder().decode(CompatPair.self, from: Data(body.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "bad_request", "the body must be a JSON object {\"key\": \"…\", \"value\": …}")
+        }
+        guard !pair.key.isEmpty else { throw APIError(.badRequest, "bad_request", "the key must not be empty") }
+        let receipt = try store.put(Array(pair.key.utf8), pair.value.bytes)
+        try contentTypes.forget(Array(pair.key.utf8))
+        try await committer?.waitDurable()
+        let verb = receipt.operation == .created ? "Created" : "Updated"
+        return .text("\(verb) key \(JSONText.quoted(pair.key)) (seq \(receipt.seq))")
+    }
+
+    // MARK: helpers
+
+    private func authorize(_ request: Request) throws(APIError) {
+        guard let expected = expectedAuthorization else { return }
+        let given = request.headers[.authorization].map { Array($0.utf8) } ?? []
+        // Compare in constant time; the scheme name is case-insensitive.
+        var difference = given.count == expected.count ? 0 : 1
+        for index in 0..<min(given.count, expected.count) {
+            let a = index < 6 ? given[index] | 0x20 : given[index]
+            let b = index < 6 ? expected[index] | 0x20 : expected[index]
+            difference |= Int(a ^ b)
+        }
+        if difference != 0 {
+            var error = APIError(.unauthorized, "unauthorized", "this server needs a token: send the header Authorization: Bearer TOKEN")
+            error.headers[.wwwAuthenticate] = "Bearer realm=\"kvfile\""
+            throw error
+        }
+    }
+
+    private func collectBody(_ request: Request) async throws -> ByteBuffer {
+        let limit = configuration.maxBodyBytes
+        let tooLarge = APIError(.contentTooLarge, "too_large", "the request body is larger than the server's limit of \(limit) bytes (--max-body)")
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw tooLarge
+        }
+    }
+
+    static func methodNotAllowed(_ allowed: String) -> APIError {
+        var error = APIError(.methodNotAllowed, "method_not_allowed", "use \(allowed) on this route")
+        error.headers[.allow] = allowed
+        return error
+    }
+
+    static func apiError(for error: KVFileError) -> APIError {
+        switch error.code {
+        case .invalidArgument, .readOnly: return APIError(.badRequest, "invalid", error.message)
+        case .io where error.errno == 28: return APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk_full", error.message)
+        case .closed: return APIError(.serviceUnavailable, "shutting_down", error.message)
+        default: return APIError(.internalServerError, error.code.rawValue, error.message)
+        }
+    }
+
+    static func describe(_ key: [UInt8]) -> String {
+        String(validating: key, as: UTF8.self).map(JSONText.quoted) ?? "0x" + JSONText.hex(key)
+    }
+}
+
+/// `PUT /` body. A value that is not a JSON string is stored as its JSON text.
+struct CompatPair: Decodable {
+    var key: String
+    var value: JSONValue
+}
+
+/// Any JSON value, kept so it can be written back as text.
+enum JSONValue: Codable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// A string's UTF-8; anything else as compact JSON with sorted keys.
+    var bytes: [UInt8] {
+        if case .string(let text) = self { return Array(text.utf8) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? Array(encoder.encode(self))) ?? Array("null".utf8)
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import KVFile
+import KVFileServeOptions
+import KVFileServer
+import Logging
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// `kvfile-server`: the HTTP service behind `kvfile serve` (same options).
+@main
+struct ServerMain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvfile-server",
+        abstract: "Serve a kvfile store over HTTP (run by `kvfile serve`; see kvfile serve --help)."
+    )
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        var configuration = ServerConfiguration(storePath: options.store)
+        configuration.host = options.host
+        configuration.port = options.port
+        configuration.token = options.resolvedToken(environment: Self.environment())
+        configuration.maxBodyBytes = options.maxBody
+        configuration.durability = options.durabilityMode
+        configuration.lockTimeoutMilliseconds = options.lockTimeout
+        configuration.subscriberBacklog = options.subscriberBacklog
+        configuration.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "kvfile-server")
+        logger.logLevel = configuration.logLevel
+        do {
+            try await ServerRunner.run(configuration, logger: logger)
+        } catch let error as KVFileError {
+            FileHandleStderr.write("kvfile-server: \(error.message)\n")
+            throw ExitCode(Self.exitCode(error.code))
+        } catch {
+            // Mostly: the address cannot be bound (in use, not local, no permission).
+            FileHandleStderr.write("kvfile-server: cannot serve on \(options.host):\(options.port): \(error)\n")
+            throw ExitCode(74)
+        }
+    }
+
+    /// The same codes as kvfile(1).
+    static func exitCode(_ code: KVFileError.Code) -> Int32 {
+        switch code {
+        case .storeNotFound, .notAStore: 66
+        case .locked: 75
+        case .corrupt, .unsupportedVersion: 76
+        case .invalidArgument, .readOnly: 65
+        case .io, .closed: 74
+        case .historyCompacted: 3
+        }
+    }
+}
+
+extension ServerMain {
+    static func environment() -> [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
