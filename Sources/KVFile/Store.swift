@@ -523,6 +523,17 @@ public final class Store: @unchecked Sendable {
         if let segment { try lock.withWriteLock { () throws(KVFileError) in try SegmentWriter.trimAndSync(segment) } }
     }
 
+    /// Tests: stops using the store the way a crash would — no sync, no trim,
+    /// the lock released — after letting background seals and compactions end.
+    func abandonForCrashTest() {
+        syncer?.stop()
+        syncer = nil
+        compactionMutex.withLock {}
+        syncMutex.withLock {}
+        lock.withWriteLock { closed = true }
+        lockFile = nil
+    }
+
     @inline(__always)
     func checkOpen() throws(KVFileError) {
         if closed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }

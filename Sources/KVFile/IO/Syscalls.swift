@@ -35,7 +35,16 @@ enum Syscalls {
         }
     }
 
+    /// The reliability suite's fault twin for `path`, if one is installed (never in production).
+    @inline(__always)
+    static func inject(_ call: IOFaults.Call, _ path: String) throws(KVFileError) -> IOFaults? {
+        guard let faults = IOFaults.covering(path) else { return nil }
+        try faults.check(call, path)
+        return faults
+    }
+
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(KVFileError) -> Int32 {
+        _ = try inject(.open, path)
         let (fd, code) = retrying { Int(Glibc.open(path, flags | O_CLOEXEC, mode)) }
         if fd < 0 { throw ioError("cannot open", path, code) }
         return Int32(fd)
@@ -43,6 +52,7 @@ enum Syscalls {
 
     /// Like `open`, but returns nil for ENOENT.
     static func openIfExists(_ path: String, _ flags: Int32) throws(KVFileError) -> Int32? {
+        _ = try inject(.open, path)
         let (fd, code) = retrying { Int(Glibc.open(path, flags | O_CLOEXEC, 0o644)) }
         if fd < 0 {
             if code == ENOENT { return nil }
@@ -57,10 +67,12 @@ enum Syscalls {
 
     /// Writes every byte or throws.
     static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int, path: String) throws(KVFileError) {
+        let faults = try inject(.write, path)
+        let limit = faults?.writeLimit ?? Int.max
         var done = 0
         while done < buffer.count {
             let (n, code) = retrying {
-                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+                Glibc.pwrite(fd, buffer.baseAddress! + done, min(limit, buffer.count - done), off_t(offset + done))
             }
             if n < 0 { throw ioError("cannot write to", path, code) }
             if n == 0 { throw ioError("cannot write to", path, EIO) }
@@ -70,6 +82,7 @@ enum Syscalls {
 
     /// Reads up to `buffer.count` bytes; returns how many (short only at end of file).
     static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(KVFileError) -> Int {
+        _ = try inject(.read, path)
         var done = 0
         while done < buffer.count {
             let (n, code) = retrying {
@@ -83,23 +96,39 @@ enum Syscalls {
     }
 
     static func fdatasync(_ fd: Int32, path: String) throws(KVFileError) {
+        let faults = try inject(.sync, path)
         let (r, code) = retrying { Int(Glibc.fdatasync(fd)) }
         if r < 0 { throw ioError("cannot sync", path, code) }
+        faults?.didSync(fd, path)
     }
 
     static func fsync(_ fd: Int32, path: String) throws(KVFileError) {
+        let faults = try inject(.sync, path)
         let (r, code) = retrying { Int(Glibc.fsync(fd)) }
         if r < 0 { throw ioError("cannot sync", path, code) }
+        faults?.didSync(fd, path)
     }
 
     /// fsync of a directory, so that created, renamed and removed names are durable.
     static func syncDirectory(_ path: String) throws(KVFileError) {
+        _ = try inject(.syncDirectory, path)
         let fd = try open(path, O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
         try fsync(fd, path: path)
     }
 
+    /// Maps `length` bytes of `fd` (shared when `writable`, else private and read-only).
+    static func map(_ fd: Int32, length: Int, writable: Bool, shared: Bool, path: String) throws(KVFileError) -> UnsafeMutableRawPointer {
+        _ = try inject(.map, path)
+        let mapping = mmap(nil, length, writable ? PROT_READ | PROT_WRITE : PROT_READ, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0)
+        guard let mapping, mapping != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw ioError("cannot map", path, errno)
+        }
+        return mapping
+    }
+
     static func ftruncate(_ fd: Int32, _ length: Int, path: String) throws(KVFileError) {
+        _ = try inject(.truncate, path)
         let (r, code) = retrying { Int(Glibc.ftruncate(fd, off_t(length))) }
         if r < 0 { throw ioError("cannot truncate", path, code) }
     }
@@ -136,11 +165,14 @@ enum Syscalls {
     }
 
     static func rename(_ from: String, _ to: String) throws(KVFileError) {
+        let faults = try inject(.rename, to)
+        faults?.willRemove(to)
         let (r, code) = retrying { Int(Glibc.rename(from, to)) }
         if r < 0 { throw ioError("cannot rename \(from) to", to, code) }
     }
 
     static func unlink(_ path: String) throws(KVFileError) {
+        try inject(.unlink, path)?.willRemove(path)
         let (r, code) = retrying { Int(Glibc.unlink(path)) }
         if r < 0 && code != ENOENT { throw ioError("cannot remove", path, code) }
     }
@@ -171,6 +203,7 @@ enum Syscalls {
     /// later stores into a mapping of it cannot hit a full disk.
     static func reserve(_ fd: Int32, from: Int, to: Int, path: String) throws(KVFileError) {
         guard to > from else { return }
+        _ = try inject(.reserve, path)
         let code = kvf_fallocate(fd, Int64(from), Int64(to - from))
         if code == 0 { return }
         if code == EOPNOTSUPP || code == ENOSYS {

@@ -92,10 +92,7 @@ struct StoreLoader {
         defer { Syscalls.close(fd) }
         let size = try Syscalls.fileSize(fd, path: hintPath)
         if size == 0 { return "empty" }
-        let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        if mapping == nil || mapping == UnsafeMutableRawPointer(bitPattern: -1) {
-            throw Syscalls.ioError("cannot map", hintPath, errno)
-        }
+        let mapping = try Syscalls.map(fd, length: size, writable: false, shared: false, path: hintPath)
         defer { munmap(mapping, size) }
         _ = madvise(mapping, size, MADV_SEQUENTIAL)
         let id = segment.id

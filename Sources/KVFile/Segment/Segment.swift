@@ -39,15 +39,12 @@ final class Segment: @unchecked Sendable {
     init(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, mapCapacity: Int, writable: Bool = false) throws(KVFileError) {
         let pageSize = 4096
         let capacity = max(pageSize, (mapCapacity + pageSize - 1) & ~(pageSize - 1))
-        let mapping = mmap(nil, capacity, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0)
-        if mapping == nil || mapping == UnsafeMutableRawPointer(bitPattern: -1) {
-            throw Syscalls.ioError("cannot map", path, errno)
-        }
+        let mapping = try Syscalls.map(fd, length: capacity, writable: writable, shared: true, path: path)
         _ = madvise(mapping, capacity, MADV_RANDOM)
         self.id = id
         self.path = path
         self.fd = fd
-        self.base = UnsafeRawPointer(mapping!)
+        self.base = UnsafeRawPointer(mapping)
         self.mappedLength = capacity
         self.length = length
         self.header = header

@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Synchronization
+
+/// The test twin of the file system (reliability suite): installed for one
+/// store directory, it can fail any call that ``Syscalls`` makes on a path in
+/// it (EIO, ENOSPC, …), cut writes short, and "lose power": put every file
+/// back to what was last synced, and every directory entry back to what the
+/// last directory sync made durable. Never installed outside tests.
+final class IOFaults: @unchecked Sendable {
+    /// The kinds of call a rule can fail.
+    enum Call: String, Sendable, CaseIterable {
+        case open, write, read, sync, syncDirectory, truncate, reserve, rename, unlink, makeDirectory, map
+    }
+
+    /// The store directory this twin covers (paths directly in it).
+    let directory: String
+    private let mutex = PlainMutex()
+    private var rule: ((Call, String) -> Int32?)?
+    private var maxWriteBytes: Int?
+    /// Calls seen so far (for choosing a crash point).
+    private(set) var calls = 0
+    /// What each file (by inode) held when it was last synced.
+    private var syncedByInode: [UInt64: [UInt8]] = [:]
+    /// The directory's entries as of its last sync: name → inode.
+    private var durableNames: [String: UInt64] = [:]
+    /// Synced contents of files unlinked or replaced since the last directory
+    /// sync, by the name they had: a power loss brings them back.
+    private var ghosts: [String: [UInt8]] = [:]
+
+    // MARK: installing
+
+    private static let installed = Mutex<[IOFaults]>([])
+    private static let anyInstalled = Atomic<Int>(0)
+
+    /// Starts covering `directory`, taking its current files as durable.
+    static func install(directory: String) -> IOFaults {
+        let faults = IOFaults(directory: directory)
+        faults.snapshotEverything()
+        installed.withLock { $0.append(faults) }
+        anyInstalled.add(1, ordering: .releasing)
+        return faults
+    }
+
+    /// Stops covering its directory (again: no effect).
+    func uninstall() {
+        let removed = IOFaults.installed.withLock { list -> Bool in
+            guard let index = list.firstIndex(where: { $0 === self }) else { return false }
+            list.remove(at: index)
+            return true
+        }
+        if removed { IOFaults.anyInstalled.subtract(1, ordering: .releasing) }
+    }
+
+    private init(directory: String) {
+        self.directory = directory
+    }
+
+    @inline(__always)
+    static func covering(_ path: String) -> IOFaults? {
+        guard anyInstalled.load(ordering: .acquiring) > 0 else { return nil }
+        return installed.withLock { list in list.first { $0.covers(path) } }
+    }
+
+    private func covers(_ path: String) -> Bool {
+        path == directory || (path.hasPrefix(directory) && path.utf8.count > directory.utf8.count
+            && path.utf8[path.utf8.index(path.utf8.startIndex, offsetBy: directory.utf8.count)] == UInt8(ascii: "/")
+            && !path.utf8.dropFirst(directory.utf8.count + 1).contains(UInt8(ascii: "/")))
+    }
+
+    // MARK: configuring
+
+    /// `rule(call, path)` returns an errno to fail that call with, or nil to let it through.
+    func setRule(_ rule: ((Call, String) -> Int32?)?) {
+        mutex.withLock { self.rule = rule }
+    }
+
+    /// Each write transfers at most `bytes` (nil: all).
+    func setMaxWriteBytes(_ bytes: Int?) {
+        mutex.withLock { maxWriteBytes = bytes }
+    }
+
+    // MARK: called by Syscalls
+
+    func check(_ call: Call, _ path: String) throws(KVFileError) {
+        let code = mutex.withLock { () -> Int32? in
+            calls += 1
+            return rule?(call, path)
+        }
+        if let code { throw Syscalls.ioError("injected failure of \(call.rawValue) on", path, code) }
+    }
+
+    var writeLimit: Int? { mutex.withLock { maxWriteBytes } }
+
+    /// A file's data reached the disk: remember what it holds now.
+    func didSync(_ fd: Int32, _ path: String) {
+        guard path != directory else { return didSyncDirectory() }
+        // The caller's descriptor may be write-only: read through one of our own.
+        let reader = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let contents = reader >= 0 ? Self.read(reader) : Self.read(fd)
+        if reader >= 0 { Glibc.close(reader) }
+        guard let inode = Self.inode(fd: fd) else { return }
+        mutex.withLock { syncedByInode[inode] = contents }
+    }
+
+    /// The directory's entries reached the disk.
+    func didSyncDirectory() {
+        let names = Self.inodes(directory)
+        mutex.withLock {
+            durableNames = names
+            ghosts = [:]
+        }
+    }
+
+    /// Before `path` goes away (unlink, or replaced by a rename): keep what it held.
+    func willRemove(_ path: String) {
+        guard let inode = Self.inode(path: path) else { return }
+        let name = Self.name(path)
+        mutex.withLock {
+            if durableNames[name] == inode, ghosts[name] == nil { ghosts[name] = syncedByInode[inode] ?? [] }
+            syncedByInode[inode] = nil
+        }
+    }
+
+    // MARK: power loss
+
+    /// Every file goes back to its last synced contents (empty when never
+    /// synced), names created since the last directory sync disappear, and
+    /// names removed since come back when their contents are known. The store
+    /// must have been abandoned first (nothing may still write).
+    func losePower() {
+        let (names, synced, ghosts) = mutex.withLock { (durableNames, syncedByInode, self.ghosts) }
+        for name in Self.list(directory) where names[name] == nil {
+            unlink(directory + "/" + name)
+        }
+        for (name, inode) in names {
+            let path = directory + "/" + name
+            let bytes = ghosts[name] ?? synced[inode] ?? []
+            unlink(path)
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { continue }
+            _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            Glibc.close(fd)
+        }
+        mutex.withLock { rule = nil }
+    }
+
+    private func snapshotEverything() {
+        let names = Self.inodes(directory)
+        var synced: [UInt64: [UInt8]] = [:]
+        for (name, inode) in names {
+            let fd = Glibc.open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            synced[inode] = Self.read(fd)
+            Glibc.close(fd)
+        }
+        durableNames = names
+        syncedByInode = synced
+    }
+
+    private static func inode(fd: Int32) -> UInt64? {
+        var info = stat()
+        return fstat(fd, &info) == 0 ? UInt64(info.st_ino) : nil
+    }
+
+    private static func inode(path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
+    }
+
+    /// Regular files directly in `directory`, with their inodes.
+    private static func inodes(_ directory: String) -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for name in list(directory) {
+            if let inode = inode(path: directory + "/" + name) { result[name] = inode }
+        }
+        return result
+    }
+
+    private static func name(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
+    }
+
+    private static func read(_ fd: Int32) -> [UInt8] {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if n <= 0 { break }
+            done += n
+        }
+        return Array(bytes[0..<done])
+    }
+
+    /// Regular files directly in `directory`.
+    private static func list(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            var info = stat()
+            if stat(directory + "/" + name, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { names.append(name) }
+        }
+        return names
+    }
+}

@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+@testable import KVFile
+
+/// The I/O seam's twin (`IOFaults`): failed calls, short writes, a full disk,
+/// and power loss at every kind of step — put, batch, roll, seal and hint
+/// writing, every step of compaction.
+@Suite struct FaultInjectionTests {
+    func options(_ durability: Durability = .none) -> StoreOptions {
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        options.durability = durability
+        return options
+    }
+
+    /// One step of the workload; the model after it is kept for the prefix check.
+    enum Step {
+        case put([UInt8], [UInt8])
+        case delete([UInt8])
+        case batch([([UInt8], [UInt8]?)])
+        case sync
+        case compact
+    }
+
+    static func workload(seed: UInt64, count: Int) -> [Step] {
+        var random = SeededRandom(seed: seed)
+        var steps: [Step] = []
+        for index in 0..<count {
+            let key = bytes("key\(Int.random(in: 0..<30, using: &random))")
+            let value = (0..<Int.random(in: 0..<300, using: &random)).map { _ in UInt8.random(in: 97...100, using: &random) }
+            switch index % 23 {
+            case 5, 11: steps.append(.delete(key))
+            case 7: steps.append(.batch([(key, value), (bytes("batch-\(index)"), [1, 2, 3]), (bytes("key\(index % 30)"), nil)]))
+            case 9, 19: steps.append(.sync)
+            case 22: steps.append(.compact)
+            default: steps.append(.put(key, value))
+            }
+        }
+        return steps
+    }
+
+    /// The engine error `body` throws, or nil.
+    static func attempt(_ body: () throws -> Void) -> KVFileError? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return error as? KVFileError
+        }
+    }
+
+    static func apply(_ step: Step, to store: Store) throws {
+        switch step {
+        case .put(let key, let value): try store.put(key, value)
+        case .delete(let key): try store.delete(key)
+        case .batch(let changes):
+            var batch = WriteBatch()
+            for (key, value) in changes {
+                if let value { batch.put(key, value) } else { batch.delete(key) }
+            }
+            try store.write(batch)
+        case .sync: try store.sync()
+        case .compact: _ = try store.compact()
+        }
+    }
+
+    static func apply(_ step: Step, to model: inout [[UInt8]: [UInt8]]) {
+        switch step {
+        case .put(let key, let value): model[key] = value
+        case .delete(let key): model[key] = nil
+        case .batch(let changes): for (key, value) in changes { model[key] = value }
+        case .sync, .compact: break
+        }
+    }
+
+    /// Runs `steps` until the power goes off at I/O call `crashAt` (nil: never);
+    /// returns the number of I/O calls made.
+    @discardableResult
+    func runUntilPowerLoss(path: String, steps: [Step], durability: Durability, crashAt: Int?) throws -> Int {
+        // A clean store to start from.
+        let seedStore = try Store(path: path, options: options())
+        try seedStore.put("base", "before the run")
+        try seedStore.close()
+
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let calls = Mutex(0)
+        // KVFILE_TRACE_FAULTS=N prints the calls of the round that loses power at call N.
+        let trace = ProcessInfo.processInfo.environment["KVFILE_TRACE_FAULTS"].flatMap(Int.init)
+        faults.setRule { call, path in
+            calls.withLock { count in
+                count += 1
+                if let trace, trace == crashAt { print("call \(count) \(call) \(path.split(separator: "/").last ?? "")") }
+                // After the crash point the power stays off: every call fails.
+                if let crashAt, count >= crashAt { return EIO }
+                return nil
+            }
+        }
+        var models: [[[UInt8]: [UInt8]]] = [[bytes("base"): bytes("before the run")]]
+        var acknowledged = 0   // index into models of the last state known durable
+        var failed = false
+        // Power can go off while the store opens, too.
+        let store: Store
+        do {
+            store = try Store(path: path, options: options(durability))
+        } catch {
+            faults.losePower()
+            faults.uninstall()
+            let reopened = try Store(path: path, options: options())
+            #expect(try contents(reopened) == models[0])
+            try reopened.close()
+            return calls.withLock { $0 }
+        }
+        for step in steps {
+            do {
+                try Self.apply(step, to: store)
+            } catch {
+                failed = true
+                var model = models.last!
+                Self.apply(step, to: &model)
+                models.append(model)  // the failed step may or may not have reached the disk
+                break
+            }
+            var model = models.last!
+            Self.apply(step, to: &model)
+            models.append(model)
+            if durability == .always, case .put = step { acknowledged = models.count - 1 }
+            if durability == .always, case .delete = step { acknowledged = models.count - 1 }
+            if durability == .always, case .batch = step { acknowledged = models.count - 1 }
+            if case .sync = step { acknowledged = models.count - 1 }
+            if case .compact = step { acknowledged = models.count - 1 }  // compaction seals and syncs first
+        }
+        let total = calls.withLock { $0 }
+        guard crashAt != nil else {
+            try store.close()
+            return total
+        }
+        #expect(failed || total < crashAt!, "the power went off, so some step must have failed")
+        store.abandonForCrashTest()
+        faults.losePower()
+        faults.uninstall()
+
+        // The store opens without repair, holds every acknowledged write, and
+        // is exactly the state after some prefix of the steps (nothing invented, batches whole).
+        let reopened = try Store(path: path, options: options())
+        let found = try contents(reopened)
+        let candidates = models[acknowledged...]
+        #expect(candidates.contains(found),
+                "power loss at I/O call \(crashAt!): contents match no state between step \(acknowledged) and \(models.count - 1)")
+        try reopened.put("after", "recovery")
+        try reopened.close()
+        let check = try StoreCheck.run(path: path)
+        #expect(check.isHealthy, "\(check.problems)")
+        return total
+    }
+
+    @Test(arguments: [Durability.none, .always])
+    func powerLossAtAnyStepKeepsEveryAcknowledgedWrite(_ durability: Durability) throws {
+        let steps = Self.workload(seed: durability == .always ? 7 : 3, count: Env.stress ? 400 : 120)
+        let dry = TemporaryDirectory()
+        let total = try runUntilPowerLoss(path: dry.sub("s"), steps: steps, durability: durability, crashAt: nil)
+        #expect(total > 50)
+        // Every call under KVFILE_STRESS=1; otherwise a spread of them.
+        let points = Env.stress ? Array(1...total) : Array(stride(from: 1, through: total, by: max(1, total / 12)))
+        for point in points {
+            let dir = TemporaryDirectory()
+            try runUntilPowerLoss(path: dir.sub("s"), steps: steps, durability: durability, crashAt: point)
+        }
+    }
+
+    @Test func aFullDiskFailsThePutCleanlyAndTheNextPutAfterSpaceReturnsSucceeds() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("full")
+        let store = try Store(path: path, options: options())
+        try store.put("first", "1")
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setRule { call, _ in call == .reserve ? ENOSPC : nil }
+        var model: [[UInt8]: [UInt8]] = [bytes("first"): bytes("1")]
+        var failure: KVFileError?
+        for index in 0..<200 {
+            let key = bytes("k\(index)"), value = [UInt8](repeating: 65, count: 200)
+            if let error = Self.attempt({ try store.put(key, value) }) {
+                failure = error
+                break
+            }
+            model[key] = value
+        }
+        let error = try #require(failure, "a segment roll needs new space, so some put must fail")
+        #expect(error.code == .io)
+        #expect(error.errno == ENOSPC)
+        #expect(error.message.contains("The disk is full"))
+        #expect(try contents(store) == model, "the failed put changed nothing")
+        faults.setRule(nil)
+        try store.put("after", "space is back")
+        model[bytes("after")] = bytes("space is back")
+        try store.close()
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+    }
+
+    @Test func aFailedSyncIsReportedAndTheNextSyncCoversItsData() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("eio")
+        let store = try Store(path: path, options: options(.always))
+        try store.put("a", "1")
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let remaining = Mutex(1)
+        faults.setRule { call, _ in
+            guard call == .sync else { return nil }
+            return remaining.withLock { left in
+                guard left > 0 else { return nil }
+                left -= 1
+                return EIO
+            }
+        }
+        #expect {
+            try store.put("b", "2")
+        } throws: { error in
+            (error as? KVFileError)?.errno == EIO && "\(error)".contains("I/O error")
+        }
+        try store.put("c", "3")  // its sync covers b's bytes too
+        try store.close()
+        let reopened = try Store(path: path, options: .reader)
+        #expect(try reopened.getString("a") == "1")
+        #expect(try reopened.getString("c") == "3")
+        #expect(try reopened.getString("b") == "2")
+    }
+
+    @Test func shortWritesStillProduceAnIntactStore() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("short")
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setMaxWriteBytes(7)
+        var model: [[UInt8]: [UInt8]] = [:]
+        let store = try Store(path: path, options: options())
+        for step in Self.workload(seed: 11, count: 300) {
+            try Self.apply(step, to: store)
+            Self.apply(step, to: &model)
+        }
+        try store.compact()  // outputs and hint files written 7 bytes at a time
+        try store.close()
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+        #expect(try StoreCheck.run(path: path).isHealthy)
+    }
+
+    @Test(arguments: [IOFaults.Call.open, .write, .sync, .syncDirectory, .rename, .unlink, .truncate, .reserve, .map])
+    func aCompactionThatHitsAnIOErrorLeavesTheStoreAsItWas(_ failing: IOFaults.Call) throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("c")
+        var model: [[UInt8]: [UInt8]] = [:]
+        let store = try Store(path: path, options: options())
+        for step in Self.workload(seed: 5, count: 200) {
+            if case .compact = step { continue }
+            try Self.apply(step, to: store)
+            Self.apply(step, to: &model)
+        }
+        try store.sync()
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setRule { call, _ in call == failing ? EIO : nil }
+        if let error = Self.attempt({ _ = try store.compact() }) {
+            #expect(error.errno == EIO)
+        }
+        #expect(try contents(store) == model)
+        faults.setRule(nil)
+        _ = try store.compact()
+        #expect(try contents(store) == model)
+        try store.put("after", "ok")
+        model[bytes("after")] = bytes("ok")
+        try store.close()
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+    }
+}
+
+import Synchronization
