@@ -83,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KVFileCLITests",
-            dependencies: ["KVFileCLI", "KVFileBench", "KVFile"]
+            dependencies: ["KVFileCLI", "KVFileBench", "KVFile", "KVFileText"]
         ),
         // Starts the real kvfile-server on loopback and speaks HTTP to it over sockets.
         .testTarget(

@@ -26,6 +26,7 @@ struct ServeCommand: ParsableCommand {
               DELETE /v1/keys/KEY    204, or 404 when absent
               GET /v1/keys?prefix=P  NDJSON lines {"key":K,"value":V}, sorted
               GET /v1/stat           kvfile stat --json
+              POST /v1/compact       kvfile compact, for the store the server holds
               GET /v1/events         Server-Sent Events: id = seq, event = topic, \
             data = the kvfile watch JSON; resume with Last-Event-ID or ?since=SEQ, \
             ?from_start=1, ?topic=kvs_created,kvs_deleted.

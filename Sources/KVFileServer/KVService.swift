@@ -5,11 +5,13 @@ import KVFile
 import KVFileText
 import Logging
 import NIOCore
+import NIOPosix
 
 /// Every route of `kvfile serve` (kvfile(1), SERVE):
 ///
 /// - KeyValueStore-service compatible: `GET /?key=K`, `GET /all`, `PUT /` with `{"key":…,"value":…}`.
-/// - REST: `GET|PUT|DELETE /v1/keys/{key}`, `GET /v1/keys?prefix=P` (NDJSON), `GET /v1/stat`, `GET /v1/health`.
+/// - REST: `GET|PUT|DELETE /v1/keys/{key}`, `GET /v1/keys?prefix=P` (NDJSON), `GET /v1/stat`,
+///   `POST /v1/compact`, `GET /v1/health`.
 /// - Change feed: `GET /v1/events` (Server-Sent Events, see ``EventStream``).
 struct KVService: HTTPResponder {
     typealias Context = BasicRequestContext
@@ -78,6 +80,9 @@ struct KVService: HTTPResponder {
         case "/v1/stat":
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
             return .json(StatJSON.document(try store.stats()))
+        case "/v1/compact":
+            guard request.method == .post else { throw Self.methodNotAllowed("POST") }
+            return try await compact()
         case "/v1/health":
             return .json("{\"status\":\"ok\",\"newest_seq\":\(hub.lastSeq)}\n")
         case "/v1/events":
@@ -153,6 +158,16 @@ struct KVService: HTTPResponder {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// `POST /v1/compact`: what `kvfile compact` does, for a store the server holds.
+    private func compact() async throws -> Response {
+        let store = store
+        let result = try await NIOThreadPool.singleton.runIfActive { try store.compact() }
+        let seconds = (result.seconds * 1000).rounded() / 1000
+        return .json("{\"input_segments\":\(result.inputSegments),\"output_segments\":\(result.outputSegments),"
+            + "\"bytes_before\":\(result.bytesBefore),\"bytes_after\":\(result.bytesAfter),"
+            + "\"records_copied\":\(result.recordsCopied),\"records_dropped\":\(result.recordsDropped),\"seconds\":\(seconds)}\n")
     }
 
     // MARK: KeyValueStore service routes

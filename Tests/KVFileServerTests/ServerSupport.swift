@@ -263,12 +263,14 @@ struct SSEEvent: Equatable {
 }
 
 /// Reads a `text/event-stream` response as it arrives.
-final class SSEClient {
+final class SSEClient: @unchecked Sendable {  // used by one thread at a time
     let connection: Connection
     private(set) var status = 0
     private(set) var headers: [String: String] = [:]
     private var decoder = ChunkedDecoder()
-    private var text = ""
+    /// Decoded body bytes not parsed yet start at `position`.
+    private var buffer: [UInt8] = []
+    private var position = 0
     private(set) var closed = false
     /// Comment lines seen (`: keep-alive` and the like).
     private(set) var comments: [String] = []
@@ -284,15 +286,30 @@ final class SSEClient {
         }
         let end = HTTPClient.headerEnd(raw)!
         (self.status, self.headers) = try HTTPClient.parseHead(raw[0..<end])
-        text = String(decoding: try decoder.feed(Array(raw[(end + 4)...])), as: UTF8.self)
+        buffer = try decoder.feed(Array(raw[(end + 4)...]))
+    }
+
+    /// The end of the next complete block ("\n\n"), if one has arrived.
+    private func blockEnd() -> Int? {
+        guard buffer.count - position >= 2 else { return nil }
+        var index = position
+        while index + 1 < buffer.count {
+            if buffer[index] == 10 && buffer[index + 1] == 10 { return index }
+            index += 1
+        }
+        return nil
     }
 
     /// The next event; nil when the stream ended. Comments are collected, not returned.
     func next() throws -> SSEEvent? {
         while true {
-            if let range = text.range(of: "\n\n") {
-                let block = String(text[..<range.lowerBound])
-                text.removeSubrange(..<range.upperBound)
+            if let end = blockEnd() {
+                let block = String(decoding: buffer[position..<end], as: UTF8.self)
+                position = end + 2
+                if position > 1 << 16 {
+                    buffer.removeFirst(position)
+                    position = 0
+                }
                 var event = SSEEvent(id: nil, event: nil, data: "")
                 var sawField = false
                 for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -317,7 +334,7 @@ final class SSEClient {
                 closed = true
                 continue
             }
-            text += String(decoding: try decoder.feed(chunk), as: UTF8.self)
+            buffer += try decoder.feed(chunk)
         }
     }
 
