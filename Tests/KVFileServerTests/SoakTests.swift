@@ -142,6 +142,7 @@ import Testing
                 }
                 do {
                     guard let event = try sse.next() else { return }
+                    if event.event == "kvfile_error" { print("soak: SSE stream ended: \(event.data)") }
                     let parsed = Event(json: event.data, firstSeq: 3)
                     sseEvents.withLock { $0.append(parsed) }
                 } catch {
@@ -162,7 +163,9 @@ import Testing
         // The SSE client saw every write, in order, with exact old values.
         while follower.isExecuting { usleep(10_000) }
         let streamed = sseEvents.withLock { $0 }
-        #expect(SoakTests.checkEvents(streamed, count: total) == nil)
+        let sseProblem = SoakTests.checkEvents(streamed, count: total)
+        #expect(sseProblem == nil)
+        if sseProblem != nil { print("soak: server log tail:\n" + server.errors.split(separator: "\n").suffix(10).joined(separator: "\n")) }
 
         // So did the kvfile watch process.
         let watchDeadline = Date().addingTimeInterval(30)

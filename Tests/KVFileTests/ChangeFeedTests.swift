@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import KVFile
 
@@ -179,5 +180,35 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         #expect(seen.map(\.seq) == [1, 2, 3, 4])
         #expect(seen[2].oldValue == bytes("1"))
         #expect(seen[3].oldValue == bytes("0"))
+    }
+}
+
+/// Regression (found by the soak test): a segment listed by the tailer but
+/// removed by a compaction before the tailer opened it made `poll()` fail
+/// with ENOENT, and `kvfile watch` exit. The tailer now lists again.
+@Suite struct TailerRaceTests {
+    @Test func aSegmentThatVanishesBetweenListingAndOpeningIsLookedForAgain() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("race")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        let store = try Store(path: path, options: options)
+        try store.put("first", "1")
+        let tailer = try LogTailer(path: path, start: .now)
+        var random = SeededRandom(seed: 3)
+        for index in 0..<100 { try store.put(bytes("k\(index)"), (0..<90).map { _ in UInt8.random(in: 0...255, using: &random) }) }
+        #expect(segmentFiles(path).count > 2)
+        // The next open of any segment the tailer does not know yet fails as if just removed.
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let failed = Mutex(Set<String>())
+        faults.setRule { call, file in
+            guard call == .open, file.hasSuffix(".kvseg") else { return nil }
+            return failed.withLock { $0.insert(file).inserted } ? ENOENT : nil
+        }
+        let events = try tailer.poll()
+        #expect(events.map(\.seq) == Array(2...101))
+        #expect(!failed.withLock { $0 }.isEmpty)
     }
 }

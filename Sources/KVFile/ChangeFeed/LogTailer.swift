@@ -81,7 +81,21 @@ public final class LogTailer: @unchecked Sendable {
             try loader.catchUp(segment, state: state, hints: nil)
         }
         try deliver(into: &events)
-        // 2. New segments; a rebuild when compaction replaced some.
+        // 2. New segments; a rebuild when compaction replaced some. A file
+        // listed a moment ago may be gone (a compaction removed it): look again.
+        var attempt = 0
+        while true {
+            do {
+                try followDirectory(into: &events)
+                return events
+            } catch where error.errno == ENOENT && attempt < 50 {
+                attempt += 1
+                Syscalls.sleep(milliseconds: 1)
+            }
+        }
+    }
+
+    private func followDirectory(into events: inout [ChangeEvent]) throws(KVFileError) {
         let names = try Syscalls.listDirectory(path)
         let ids = try loader.resolveSegments(names)
         let present = Set(ids)
@@ -104,7 +118,6 @@ public final class LogTailer: @unchecked Sendable {
             state = rebuilt
             try deliver(into: &events)
         }
-        return events
     }
 
     /// Waits until the store may have changed (inotify), or `milliseconds` pass.
