@@ -56,6 +56,11 @@ let package = Package(
             name: "KVFileBench",
             dependencies: ["KVFile"]
         ),
+        // libFuzzer target over the decoders (scripts/fuzz); a corpus replayer when built normally.
+        .executableTarget(
+            name: "KVFileFuzz",
+            dependencies: ["KVFile"]
+        ),
         .target(
             name: "KVFileServer",
             dependencies: [

@@ -31,23 +31,25 @@ final class IOFaults: @unchecked Sendable {
 
     // MARK: installing
 
-    private static let installed = Mutex<[IOFaults]>([])
+    // A pthread mutex, not Synchronization.Mutex: ThreadSanitizer cannot see a futex-based lock.
+    private static let registryLock = PlainMutex()
+    nonisolated(unsafe) private static var installedList: [IOFaults] = []
     private static let anyInstalled = Atomic<Int>(0)
 
     /// Starts covering `directory`, taking its current files as durable.
     static func install(directory: String) -> IOFaults {
         let faults = IOFaults(directory: directory)
         faults.snapshotEverything()
-        installed.withLock { $0.append(faults) }
+        registryLock.withLock { installedList.append(faults) }
         anyInstalled.add(1, ordering: .releasing)
         return faults
     }
 
     /// Stops covering its directory (again: no effect).
     func uninstall() {
-        let removed = IOFaults.installed.withLock { list -> Bool in
-            guard let index = list.firstIndex(where: { $0 === self }) else { return false }
-            list.remove(at: index)
+        let removed = IOFaults.registryLock.withLock { () -> Bool in
+            guard let index = IOFaults.installedList.firstIndex(where: { $0 === self }) else { return false }
+            IOFaults.installedList.remove(at: index)
             return true
         }
         if removed { IOFaults.anyInstalled.subtract(1, ordering: .releasing) }
@@ -60,7 +62,7 @@ final class IOFaults: @unchecked Sendable {
     @inline(__always)
     static func covering(_ path: String) -> IOFaults? {
         guard anyInstalled.load(ordering: .acquiring) > 0 else { return nil }
-        return installed.withLock { list in list.first { $0.covers(path) } }
+        return registryLock.withLock { installedList.first { $0.covers(path) } }
     }
 
     private func covers(_ path: String) -> Bool {
