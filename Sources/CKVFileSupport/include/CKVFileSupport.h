@@ -21,4 +21,7 @@ int kvf_fallocate(int fd, int64_t offset, int64_t length);
 /// Returns 0 or an errno value.
 int kvf_start_writeback(int fd, int64_t offset, int64_t length);
 
+/// Asks the CPU to start loading the cache line at `address` (a hint only).
+static inline void kvf_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
+
 #endif

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKVFileSupport
 
 /// Where the latest record of a key lives.
 struct KeyLocation: Equatable {
@@ -102,6 +103,14 @@ final class Keydir {
             if value != Keydir.deletedSlot && keyMatches(entry(value), key) { return index }
             index = (index + 1) & slotMask
         }
+    }
+
+    /// Starts loading the slot `key` hashes to, so that a `set` or `applyLoaded`
+    /// of it a few entries later does not wait for memory (bulk loading).
+    @inline(__always)
+    func prefetch(_ key: UnsafeRawBufferPointer) {
+        let index = Int(truncatingIfNeeded: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) & slotMask
+        kvf_prefetch(slots + index)
     }
 
     // MARK: queries
