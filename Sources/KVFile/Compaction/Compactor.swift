@@ -131,14 +131,21 @@ extension Store {
         for segment in plan.inputs {
             let copyPending = { [self] () throws(KVFileError) in
                 lock.yieldToWaitingWriters()
+                func key(_ index: Int) -> UnsafeRawBufferPointer {
+                    let record = pending[index]
+                    return UnsafeRawBufferPointer(start: segment.base + record.offset + record.header.keyOffset, count: record.header.keyLength)
+                }
                 let live: [Bool] = try lock.withReadLock { () throws(KVFileError) -> [Bool] in
                     try checkOpen()
-                    return pending.map { record in
-                        guard record.header.operation != .deleted else { return false }
-                        let key = UnsafeRawBufferPointer(start: segment.base + record.offset + record.header.keyOffset, count: record.header.keyLength)
-                        guard let location = state.keydir.lookup(key) else { return false }
-                        return location.segment == segment.id && Int(location.offset) == record.offset
+                    var live = [Bool](repeating: false, count: pending.count)
+                    for index in pending.indices {
+                        // Lookups are cache misses: start the one eight ahead now.
+                        if index + 8 < pending.count { state.keydir.prefetch(key(index + 8)) }
+                        let record = pending[index]
+                        guard record.header.operation != .deleted, let location = state.keydir.lookup(key(index)) else { continue }
+                        live[index] = location.segment == segment.id && Int(location.offset) == record.offset
                     }
+                    return live
                 }
                 for (index, record) in pending.enumerated() {
                     let start = segment.base + record.offset
@@ -219,12 +226,18 @@ extension Store {
             lock.yieldToWaitingWriters()
             let end = min(index + 1024, moves.count)
             lock.withWriteLock {
-                for move in moves[index..<end] {
-                    guard let old = state.segment(move.oldSegment) else { continue }
-                    let key = UnsafeRawBufferPointer(start: old.base + Int(move.oldOffset) + Int(move.keyOffset), count: Int(move.keyLength))
-                    guard let location = state.keydir.lookup(key),
-                          location.segment == move.oldSegment, location.offset == move.oldOffset else { continue }
-                    state.keydir.set(key, KeyLocation(segment: move.newSegment, offset: move.newOffset, size: location.size, seq: location.seq))
+                func key(_ move: Move, in old: Segment) -> UnsafeRawBufferPointer {
+                    UnsafeRawBufferPointer(start: old.base + Int(move.oldOffset) + Int(move.keyOffset), count: Int(move.keyLength))
+                }
+                for position in index..<end {
+                    if position + 8 < end, let ahead = state.segment(moves[position + 8].oldSegment) {
+                        state.keydir.prefetch(key(moves[position + 8], in: ahead))
+                    }
+                    let move = moves[position]
+                    guard let old = state.segment(move.oldSegment),
+                          state.keydir.relocate(key(move, in: old), from: move.oldSegment, offset: move.oldOffset,
+                                                to: move.newSegment, newOffset: move.newOffset) != nil
+                    else { continue }
                     old.liveBytes -= Int(move.size)
                     state.segment(move.newSegment)?.liveBytes += Int(move.size)
                 }

@@ -113,6 +113,22 @@ final class Keydir {
         kvf_prefetch(slots + index)
     }
 
+    /// Moves `key` to (`newSegment`, `newOffset`) when it still points at
+    /// (`segment`, `offset`); returns its record size when it moved. One probe
+    /// instead of a lookup and a set (compaction's switch-over).
+    @inline(__always)
+    func relocate(_ key: UnsafeRawBufferPointer, from segment: UInt32, offset: UInt32, to newSegment: UInt32, newOffset: UInt32) -> UInt32? {
+        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
+        guard slot >= 0 else { return nil }
+        let p = entry(slots[slot])
+        var current = location(at: p)
+        guard current.segment == segment, current.offset == offset else { return nil }
+        current.segment = newSegment
+        current.offset = newOffset
+        setLocation(current, at: p)
+        return current.size
+    }
+
     // MARK: queries
 
     @inline(__always)
