@@ -182,8 +182,29 @@ struct StoreLoader {
         }
         let end: ScanEnd
         if writer {
-            // The writer holds the lock, so nobody can shrink the file under the mapping.
-            end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from, apply)
+            // The writer holds the lock, so nobody can shrink the file under the
+            // mapping, and records stay where they are: apply each eight records
+            // behind the scan, with its keydir slot prefetched meanwhile.
+            let lookahead = 8
+            var pending: [(Int, RecordHeader, UnsafeRawPointer)] = []
+            pending.reserveCapacity(lookahead)
+            var next = 0
+            end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from) {
+                (offset, header, record) throws(KVFileError) in
+                state.keydir.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
+                if pending.count < lookahead {
+                    pending.append((offset, header, record))
+                } else {
+                    let (o, h, r) = pending[next]
+                    try apply(o, h, r)
+                    pending[next] = (offset, header, record)
+                    next = (next + 1) % lookahead
+                }
+            }
+            for index in 0..<pending.count {
+                let (o, h, r) = pending[(next + index) % pending.count]
+                try apply(o, h, r)
+            }
         } else {
             end = try scanByCopying(segment, from: from, to: size, apply)
         }
