@@ -1,6 +1,10 @@
 import ArgumentParser
 import KVFile
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The options of `kvfile serve` and `kvfile-server`, declared once so that
 /// the tool can check them and hand them on unchanged.
 public struct ServeOptions: ParsableArguments {
@@ -43,9 +47,9 @@ public struct ServeOptions: ParsableArguments {
     public var durabilityMode: Durability { Durability(parsing: durability) ?? .always }
 
     /// The token from `--token`, else from `KVFILE_TOKEN`.
-    public func resolvedToken(environment: [String: String]) -> String? {
+    public var resolvedToken: String? {
         if let token, !token.isEmpty { return token }
-        if let token = environment["KVFILE_TOKEN"], !token.isEmpty { return token }
+        if let token = getenv("KVFILE_TOKEN").map({ String(cString: $0) }), !token.isEmpty { return token }
         return nil
     }
 

@@ -22,7 +22,7 @@ struct ServerMain: AsyncParsableCommand {
         var configuration = ServerConfiguration(storePath: options.store)
         configuration.host = options.host
         configuration.port = options.port
-        configuration.token = options.resolvedToken(environment: Self.environment())
+        configuration.token = options.resolvedToken
         configuration.maxBodyBytes = options.maxBody
         configuration.durability = options.durabilityMode
         configuration.lockTimeoutMilliseconds = options.lockTimeout
@@ -61,20 +61,6 @@ struct ServerMain: AsyncParsableCommand {
     }
 }
 
-extension ServerMain {
-    static func environment() -> [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        return result
-    }
-}
 
 enum FileHandleStderr {
     static func write(_ text: String) {

@@ -133,7 +133,7 @@ final class IOFaults: @unchecked Sendable {
     /// must have been abandoned first (nothing may still write).
     func losePower() {
         let (names, synced, ghosts) = mutex.withLock { (durableNames, syncedByInode, self.ghosts) }
-        for name in Self.list(directory) where names[name] == nil {
+        for name in Self.inodes(directory).keys where names[name] == nil {
             unlink(directory + "/" + name)
         }
         for (name, inode) in names {
@@ -171,15 +171,6 @@ final class IOFaults: @unchecked Sendable {
         return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
     }
 
-    /// Regular files directly in `directory`, with their inodes.
-    private static func inodes(_ directory: String) -> [String: UInt64] {
-        var result: [String: UInt64] = [:]
-        for name in list(directory) {
-            if let inode = inode(path: directory + "/" + name) { result[name] = inode }
-        }
-        return result
-    }
-
     private static func name(_ path: String) -> String {
         path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
     }
@@ -197,19 +188,18 @@ final class IOFaults: @unchecked Sendable {
         return Array(bytes[0..<done])
     }
 
-    /// Regular files directly in `directory`.
-    private static func list(_ directory: String) -> [String] {
-        guard let dir = opendir(directory) else { return [] }
+    /// Regular files directly in `directory`, with their inodes.
+    private static func inodes(_ directory: String) -> [String: UInt64] {
+        guard let dir = opendir(directory) else { return [:] }
         defer { closedir(dir) }
-        var names: [String] = []
+        var result: [String: UInt64] = [:]
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name == "." || name == ".." { continue }
             var info = stat()
-            if stat(directory + "/" + name, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { names.append(name) }
+            if stat(directory + "/" + name, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { result[name] = UInt64(info.st_ino) }
         }
-        return names
+        return result
     }
 }

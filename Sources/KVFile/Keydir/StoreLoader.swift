@@ -98,10 +98,7 @@ struct StoreLoader {
         let id = segment.id
         // Entries are applied a few behind the one being read, whose slot is
         // prefetched meanwhile: loading is bound by those cache misses.
-        let lookahead = 8
-        var pending: [HintEntry] = []
-        pending.reserveCapacity(lookahead)
-        var next = 0
+        var window = LookaheadWindow<HintEntry>()
         func apply(_ entry: HintEntry) {
             state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
                 segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
@@ -110,17 +107,11 @@ struct StoreLoader {
             UnsafeRawBufferPointer(start: mapping, count: size), segmentID: id, segmentLength: segment.length
         ) { (entry) throws(KVFileError) in
             state.keydir.prefetch(entry.key)
-            if pending.count < lookahead {
-                pending.append(entry)
-            } else {
-                apply(pending[next])
-                pending[next] = entry
-                next = (next + 1) % lookahead
-            }
+            window.push(entry, apply: apply)
         }
         if problem == nil {
-            // The rest, oldest first (a damaged file is scanned from the segment instead).
-            for index in 0..<pending.count { apply(pending[(next + index) % pending.count]) }
+            // The rest (a damaged file is scanned from the segment instead).
+            window.flush(apply: apply)
             segment.hintBytes = size
         }
         return problem
@@ -185,26 +176,16 @@ struct StoreLoader {
             // The writer holds the lock, so nobody can shrink the file under the
             // mapping, and records stay where they are: apply each eight records
             // behind the scan, with its keydir slot prefetched meanwhile.
-            let lookahead = 8
-            var pending: [(Int, RecordHeader, UnsafeRawPointer)] = []
-            pending.reserveCapacity(lookahead)
-            var next = 0
+            var window = LookaheadWindow<(offset: Int, header: RecordHeader, record: UnsafeRawPointer)>()
+            let applyItem = { (item: (offset: Int, header: RecordHeader, record: UnsafeRawPointer)) throws(KVFileError) in
+                try apply(item.offset, item.header, item.record)
+            }
             end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from) {
                 (offset, header, record) throws(KVFileError) in
                 state.keydir.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
-                if pending.count < lookahead {
-                    pending.append((offset, header, record))
-                } else {
-                    let (o, h, r) = pending[next]
-                    try apply(o, h, r)
-                    pending[next] = (offset, header, record)
-                    next = (next + 1) % lookahead
-                }
+                try window.push((offset, header, record), apply: applyItem)
             }
-            for index in 0..<pending.count {
-                let (o, h, r) = pending[(next + index) % pending.count]
-                try apply(o, h, r)
-            }
+            try window.flush(apply: applyItem)
         } else {
             end = try scanByCopying(segment, from: from, to: size, apply)
         }
