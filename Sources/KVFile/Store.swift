@@ -424,8 +424,20 @@ public final class Store: @unchecked Sendable {
         }
         guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let started = BackgroundThread.start { [self] in
-            _ = try? compact(sealActive: false, policy: policy)
+            // Segments sealed while a round ran started no compaction of their
+            // own (this one was running), so look again until nothing is left.
+            var rounds = 0
+            var succeeded = true
+            while rounds < 16 {
+                guard let result = try? compact(sealActive: false, policy: policy) else { succeeded = false; break }
+                if result.inputSegments == 0 { break }
+                rounds += 1
+            }
             autoCompactionRunning.store(false, ordering: .releasing)
+            // A roll between the last plan and the line above was missed too.
+            if succeeded, let activeID = lock.withReadLock({ writer?.segment.id }) {
+                considerCompaction(activeID: activeID)
+            }
         }
         if !started { autoCompactionRunning.store(false, ordering: .releasing) }
     }
