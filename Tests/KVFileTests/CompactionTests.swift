@@ -175,6 +175,53 @@ import Testing
         #expect(try contents(Store(path: dir.sub("auto"), options: .reader)) == model)
     }
 
+    /// Regression (CI, 2026-11-24): segments sealed while an automatic
+    /// compaction ran were left until the next roll, so a writer that then
+    /// went quiet kept its dead bytes.
+    @Test func segmentsSealedDuringAnAutomaticCompactionAreCompactedWithoutMoreWrites() throws {
+        let dir = TemporaryDirectory()
+        var options = smallSegments()
+        options.autoCompaction = CompactionPolicy(minDeadRatio: 0.5, minDeadBytes: 16 << 10)
+        let store = try Store(path: dir.sub("held"), options: options)
+        let parked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let firstRound = PlainFlag()
+        store.compactionFailpoint = { step in
+            if step == .copied && firstRound.takeFirst() {
+                parked.signal()
+                release.wait()
+            }
+            return false
+        }
+        var model: [[UInt8]: [UInt8]] = [:]
+        func write(_ i: Int) throws {
+            let key = bytes("k\(i % 50)"), value = bytes("value \(i) " + String(repeating: "y", count: 40))
+            try store.put(key, value)
+            model[key] = value
+        }
+        var i = 0
+        while parked.wait(timeout: .now()) == .timedOut {
+            try write(i)
+            i += 1
+            #expect(i < 100_000, "no automatic compaction started")
+            if i >= 100_000 { return }
+        }
+        // The first round is held after copying; these rolls happen meanwhile.
+        let rolledFrom = try store.stats().segments
+        for _ in 0..<3000 { try write(i); i += 1 }
+        #expect(try store.stats().segments > rolledFrom + 5)
+        release.signal()
+        let deadline = Date().addingTimeInterval(20)
+        var stats = try store.stats()
+        while stats.deadBytes > 3 * 8192 && Date() < deadline {
+            usleep(20_000)
+            stats = try store.stats()
+        }
+        #expect(stats.deadBytes <= 3 * 8192, "dead bytes stayed at \(stats.deadBytes) in \(stats.segments) segments")
+        #expect(try contents(store) == model)
+        try store.close()
+        #expect(try contents(Store(path: dir.sub("held"), options: .reader)) == model)
+    }
+
     @Test func readersFollowACompactionInAnotherStoreObject() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("r")
@@ -192,5 +239,19 @@ import Testing
         expected[bytes("k1")] = bytes("changed")
         #expect(try contents(reader) == expected)
         #expect(try reader.stats().segments == writer.stats().segments)
+    }
+}
+
+/// True for the first caller only.
+private final class PlainFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var taken = false
+
+    func takeFirst() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if taken { return false }
+        taken = true
+        return true
     }
 }
