@@ -36,11 +36,31 @@ enum RecordReader {
         if !header.compressed {
             return try body(UnsafeRawBufferPointer(start: p, count: header.storedLength))
         }
-        return try withUnsafeTemporaryAllocation(byteCount: header.rawLength, alignment: 8) { buffer in
-            guard LZ4Block.decompress(p, count: header.storedLength, into: buffer.baseAddress!, rawLength: header.rawLength) else {
-                throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress")
+        if header.rawLength <= SmallValue.count {
+            // On the stack: withUnsafeTemporaryAllocation would look up generic
+            // metadata on every call from this unspecialized function.
+            var scratch = SmallValue(repeating: 0)
+            var mutable = scratch.mutableSpan
+            return try mutable.withUnsafeMutableBytes { buffer throws -> R in
+                try decompress(p, header: header, into: buffer.baseAddress!, segment: segment, offset: offset)
+                return try body(UnsafeRawBufferPointer(start: buffer.baseAddress!, count: header.rawLength))
             }
-            return try body(UnsafeRawBufferPointer(buffer))
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: header.rawLength, alignment: 8)
+        defer { buffer.deallocate() }
+        try decompress(p, header: header, into: buffer, segment: segment, offset: offset)
+        return try body(UnsafeRawBufferPointer(start: buffer, count: header.rawLength))
+    }
+
+    /// Values up to this size are decompressed into a stack buffer.
+    private typealias SmallValue = InlineArray<512, UInt8>
+
+    @inline(__always)
+    private static func decompress(
+        _ p: UnsafeRawPointer, header: RecordHeader, into buffer: UnsafeMutableRawPointer, segment: Segment, offset: Int
+    ) throws(KVFileError) {
+        guard LZ4Block.decompress(p, count: header.storedLength, into: buffer, rawLength: header.rawLength) else {
+            throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress")
         }
     }
 
@@ -52,7 +72,7 @@ enum RecordReader {
         switch RecordCodec.decode(segment.base + offset, available: size) {
         case .record(let header):
             guard header.totalLength == size, header.keyLength == key.count,
-                  memcmp(segment.base + offset + header.keyOffset, key.baseAddress!, key.count) == 0
+                  KeyEquality.equal(segment.base + offset + header.keyOffset, key.baseAddress!, count: key.count)
             else { throw KVFileError.corrupt(segment.path, offset: offset, "record does not match the index") }
             return header
         case .incomplete:

@@ -31,6 +31,29 @@ import Testing
         #expect(bytes("missing").withUnsafeBytes { keydir.lookup($0) } == nil)
     }
 
+    @Test func keyEqualityAgreesWithMemcmpForEveryLengthAndDifferingByte() {
+        for count in 0...40 {
+            let a = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 5) }
+            a.withUnsafeBytes { pa in
+                let base = pa.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
+                #expect(KeyEquality.equal(base, base, count: count))
+                for position in 0..<count {
+                    var b = a
+                    b[position] ^= 0x40
+                    b.withUnsafeBytes { pb in
+                        #expect(!KeyEquality.equal(base, pb.baseAddress!, count: count), "length \(count), byte \(position)")
+                    }
+                    var c = a
+                    c[position] ^= 0x40
+                    c[position] ^= 0x40
+                    c.withUnsafeBytes { pc in
+                        #expect(KeyEquality.equal(base, pc.baseAddress!, count: count), "length \(count), equal copy")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func loadingKeepsTheNewestAndHonoursDeletionMarks() {
         let keydir = Keydir()
         let key = bytes("k")

@@ -91,7 +91,7 @@ final class Keydir {
     }
 
     @inline(__always) private func keyMatches(_ p: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer) -> Bool {
-        keyLength(at: p) == key.count && memcmp(p + Keydir.entryHeader, key.baseAddress!, key.count) == 0
+        keyLength(at: p) == key.count && KeyEquality.equal(p + Keydir.entryHeader, key.baseAddress!, count: key.count)
     }
 
     /// The slot holding `key`, or -1.
@@ -111,6 +111,24 @@ final class Keydir {
     func prefetch(_ key: UnsafeRawBufferPointer) {
         let index = Int(truncatingIfNeeded: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) & slotMask
         kvf_prefetch(slots + index)
+    }
+
+    /// The second stage of bulk prefetching, once `prefetch(key)` has brought
+    /// the slot in: starts loading the entries of the first two slots `key`
+    /// probes, which its `set` or `applyLoaded` will compare keys with.
+    @inline(__always)
+    func prefetchEntries(_ key: UnsafeRawBufferPointer) {
+        var index = Int(truncatingIfNeeded: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) & slotMask
+        for _ in 0..<2 {
+            let value = slots[index]
+            if value == Keydir.emptySlot { return }
+            if value != Keydir.deletedSlot {
+                let p = entry(value)
+                kvf_prefetch(p)
+                kvf_prefetch(p + (Keydir.entryHeader + key.count - 1))  // the key's last byte may be on the next line
+            }
+            index = (index + 1) & slotMask
+        }
     }
 
     /// Moves `key` to (`newSegment`, `newOffset`) when it still points at

@@ -96,8 +96,8 @@ struct StoreLoader {
         defer { munmap(mapping, size) }
         _ = madvise(mapping, size, MADV_SEQUENTIAL)
         let id = segment.id
-        // Entries are applied a few behind the one being read, whose slot is
-        // prefetched meanwhile: loading is bound by those cache misses.
+        // Entries are applied a few behind the one being read, whose slot and
+        // then keydir entries are prefetched meanwhile: loading is bound by those cache misses.
         var window = LookaheadWindow<HintEntry>()
         func apply(_ entry: HintEntry) {
             state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
@@ -107,7 +107,7 @@ struct StoreLoader {
             UnsafeRawBufferPointer(start: mapping, count: size), segmentID: id, segmentLength: segment.length
         ) { (entry) throws(KVFileError) in
             state.keydir.prefetch(entry.key)
-            window.push(entry, apply: apply)
+            window.push(entry, halfway: { state.keydir.prefetchEntries($0.key) }, apply: apply)
         }
         if problem == nil {
             // The rest (a damaged file is scanned from the segment instead).
@@ -175,7 +175,7 @@ struct StoreLoader {
         if writer {
             // The writer holds the lock, so nobody can shrink the file under the
             // mapping, and records stay where they are: apply each eight records
-            // behind the scan, with its keydir slot prefetched meanwhile.
+            // behind the scan, with its keydir slot and entries prefetched meanwhile.
             var window = LookaheadWindow<(offset: Int, header: RecordHeader, record: UnsafeRawPointer)>()
             let applyItem = { (item: (offset: Int, header: RecordHeader, record: UnsafeRawPointer)) throws(KVFileError) in
                 try apply(item.offset, item.header, item.record)
@@ -183,7 +183,9 @@ struct StoreLoader {
             end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from) {
                 (offset, header, record) throws(KVFileError) in
                 state.keydir.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
-                try window.push((offset, header, record), apply: applyItem)
+                try window.push((offset, header, record), halfway: { item in
+                    state.keydir.prefetchEntries(UnsafeRawBufferPointer(start: item.record + item.header.keyOffset, count: item.header.keyLength))
+                }, apply: applyItem)
             }
             try window.flush(apply: applyItem)
         } else {
