@@ -290,8 +290,9 @@ public final class Store: @unchecked Sendable {
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
-            receipt = WriteReceipt(seq: state.nextSeq, operation: operation)
             let seq = state.nextSeq
+            try Limits.checkSequence(seq, count: 1, store: path)
+            receipt = WriteReceipt(seq: seq, operation: operation)
             timestamp = Syscalls.wallClockMilliseconds()
             let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
             try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
@@ -348,6 +349,7 @@ public final class Store: @unchecked Sendable {
             if records.isEmpty { return nil }
             timestamp = Syscalls.wallClockMilliseconds()
             let firstSeq = state.nextSeq
+            try Limits.checkSequence(firstSeq, count: records.count, store: path)
             var bound = 0
             for (index, record) in records.enumerated() {
                 let valueLength = record.value?.count ?? 0

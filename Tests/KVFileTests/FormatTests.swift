@@ -142,6 +142,17 @@ func encodeRecord(
         }
     }
 
+    @Test func sequenceNumbersPastTheLimitAreInvalid() {
+        let last = encodeRecord(.created, seq: RecordFormat.maxSeq, key: bytes("k"), value: bytes("v"))
+        let decoded = last.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
+        guard case .record(let header) = decoded else { Issue.record("seq \(RecordFormat.maxSeq) refused: \(decoded)"); return }
+        #expect(header.seq == RecordFormat.maxSeq)
+        let past = encodeRecord(.created, seq: RecordFormat.maxSeq + 1, key: bytes("k"), value: bytes("v"))
+        let refused = past.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
+        guard case .invalid(let reason) = refused else { Issue.record("seq past the limit accepted: \(refused)"); return }
+        #expect(reason.contains("sequence number"))
+    }
+
     @Test func reservedBitsAndBadOperationsAreInvalid() {
         var record = encodeRecord(.created, seq: 1, key: bytes("a"), value: bytes("b"))
         record[4] = 0x10 | 0x01

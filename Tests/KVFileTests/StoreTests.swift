@@ -65,6 +65,35 @@ import Testing
         }
     }
 
+    @Test func theLastSequenceNumberIsGivenOutThenWritesAreRefused() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("seq")
+        try Store(path: path).close()
+        // A segment header whose base sequence number is the last one (as if 2^51 writes had happened).
+        let header = SegmentHeader(segmentID: 1, baseSeq: RecordFormat.maxSeq, createdMilliseconds: 1).encoded()
+        let handle = try #require(FileHandle(forWritingAtPath: path + "/" + FileNames.segment(1)))
+        try handle.write(contentsOf: header)
+        try handle.close()
+        let store = try Store(path: path)
+        #expect(try store.put(bytes("last"), bytes("value")).seq == RecordFormat.maxSeq)
+        let seq = try bytes("last").withUnsafeBytes { key in try store.withVersionedValue(forKey: key) { _, seq in seq } }
+        #expect(seq == RecordFormat.maxSeq, "the keydir keeps all 51 bits")
+        do {
+            try store.put(bytes("one more"), bytes("value"))
+            Issue.record("a write past the last sequence number was accepted")
+        } catch {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("sequence numbers"))
+        }
+        var batch = WriteBatch()
+        batch.put("one more", "value")
+        #expect(throws: KVFileError.self) { try store.write(batch) }
+        try store.close()
+        let reader = try Store(path: path, options: .reader)
+        #expect(try reader.getString("last") == "value")
+        #expect(try reader.getString("one more") == nil)
+    }
+
     @Test func batchesApplyInOrderAndDecideOperations() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("batch")

@@ -99,7 +99,7 @@ enum HintFileReader {
                 if index == 0 { fields.0 = v } else if index == 1 { fields.1 = v } else { fields.2 = v }
             }
             let (seq, size, keyLength) = fields
-            guard seq > 0, keyLength > 0, keyLength <= UInt64(RecordFormat.maxKeyLength),
+            guard seq > 0, seq <= RecordFormat.maxSeq, keyLength > 0, keyLength <= UInt64(RecordFormat.maxKeyLength),
                   size > keyLength, size <= UInt64(segmentLength), Int(keyLength) <= end - position
             else { return "bad entry at byte \(position)" }
             let key = UnsafeRawBufferPointer(start: p + position, count: Int(keyLength))

@@ -2,7 +2,7 @@
 //
 //   crc32c   u32 LE   over every byte of the record after this field
 //   kind     u8       bits 0-1 operation, bit 2 LZ4, bit 3 batch continues, 4-7 zero
-//   seq      uvarint  store-wide sequence number, >= 1
+//   seq      uvarint  store-wide sequence number, 1 ... 2^51 - 1
 //   ts       uvarint  milliseconds since the Unix epoch
 //   keylen   uvarint  1...4096
 //   stored   uvarint  bytes of value as stored (0 for a delete)
@@ -68,7 +68,7 @@ enum RecordCodec {
             }
         }
         let (seq, timestamp, keyLength, storedLength) = (fields.0, fields.1, fields.2, fields.3)
-        if seq == 0 { return .invalid("sequence number 0") }
+        if seq == 0 || seq > RecordFormat.maxSeq { return .invalid("sequence number \(seq) out of range") }
         if keyLength == 0 || keyLength > UInt64(RecordFormat.maxKeyLength) { return .invalid("key length \(keyLength) out of range") }
         if operation == .deleted && storedLength != 0 { return .invalid("delete record carries a value") }
         if storedLength > UInt64(RecordFormat.maxValueLength) + 1024 { return .invalid("value length \(storedLength) out of range") }

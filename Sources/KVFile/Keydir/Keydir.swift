@@ -18,17 +18,23 @@ struct KeyLocation: Equatable {
 /// The in-memory hash index: every live key → its latest record.
 ///
 /// Built for memory (see issue "keydir ≤ 48 B per 16-byte key"): entries are
-/// packed into one arena as [segment u32][offset u32][size u32][seq u64]
-/// [keylen u16][key bytes] (22 bytes plus the key), and an open-addressing
-/// table of u32 arena offsets with linear probing points at them. Not
-/// thread-safe: the store guards it.
+/// packed into one arena as [segment u32][offset u32][size u32]
+/// [seq (low 51 bits) | keylen << 51, u64][key bytes] (20 bytes plus the key,
+/// rounded up to 4), and an open-addressing table of u32 slots with linear
+/// probing points at them. A slot holds the entry's arena offset, whose two
+/// low bits are free (entries are 4-aligned) and carry two bits of the key's
+/// hash: most probes past other keys then skip the arena, a cache miss each.
+/// Not thread-safe: the store guards it.
 final class Keydir {
-    private static let entryHeader = 22
+    private static let entryHeader = 20
     private static let emptySlot: UInt32 = 0
     private static let deletedSlot: UInt32 = 1
+    private static let tagMask: UInt32 = 3
     /// Arena offsets start here so that 0 and 1 stay free for the slot markers.
     private static let arenaStart = 8
-    private static let maxArena = Int(UInt32.max)
+    private static let maxArena = Int(UInt32.max) & ~3
+    private static let seqMask: UInt64 = RecordFormat.maxSeq
+    private static let keyLengthShift: UInt64 = 51
 
     private var arena: UnsafeMutableRawPointer
     private var arenaCapacity: Int
@@ -68,7 +74,14 @@ final class Keydir {
 
     // MARK: entry access
 
-    @inline(__always) private func entry(_ at: UInt32) -> UnsafeMutableRawPointer { arena + Int(at) }
+    /// The entry a (non-marker) slot value points at.
+    @inline(__always) private func entry(_ slot: UInt32) -> UnsafeMutableRawPointer { arena + Int(slot & ~Keydir.tagMask) }
+
+    /// Two hash bits the slot index does not use.
+    @inline(__always) private static func tag(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 62) }
+
+    /// Arena bytes of an entry with a key of `length` bytes (4-aligned, so slot values have free low bits).
+    @inline(__always) private static func entrySize(keyLength length: Int) -> Int { (entryHeader + length + 3) & ~3 }
 
     @inline(__always) private func location(at p: UnsafeMutableRawPointer) -> KeyLocation {
         let r = UnsafeRawPointer(p)
@@ -76,18 +89,19 @@ final class Keydir {
             segment: r.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
             offset: r.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
             size: r.loadUnaligned(fromByteOffset: 8, as: UInt32.self),
-            seq: r.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
+            seq: r.loadUnaligned(fromByteOffset: 12, as: UInt64.self) & Keydir.seqMask)
     }
 
     @inline(__always) private func setLocation(_ l: KeyLocation, at p: UnsafeMutableRawPointer) {
         p.storeBytes(of: l.segment, toByteOffset: 0, as: UInt32.self)
         p.storeBytes(of: l.offset, toByteOffset: 4, as: UInt32.self)
         p.storeBytes(of: l.size, toByteOffset: 8, as: UInt32.self)
-        p.storeBytes(of: l.seq, toByteOffset: 12, as: UInt64.self)
+        let keyLengthBits = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 12, as: UInt64.self) & ~Keydir.seqMask
+        p.storeBytes(of: keyLengthBits | (l.seq & Keydir.seqMask), toByteOffset: 12, as: UInt64.self)
     }
 
     @inline(__always) private func keyLength(at p: UnsafeMutableRawPointer) -> Int {
-        Int(UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 20, as: UInt16.self))
+        Int(UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 12, as: UInt64.self) >> Keydir.keyLengthShift)
     }
 
     @inline(__always) private func keyMatches(_ p: UnsafeMutableRawPointer, _ key: UnsafeRawBufferPointer) -> Bool {
@@ -97,10 +111,12 @@ final class Keydir {
     /// The slot holding `key`, or -1.
     @inline(__always) private func findSlot(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
         var index = Int(truncatingIfNeeded: hash) & slotMask
+        let tag = Keydir.tag(hash)
         while true {
             let value = slots[index]
             if value == Keydir.emptySlot { return -1 }
-            if value != Keydir.deletedSlot && keyMatches(entry(value), key) { return index }
+            // A deleted marker (1) never matches: real slot values are 8 or more.
+            if value & Keydir.tagMask == tag && value != Keydir.deletedSlot && keyMatches(entry(value), key) { return index }
             index = (index + 1) & slotMask
         }
     }
@@ -114,15 +130,17 @@ final class Keydir {
     }
 
     /// The second stage of bulk prefetching, once `prefetch(key)` has brought
-    /// the slot in: starts loading the entries of the first two slots `key`
-    /// probes, which its `set` or `applyLoaded` will compare keys with.
+    /// the slot in: starts loading the entries among the first two slots `key`
+    /// probes whose hash bits match, which `set` or `applyLoaded` will compare keys with.
     @inline(__always)
     func prefetchEntries(_ key: UnsafeRawBufferPointer) {
-        var index = Int(truncatingIfNeeded: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) & slotMask
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        var index = Int(truncatingIfNeeded: hash) & slotMask
+        let tag = Keydir.tag(hash)
         for _ in 0..<2 {
             let value = slots[index]
             if value == Keydir.emptySlot { return }
-            if value != Keydir.deletedSlot {
+            if value & Keydir.tagMask == tag && value != Keydir.deletedSlot {
                 let p = entry(value)
                 kvf_prefetch(p)
                 kvf_prefetch(p + (Keydir.entryHeader + key.count - 1))  // the key's last byte may be on the next line
@@ -173,13 +191,14 @@ final class Keydir {
     func set(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation) -> KeyLocation? {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
         var index = Int(truncatingIfNeeded: hash) & slotMask
+        let tag = Keydir.tag(hash)
         var firstDeleted = -1
         while true {
             let value = slots[index]
             if value == Keydir.emptySlot { break }
             if value == Keydir.deletedSlot {
                 if firstDeleted < 0 { firstDeleted = index }
-            } else {
+            } else if value & Keydir.tagMask == tag {
                 let p = entry(value)
                 if keyMatches(p, key) {
                     let old = location(at: p)
@@ -195,16 +214,18 @@ final class Keydir {
     }
 
     private func insertNew(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation, hash: UInt64, slot: Int) {
-        let needed = Keydir.entryHeader + key.count
+        let needed = Keydir.entrySize(keyLength: key.count)
         if arenaUsed + needed > arenaCapacity { growArena(needed) }
         let offset = arenaUsed
         let p = arena + offset
-        setLocation(newLocation, at: p)
-        p.storeBytes(of: UInt16(key.count), toByteOffset: 20, as: UInt16.self)
+        p.storeBytes(of: newLocation.segment, toByteOffset: 0, as: UInt32.self)
+        p.storeBytes(of: newLocation.offset, toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: newLocation.size, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: UInt64(key.count) << Keydir.keyLengthShift | (newLocation.seq & Keydir.seqMask), toByteOffset: 12, as: UInt64.self)
         (p + Keydir.entryHeader).copyMemory(from: key.baseAddress!, byteCount: key.count)
         arenaUsed += needed
         if slots[slot] == Keydir.deletedSlot { deletedSlots -= 1 }
-        slots[slot] = UInt32(offset)
+        slots[slot] = UInt32(offset) | Keydir.tag(hash)
         count += 1
         liveBytes += Int(newLocation.size)
         if (count + deletedSlots) * 10 > (slotMask + 1) * 7 { rehash() }
@@ -217,7 +238,7 @@ final class Keydir {
         if slot < 0 { return nil }
         let p = entry(slots[slot])
         let old = location(at: p)
-        arenaGarbage += Keydir.entryHeader + keyLength(at: p)
+        arenaGarbage += Keydir.entrySize(keyLength: keyLength(at: p))
         // An empty next slot ends every probe chain through this one, so this slot can be empty too.
         if slots[(slot + 1) & slotMask] == Keydir.emptySlot {
             slots[slot] = Keydir.emptySlot
@@ -264,7 +285,7 @@ final class Keydir {
 
     /// False when a new key of this length would not fit in the 4 GiB arena.
     func hasRoom(forKeyLength length: Int) -> Bool {
-        arenaUsed - arenaGarbage + Keydir.entryHeader + length < Keydir.maxArena
+        arenaUsed - arenaGarbage + Keydir.entrySize(keyLength: length) < Keydir.maxArena
     }
 
     // MARK: growth
@@ -289,9 +310,9 @@ final class Keydir {
         for index in 0...slotMask {
             let value = slots[index]
             if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
-            let length = Keydir.entryHeader + keyLength(at: entry(value))
+            let length = Keydir.entrySize(keyLength: keyLength(at: entry(value)))
             (fresh + used).copyMemory(from: entry(value), byteCount: length)
-            slots[index] = UInt32(used)
+            slots[index] = UInt32(used) | (value & Keydir.tagMask)
             used += length
         }
         free(arena)
