@@ -47,6 +47,20 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { message }
 
+    /// The exit status a command-line tool reports this error with: the
+    /// sysexits.h convention that `kvfile` and `kvfile-server` share (66 no
+    /// store, 75 locked, 76 damaged, 65 invalid input, 74 I/O, 3 history compacted).
+    public var exitStatus: Int32 {
+        switch code {
+        case .storeNotFound, .notAStore: 66
+        case .locked: 75
+        case .corrupt, .unsupportedVersion: 76
+        case .invalidArgument, .readOnly: 65
+        case .io, .closed: 74
+        case .historyCompacted: 3
+        }
+    }
+
     static func corrupt(_ path: String, offset: Int, _ what: String) -> KVFileError {
         KVFileError(
             .corrupt,

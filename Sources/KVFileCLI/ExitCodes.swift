@@ -16,15 +16,8 @@ enum CLIExitCode: Int32 {
     case locked = 75
     case corrupt = 76
 
-    init(_ code: KVFileError.Code) {
-        switch code {
-        case .storeNotFound, .notAStore: self = .noStore
-        case .locked: self = .locked
-        case .corrupt, .unsupportedVersion: self = .corrupt
-        case .invalidArgument, .readOnly: self = .invalidInput
-        case .io, .closed: self = .ioError
-        case .historyCompacted: self = .historyCompacted
-        }
+    init(_ error: KVFileError) {
+        self = CLIExitCode(rawValue: error.exitStatus) ?? .ioError
     }
 }
 
@@ -41,7 +34,7 @@ func runReportingErrors(_ body: () throws -> CLIExitCode) throws {
         code = try body()
     } catch let error as KVFileError {
         Terminal.error(error.message)
-        throw ExitCode(CLIExitCode(error.code).rawValue)
+        throw ExitCode(CLIExitCode(error).rawValue)
     } catch let error as CLIError {
         Terminal.error(error.message)
         throw ExitCode(error.code.rawValue)

@@ -40,27 +40,14 @@ struct ServerMain: AsyncParsableCommand {
             try await ServerRunner.run(configuration, logger: logger)
         } catch let error as KVFileError {
             FileHandleStderr.write("kvfile-server: \(error.message)\n")
-            throw ExitCode(Self.exitCode(error.code))
+            throw ExitCode(error.exitStatus)  // the same codes as kvfile(1)
         } catch {
             // Mostly: the address cannot be bound (in use, not local, no permission).
             FileHandleStderr.write("kvfile-server: cannot serve on \(options.host):\(options.port): \(error)\n")
             throw ExitCode(74)
         }
     }
-
-    /// The same codes as kvfile(1).
-    static func exitCode(_ code: KVFileError.Code) -> Int32 {
-        switch code {
-        case .storeNotFound, .notAStore: 66
-        case .locked: 75
-        case .corrupt, .unsupportedVersion: 76
-        case .invalidArgument, .readOnly: 65
-        case .io, .closed: 74
-        case .historyCompacted: 3
-        }
-    }
 }
-
 
 enum FileHandleStderr {
     static func write(_ text: String) {
