@@ -25,7 +25,10 @@ final class BenchRunner: @unchecked Sendable {
         for name in config.benchmarks {
             switch name {
             case "fillseq": try fresh(); report(name, ops: config.num, seconds: try fill(keys: (0..<UInt64(config.num)).map { $0 }))
-            case "fillrandom": try fresh(); report(name, ops: config.num, seconds: try fill(keys: Workload.permutation(config.num, seed: Workload.fillRandomSeed)))
+            case "fillrandom":
+                try fresh()
+                report(name, ops: config.num, seconds: try fill(keys: Workload.permutation(config.num, seed: Workload.fillRandomSeed)))
+                try reportKeydir(when: "after fillrandom")
             case "overwrite": try opened(); report(name, ops: config.num, seconds: try fill(keys: Workload.uniformSequence(config.num, seed: Workload.overwriteSeed)))
             case "readrandom": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readRandomSeed), missing: false)
             case "readmissing": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readMissingSeed), missing: true)
@@ -126,11 +129,19 @@ final class BenchRunner: @unchecked Sendable {
         let stats = try store.stats()
         print("------------------------------------------------")
         print("store        : \(stats.segmentBytes + stats.hintBytes) bytes on disk (\(stats.segments) segments \(stats.segmentBytes) B, hints \(stats.hintBytes) B), live \(stats.liveBytes) B, dead \(stats.deadBytes) B")
-        print(String(format: "keydir       : %.1f bytes per key (%d keys, %d bytes)", stats.keydirBytesPerKey, stats.keys, stats.keydirBytes))
+        try reportKeydir(when: "at the end")
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         print(String(format: "peak RSS     : %.1f MB", Double(usage.ru_maxrss) / 1024))
         try store.close()
+    }
+
+    /// The keydir's memory per key: the slot table plus the arena bytes in use
+    /// (at the end this includes the table a reopen sized for every record it found).
+    private func reportKeydir(when: String) throws {
+        guard let store else { return }
+        let stats = try store.stats()
+        print(String(format: "keydir       : %.1f bytes per key %@ (%d keys, %d bytes)", stats.keydirBytesPerKey, when, stats.keys, stats.keydirBytes))
     }
 
     /// Compaction of everything while one thread keeps overwriting: MB/s and the longest put.
@@ -168,11 +179,18 @@ final class BenchRunner: @unchecked Sendable {
         print(padded("compact") + " : " + String(format: "%11.1f MB/s (%.1f MB of segments in %.2f s, %d records kept); longest put %.2f ms during it (%d puts); disk %d -> %d bytes",
             megabytes / max(compaction.seconds, 1e-9), megabytes, compaction.seconds, compaction.recordsCopied,
             longest * 1000, puts, before.segmentBytes + before.hintBytes, after.segmentBytes + after.hintBytes))
+        // The puts made during it left dead records behind; what the data itself takes shows after a quiet compaction.
+        try store.compact()
+        let quiet = try store.stats()
+        let perKey = Double(quiet.segmentBytes + quiet.hintBytes) / Double(max(quiet.keys, 1))
+        print(padded("disk") + " : " + String(format: "%d bytes after a quiet compaction (segments %d B + hints %d B, %.1f B per key, %d keys)",
+            quiet.segmentBytes + quiet.hintBytes, quiet.segmentBytes, quiet.hintBytes, perKey, quiet.keys))
     }
 
     /// Durable puts (fsync before each returns): one thread, then `threads` threads sharing syncs.
     private func fillSync() throws {
-        try store?.close()
+        // The summary describes the store the other benchmarks built: print it before that store goes.
+        try summary()
         store = nil
         let count = min(config.num, 20_000)
         for threads in [1, config.threads] {

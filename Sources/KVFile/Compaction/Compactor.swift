@@ -139,8 +139,10 @@ extension Store {
                     try checkOpen()
                     var live = [Bool](repeating: false, count: pending.count)
                     for index in pending.indices {
-                        // Lookups are cache misses: start the one eight ahead now.
+                        // Lookups are cache misses: start the slot of the one eight ahead
+                        // now, and the entries of the one four ahead (its slot is in by then).
                         if index + 8 < pending.count { state.keydir.prefetch(key(index + 8)) }
+                        if index + 4 < pending.count { state.keydir.prefetchEntries(key(index + 4)) }
                         let record = pending[index]
                         guard record.header.operation != .deleted, let location = state.keydir.lookup(key(index)) else { continue }
                         live[index] = location.segment == segment.id && Int(location.offset) == record.offset
@@ -229,17 +231,29 @@ extension Store {
                 func key(_ move: Move, in old: Segment) -> UnsafeRawBufferPointer {
                     UnsafeRawBufferPointer(start: old.base + Int(move.oldOffset) + Int(move.keyOffset), count: Int(move.keyLength))
                 }
+                // Moves run input by input and output by output: look each segment up once per run.
+                var oldSegment: Segment?
+                var newSegment: Segment?
+                func segment(_ id: UInt32, cached: inout Segment?) -> Segment? {
+                    if let segment = cached, segment.id == id { return segment }
+                    cached = state.segment(id)
+                    return cached
+                }
+                var aheadSegment: Segment?
                 for position in index..<end {
-                    if position + 8 < end, let ahead = state.segment(moves[position + 8].oldSegment) {
+                    if position + 8 < end, let ahead = segment(moves[position + 8].oldSegment, cached: &aheadSegment) {
                         state.keydir.prefetch(key(moves[position + 8], in: ahead))
                     }
+                    if position + 4 < end, let ahead = segment(moves[position + 4].oldSegment, cached: &aheadSegment) {
+                        state.keydir.prefetchEntries(key(moves[position + 4], in: ahead))
+                    }
                     let move = moves[position]
-                    guard let old = state.segment(move.oldSegment),
+                    guard let old = segment(move.oldSegment, cached: &oldSegment),
                           state.keydir.relocate(key(move, in: old), from: move.oldSegment, offset: move.oldOffset,
                                                 to: move.newSegment, newOffset: move.newOffset) != nil
                     else { continue }
                     old.liveBytes -= Int(move.size)
-                    state.segment(move.newSegment)?.liveBytes += Int(move.size)
+                    segment(move.newSegment, cached: &newSegment)?.liveBytes += Int(move.size)
                 }
             }
             index = end
