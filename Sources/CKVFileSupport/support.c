@@ -4,7 +4,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static uint32_t crc_table[8][256];
 static int crc_ready = 0;
@@ -98,4 +102,12 @@ int kvf_start_writeback(int fd, int64_t offset, int64_t length) {
         r = sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
     } while (r != 0 && errno == EINTR);
     return r == 0 ? 0 : errno;
+}
+
+void kvf_futex_wait(uint32_t *word, uint32_t expected) {
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+void kvf_futex_wake_all(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }

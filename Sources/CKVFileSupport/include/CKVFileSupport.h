@@ -24,4 +24,15 @@ int kvf_start_writeback(int fd, int64_t offset, int64_t length);
 /// Asks the CPU to start loading the cache line at `address` (a hint only).
 static inline void kvf_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
 
+/// A futex word for waiting without a mutex (group commit): wait while
+/// `*word == expected` (returns at once otherwise, on a wake, or on a signal).
+void kvf_futex_wait(uint32_t *word, uint32_t expected);
+
+/// Wakes every thread waiting on `word`.
+void kvf_futex_wake_all(uint32_t *word);
+
+/// Sequentially consistent load and increment of a futex word.
+static inline uint32_t kvf_word_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+static inline void kvf_word_increment(uint32_t *word) { __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST); }
+
 #endif
