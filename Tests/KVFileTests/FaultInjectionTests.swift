@@ -169,6 +169,66 @@ import Testing
         }
     }
 
+    /// Group commit: writers on many threads share syncs, and each put returns
+    /// only once its own record is on stable storage — checked by cutting the
+    /// power while they run.
+    @Test func durablePutsFromEightThreadsShareSyncsAndSurvivePowerLoss() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("group")
+        try Store(path: path, options: options()).close()
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let syncs = Mutex(0)
+        let powerOff = Mutex(false)
+        faults.setRule { call, _ in
+            if powerOff.withLock({ $0 }) { return EIO }
+            if call == .sync { syncs.withLock { $0 += 1 } }
+            return nil
+        }
+        var storeOptions = options(.always)
+        storeOptions.segmentSize = 64 << 10
+        let store = try Store(path: path, options: storeOptions)
+        let before = syncs.withLock { $0 }
+        let threads = 8, perThread = 40
+        // Power goes off once this many puts have returned, while the others are mid-way.
+        let cutAfter = threads * perThread / 2
+        let acknowledged = Mutex<[[UInt8]: [UInt8]]>([:])
+        let attempted = Mutex<[[UInt8]: [UInt8]]>([:])
+        let group = DispatchGroup()
+        for thread in 0..<threads {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                for i in 0..<perThread {
+                    let key = bytes("t\(thread)-\(i)"), value = bytes("value \(i) of thread \(thread)")
+                    attempted.withLock { $0[key] = value }
+                    if Self.attempt({ try store.put(key, value) }) != nil { return }
+                    let count = acknowledged.withLock { acknowledged -> Int in
+                        acknowledged[key] = value
+                        return acknowledged.count
+                    }
+                    if count == cutAfter { powerOff.withLock { $0 = true } }
+                }
+            }.start()
+        }
+        group.wait()
+        let acked = acknowledged.withLock { $0 }
+        #expect(acked.count >= cutAfter)
+        let used = syncs.withLock { $0 } - before
+        #expect(used < acked.count, "\(acked.count) durable puts took \(used) syncs: none was shared")
+        store.abandonForCrashTest()
+        faults.losePower()
+        faults.uninstall()
+        let found = try contents(Store(path: path, options: options()))
+        for (key, value) in acked {
+            #expect(found[key] == value, "acknowledged put of \(String(decoding: key, as: UTF8.self)) was lost")
+        }
+        let tried = attempted.withLock { $0 }
+        for (key, value) in found {
+            #expect(tried[key] == value, "\(String(decoding: key, as: UTF8.self)) was never written")
+        }
+    }
+
     @Test func aFullDiskFailsThePutCleanlyAndTheNextPutAfterSpaceReturnsSucceeds() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("full")
