@@ -24,6 +24,11 @@ struct KeyLocation: Equatable {
 /// probing points at them. A slot holds the entry's arena offset, whose two
 /// low bits are free (entries are 4-aligned) and carry two bits of the key's
 /// hash: most probes past other keys then skip the arena, a cache miss each.
+///
+/// The table grows without a pause: a resize allocates the new table and
+/// then each change moves a few slots of the old one over, so no single put
+/// rehashes a million keys while holding the store's lock. Until the old
+/// table is empty, keys not found in the new one are looked for in it.
 /// Not thread-safe: the store guards it.
 final class Keydir {
     private static let entryHeader = 20
@@ -44,7 +49,18 @@ final class Keydir {
 
     private var slots: UnsafeMutablePointer<UInt32>
     private var slotMask: Int
+    /// Deleted markers in `slots`.
     private var deletedSlots = 0
+    /// The table a resize is emptying into `slots` (nil when none), and how
+    /// far: its slots below `migrated` have moved and hold deleted markers.
+    private var oldSlots: UnsafeMutablePointer<UInt32>?
+    private var oldMask = 0
+    private var migrated = 0
+    /// Old slots moved per change: a resize ends long before the new table fills.
+    private static let migrationStep = 16
+
+    /// True while a resize is moving slots over.
+    var isResizing: Bool { oldSlots != nil }
     private(set) var count = 0
     /// Sum of `size` over live entries.
     private(set) var liveBytes = 0
@@ -54,8 +70,7 @@ final class Keydir {
         var capacity = 1024
         while capacity * 7 / 10 < expectedKeys { capacity *= 2 }
         slotMask = capacity - 1
-        slots = .allocate(capacity: capacity)
-        slots.initialize(repeating: Keydir.emptySlot, count: capacity)
+        slots = Keydir.emptyTable(capacity)
         arenaCapacity = max(4096, expectedKeys * 40)
         arena = malloc(arenaCapacity)!
         arenaUsed = Keydir.arenaStart
@@ -63,14 +78,21 @@ final class Keydir {
     }
 
     deinit {
-        slots.deallocate()
+        free(slots)
+        if let oldSlots { free(oldSlots) }
         free(arena)
+    }
+
+    /// A table of empty slots. calloc hands out fresh zero pages, so a large
+    /// table costs no clearing up front (empty is 0).
+    private static func emptyTable(_ capacity: Int) -> UnsafeMutablePointer<UInt32> {
+        calloc(capacity, MemoryLayout<UInt32>.stride)!.bindMemory(to: UInt32.self, capacity: capacity)
     }
 
     /// Bytes of memory the index uses: the slot table plus the arena bytes in
     /// use. Arena capacity past that is address space realloc reserved and
     /// nothing has touched, so it is not resident.
-    var memoryBytes: Int { (slotMask + 1) * 4 + arenaUsed }
+    var memoryBytes: Int { (slotMask + 1 + (oldSlots == nil ? 0 : oldMask + 1)) * 4 + arenaUsed }
 
     // MARK: entry access
 
@@ -108,17 +130,37 @@ final class Keydir {
         keyLength(at: p) == key.count && KeyEquality.equal(p + Keydir.entryHeader, key.baseAddress!, count: key.count)
     }
 
-    /// The slot holding `key`, or -1.
-    @inline(__always) private func findSlot(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
-        var index = Int(truncatingIfNeeded: hash) & slotMask
+    /// The index of the slot holding `key` in `table`, or -1.
+    @inline(__always)
+    private func probe(_ table: UnsafeMutablePointer<UInt32>, mask: Int, _ key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
+        var index = Int(truncatingIfNeeded: hash) & mask
         let tag = Keydir.tag(hash)
         while true {
-            let value = slots[index]
+            let value = table[index]
             if value == Keydir.emptySlot { return -1 }
             // A deleted marker (1) never matches: real slot values are 8 or more.
             if value & Keydir.tagMask == tag && value != Keydir.deletedSlot && keyMatches(entry(value), key) { return index }
-            index = (index + 1) & slotMask
+            index = (index + 1) & mask
         }
+    }
+
+    /// A slot holding a key: which table, and where in it.
+    private struct Found {
+        var table: UnsafeMutablePointer<UInt32>
+        var mask: Int
+        var index: Int
+        var value: UInt32 { table[index] }
+    }
+
+    /// The slot holding `key`, in the table or in the one a resize is emptying.
+    @inline(__always) private func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Found? {
+        let index = probe(slots, mask: slotMask, key, hash: hash)
+        if index >= 0 { return Found(table: slots, mask: slotMask, index: index) }
+        if let oldSlots {
+            let old = probe(oldSlots, mask: oldMask, key, hash: hash)
+            if old >= 0 { return Found(table: oldSlots, mask: oldMask, index: old) }
+        }
+        return nil
     }
 
     /// Starts loading the slot `key` hashes to, so that a `set` or `applyLoaded`
@@ -154,9 +196,8 @@ final class Keydir {
     /// instead of a lookup and a set (compaction's switch-over).
     @inline(__always)
     func relocate(_ key: UnsafeRawBufferPointer, from segment: UInt32, offset: UInt32, to newSegment: UInt32, newOffset: UInt32) -> UInt32? {
-        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
-        guard slot >= 0 else { return nil }
-        let p = entry(slots[slot])
+        guard let found = find(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) else { return nil }
+        let p = entry(found.value)
         var current = location(at: p)
         guard current.segment == segment, current.offset == offset else { return nil }
         current.segment = newSegment
@@ -169,18 +210,25 @@ final class Keydir {
 
     @inline(__always)
     func lookup(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
-        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
-        return slot < 0 ? nil : location(at: entry(slots[slot]))
+        guard let found = find(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) else { return nil }
+        return location(at: entry(found.value))
     }
 
     /// Calls `body` with every entry's key and location, in table order.
     func forEach(_ body: (UnsafeRawBufferPointer, KeyLocation) throws -> Void) rethrows {
-        for index in 0...slotMask {
-            let value = slots[index]
-            if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
-            let p = entry(value)
-            try body(UnsafeRawBufferPointer(start: p + Keydir.entryHeader, count: keyLength(at: p)), location(at: p))
+        for (table, mask) in tables {
+            for index in 0...mask {
+                let value = table[index]
+                if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
+                let p = entry(value)
+                try body(UnsafeRawBufferPointer(start: p + Keydir.entryHeader, count: keyLength(at: p)), location(at: p))
+            }
         }
+    }
+
+    /// The table, and the one a resize is emptying if there is one.
+    private var tables: [(UnsafeMutablePointer<UInt32>, Int)] {
+        oldSlots.map { [(slots, slotMask), ($0, oldMask)] } ?? [(slots, slotMask)]
     }
 
     // MARK: changes
@@ -209,6 +257,18 @@ final class Keydir {
             }
             index = (index + 1) & slotMask
         }
+        if let oldSlots {
+            let old = probe(oldSlots, mask: oldMask, key, hash: hash)
+            if old >= 0 {
+                // Not moved yet: change it where it is.
+                let p = entry(oldSlots[old])
+                let previous = location(at: p)
+                setLocation(newLocation, at: p)
+                liveBytes += Int(newLocation.size) - Int(previous.size)
+                migrateSome()
+                return previous
+            }
+        }
         insertNew(key, newLocation, hash: hash, slot: firstDeleted >= 0 ? firstDeleted : index)
         return nil
     }
@@ -228,26 +288,27 @@ final class Keydir {
         slots[slot] = UInt32(offset) | Keydir.tag(hash)
         count += 1
         liveBytes += Int(newLocation.size)
-        if (count + deletedSlots) * 10 > (slotMask + 1) * 7 { rehash() }
+        migrateSome()
+        if (count + deletedSlots) * 10 > (slotMask + 1) * 7 { resize() }
     }
 
     /// Removes `key` and returns where it was.
     @discardableResult
     func remove(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
-        let slot = findSlot(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed))
-        if slot < 0 { return nil }
-        let p = entry(slots[slot])
+        guard let found = find(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) else { return nil }
+        let p = entry(found.value)
         let old = location(at: p)
         arenaGarbage += Keydir.entrySize(keyLength: keyLength(at: p))
         // An empty next slot ends every probe chain through this one, so this slot can be empty too.
-        if slots[(slot + 1) & slotMask] == Keydir.emptySlot {
-            slots[slot] = Keydir.emptySlot
+        if found.table[(found.index + 1) & found.mask] == Keydir.emptySlot {
+            found.table[found.index] = Keydir.emptySlot
         } else {
-            slots[slot] = Keydir.deletedSlot
-            deletedSlots += 1
+            found.table[found.index] = Keydir.deletedSlot
+            if found.table == slots { deletedSlots += 1 }
         }
         count -= 1
         liveBytes -= Int(old.size)
+        migrateSome()
         if arenaGarbage > 1 << 20 && arenaGarbage * 2 > arenaUsed { compactArena() }
         return old
     }
@@ -259,9 +320,8 @@ final class Keydir {
     @inline(__always)
     func applyLoaded(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation) -> (applied: Bool, replaced: KeyLocation?) {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
-        let slot = findSlot(key, hash: hash)
-        if slot >= 0 {
-            let p = entry(slots[slot])
+        if let found = find(key, hash: hash) {
+            let p = entry(found.value)
             let old = location(at: p)
             if old.seq >= newLocation.seq { return (false, nil) }
             setLocation(newLocation, at: p)
@@ -303,17 +363,20 @@ final class Keydir {
         arenaCapacity = newCapacity
     }
 
-    /// Copies live entries into a fresh arena, dropping garbage.
-    private func compactArena() {
+    /// Copies live entries into a fresh arena, dropping garbage (by itself
+    /// when garbage piles up; tests call it too).
+    func compactArena() {
         let fresh = malloc(arenaCapacity)!
         var used = Keydir.arenaStart
-        for index in 0...slotMask {
-            let value = slots[index]
-            if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
-            let length = Keydir.entrySize(keyLength: keyLength(at: entry(value)))
-            (fresh + used).copyMemory(from: entry(value), byteCount: length)
-            slots[index] = UInt32(used) | (value & Keydir.tagMask)
-            used += length
+        for (table, mask) in tables {
+            for index in 0...mask {
+                let value = table[index]
+                if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
+                let length = Keydir.entrySize(keyLength: keyLength(at: entry(value)))
+                (fresh + used).copyMemory(from: entry(value), byteCount: length)
+                table[index] = UInt32(used) | (value & Keydir.tagMask)
+                used += length
+            }
         }
         free(arena)
         arena = fresh
@@ -321,23 +384,40 @@ final class Keydir {
         arenaGarbage = 0
     }
 
-    private func rehash() {
+    /// Starts moving to a table twice the size (or the same size when it is
+    /// deleted markers, not keys, that filled it); changes move it over.
+    private func resize() {
+        while oldSlots != nil { migrateSome() }
         var capacity = slotMask + 1
         if count * 10 > capacity * 5 { capacity *= 2 }
-        let old = slots
-        let oldCapacity = slotMask + 1
-        slots = .allocate(capacity: capacity)
-        slots.initialize(repeating: Keydir.emptySlot, count: capacity)
+        oldSlots = slots
+        oldMask = slotMask
+        migrated = 0
+        slots = Keydir.emptyTable(capacity)
         slotMask = capacity - 1
         deletedSlots = 0
-        for index in 0..<oldCapacity {
+        migrateSome()
+    }
+
+    /// Moves the next `migrationStep` slots of the old table, if any, into the table.
+    private func migrateSome() {
+        guard let old = oldSlots else { return }
+        let end = min(migrated + Keydir.migrationStep, oldMask + 1)
+        for index in migrated..<end {
             let value = old[index]
             if value == Keydir.emptySlot || value == Keydir.deletedSlot { continue }
             let p = entry(value)
             var target = Int(truncatingIfNeeded: KeyHash.hash(p + Keydir.entryHeader, keyLength(at: p), seed: seed)) & slotMask
-            while slots[target] != Keydir.emptySlot { target = (target + 1) & slotMask }
+            while slots[target] != Keydir.emptySlot && slots[target] != Keydir.deletedSlot { target = (target + 1) & slotMask }
+            if slots[target] == Keydir.deletedSlot { deletedSlots -= 1 }
             slots[target] = value
+            // A marker, not empty: probe chains of keys not moved yet run through here.
+            old[index] = Keydir.deletedSlot
         }
-        old.deallocate()
+        migrated = end
+        if migrated > oldMask {
+            free(old)
+            oldSlots = nil
+        }
     }
 }
