@@ -211,4 +211,41 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         #expect(events.map(\.seq) == Array(2...101))
         #expect(!failed.withLock { $0 }.isEmpty)
     }
+
+    /// Regression (kvfile-bench watchlatency, 2026-11-24): a reader copying the
+    /// active segment while the writer stored records saw one record unfinished
+    /// with finished ones after it, and reported the store as corrupt.
+    @Test func aRecordCaughtHalfWrittenWithFinishedOnesAfterItIsNotDamage() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("torn-copy")
+        let store = try Store(path: path)
+        try store.put("first", "1")
+        let tailer = try LogTailer(path: path, start: .now)
+        let reader = try Store(path: path, options: .reader)
+        for index in 0..<5 { try store.put("k\(index)", "value \(index)") }
+        // The first copy of each reader's next read shows the record there with its
+        // head not stored yet, as a copy racing the writer's memcpy can.
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let torn = Mutex(Set<Int>())
+        faults.setReadFilter { file, offset, bytes in
+            guard file.hasSuffix(".kvseg"), offset > RecordFormat.segmentHeaderSize, bytes.count > 8,
+                  torn.withLock({ $0.insert(offset).inserted }) else { return }
+            for i in 0..<8 { bytes[i] = 0 }
+        }
+        let events = try tailer.poll()
+        #expect(events.map(\.seq) == Array(2...6))
+        try reader.refresh()
+        #expect(try reader.getString("k4") == "value 4")
+        #expect(!torn.withLock { $0 }.isEmpty, "no read was torn")
+
+        // Damage that stays is still reported, with its offset.
+        faults.setReadFilter { file, offset, bytes in
+            guard file.hasSuffix(".kvseg"), offset > RecordFormat.segmentHeaderSize, bytes.count > 8 else { return }
+            for i in 0..<8 { bytes[i] = 0 }
+        }
+        try store.put("k5", "a")
+        try store.put("k6", "b")
+        #expect { try tailer.poll() } throws: { ($0 as? KVFileError)?.code == .corrupt }
+    }
 }

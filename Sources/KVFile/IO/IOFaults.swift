@@ -19,6 +19,7 @@ final class IOFaults: @unchecked Sendable {
     private let mutex = PlainMutex()
     private var rule: ((Call, String) -> Int32?)?
     private var maxWriteBytes: Int?
+    private var readFilter: ((String, Int, UnsafeMutableRawBufferPointer) -> Void)?
     /// Calls seen so far (for choosing a crash point).
     private(set) var calls = 0
     /// What each file (by inode) held when it was last synced.
@@ -94,6 +95,16 @@ final class IOFaults: @unchecked Sendable {
     }
 
     var writeLimit: Int? { mutex.withLock { maxWriteBytes } }
+
+    /// `filter(path, offset, bytes)` may change what a read returned, e.g. to
+    /// model a copy taken while another process was writing (nil: reads as they are).
+    func setReadFilter(_ filter: ((String, Int, UnsafeMutableRawBufferPointer) -> Void)?) {
+        mutex.withLock { readFilter = filter }
+    }
+
+    func didRead(_ path: String, at offset: Int, _ bytes: UnsafeMutableRawBufferPointer) {
+        mutex.withLock { readFilter }?(path, offset, bytes)
+    }
 
     /// A file's data reached the disk: remember what it holds now.
     func didSync(_ fd: Int32, _ path: String) {

@@ -82,7 +82,7 @@ enum Syscalls {
 
     /// Reads up to `buffer.count` bytes; returns how many (short only at end of file).
     static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(KVFileError) -> Int {
-        _ = try inject(.read, path)
+        let faults = try inject(.read, path)
         var done = 0
         while done < buffer.count {
             let (n, code) = retrying {
@@ -92,6 +92,7 @@ enum Syscalls {
             if n == 0 { break }
             done += n
         }
+        faults?.didRead(path, at: offset, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<done]))
         return done
     }
 

@@ -258,18 +258,51 @@ struct StoreLoader {
     /// A reader copies what it scans (a writer recovering from a crash may cut
     /// the tail while we look), a chunk at a time: the file often ends in
     /// megabytes of zeros the writer reserved, which need not be read.
+    /// How often a reader looks again at apparent damage whose bytes are changing
+    /// (a writer at work there) before reporting it, waiting 2, 4, … 32 ms in between.
+    static let damageRechecks = 6
+
+    /// True when the file's bytes at `offset` differ from `copy`, taken from there a moment ago.
+    private func bytesChanged(_ segment: Segment, at offset: Int, since copy: UnsafeRawBufferPointer) throws(KVFileError) -> Bool {
+        let count = min(copy.count, 512)
+        guard count > 0 else { return false }
+        let now = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 8)
+        defer { now.deallocate() }
+        let n = try Syscalls.preadFully(segment.fd, now, at: offset, path: segment.path)
+        return n != count || memcmp(now.baseAddress!, copy.baseAddress!, count) != 0
+    }
+
     private func scanByCopying(
         _ segment: Segment, from: Int, to size: Int,
         _ apply: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ScanEnd {
         var start = from
         var chunk = 64 << 10
+        var lookedAgain = 0
         while true {
             let length = min(chunk, size - start)
             let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 8)
             defer { copy.deallocate() }
             let n = try Syscalls.preadFully(segment.fd, UnsafeMutableRawBufferPointer(rebasing: copy[0..<length]), at: start, path: segment.path)
-            let end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start, apply)
+            var appliedEnd = start
+            let end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start) {
+                (offset, header, record) throws(KVFileError) in
+                try apply(offset, header, record)
+                appliedEnd = offset + header.totalLength
+            }
+            if case .corrupt(let at, _) = end, lookedAgain < StoreLoader.damageRechecks,
+               try bytesChanged(segment, at: at, since: UnsafeRawBufferPointer(rebasing: copy[(at - start)..<n])) {
+                // A copy taken while a writer stores records can hold one
+                // unfinished record with finished ones after it (the writer
+                // went on while we copied): that looks like damage, but the
+                // bytes there have changed since. Damage that stays put is
+                // reported at once; changing bytes are read again from the
+                // last good record.
+                if lookedAgain > 0 { usleep(UInt32(1000 << lookedAgain)) }
+                lookedAgain += 1
+                start = appliedEnd
+                continue
+            }
             // The end of the file, or a file that shrank (a writer cut its reserved space) under us.
             if start + n >= size || n < length { return end }
             switch end {
