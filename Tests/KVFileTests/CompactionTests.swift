@@ -184,9 +184,9 @@ import Testing
         options.autoCompaction = CompactionPolicy(minDeadRatio: 0.5, minDeadBytes: 16 << 10)
         let store = try Store(path: dir.sub("held"), options: options)
         let parked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        let firstRound = PlainFlag()
+        let firstRound = Locked(true)
         store.compactionFailpoint = { step in
-            if step == .copied && firstRound.takeFirst() {
+            if step == .copied && firstRound.withLock({ first in defer { first = false }; return first }) {
                 parked.signal()
                 release.wait()
             }
@@ -242,16 +242,3 @@ import Testing
     }
 }
 
-/// True for the first caller only.
-private final class PlainFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var taken = false
-
-    func takeFirst() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if taken { return false }
-        taken = true
-        return true
-    }
-}

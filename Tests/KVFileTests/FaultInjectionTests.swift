@@ -178,8 +178,8 @@ import Testing
         try Store(path: path, options: options()).close()
         let faults = IOFaults.install(directory: path)
         defer { faults.uninstall() }
-        let syncs = Mutex(0)
-        let powerOff = Mutex(false)
+        let syncs = Locked(0)
+        let powerOff = Locked(false)
         faults.setRule { call, _ in
             if powerOff.withLock({ $0 }) { return EIO }
             if call == .sync { syncs.withLock { $0 += 1 } }
@@ -192,8 +192,8 @@ import Testing
         let threads = 8, perThread = 40
         // Power goes off once this many puts have returned, while the others are mid-way.
         let cutAfter = threads * perThread / 2
-        let acknowledged = Mutex<[[UInt8]: [UInt8]]>([:])
-        let attempted = Mutex<[[UInt8]: [UInt8]]>([:])
+        let acknowledged = Locked<[[UInt8]: [UInt8]]>([:])
+        let attempted = Locked<[[UInt8]: [UInt8]]>([:])
         let group = DispatchGroup()
         for thread in 0..<threads {
             group.enter()

@@ -61,3 +61,18 @@ func writeFile(_ path: String, _ data: [UInt8]) {
 func segmentFiles(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".kvseg") }.sorted()
 }
+
+/// A value behind an NSLock: like Synchronization's Mutex, but visible to the
+/// thread sanitizer, so tests that share it between threads stay clean under it.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
