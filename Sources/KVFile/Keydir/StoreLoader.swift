@@ -255,9 +255,6 @@ struct StoreLoader {
         return raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }.map(\.compacted) == .success(true)
     }
 
-    /// A reader copies what it scans (a writer recovering from a crash may cut
-    /// the tail while we look), a chunk at a time: the file often ends in
-    /// megabytes of zeros the writer reserved, which need not be read.
     /// How often a reader looks again at apparent damage whose bytes are changing
     /// (a writer at work there) before reporting it, waiting 2, 4, … 32 ms in between.
     static let damageRechecks = 6
@@ -272,6 +269,9 @@ struct StoreLoader {
         return n != count || memcmp(now.baseAddress!, copy.baseAddress!, count) != 0
     }
 
+    /// A reader copies what it scans (a writer recovering from a crash may cut
+    /// the tail while we look), a chunk at a time: the file often ends in
+    /// megabytes of zeros the writer reserved, which need not be read.
     private func scanByCopying(
         _ segment: Segment, from: Int, to size: Int,
         _ apply: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
