@@ -416,14 +416,8 @@ public final class Store: @unchecked Sendable {
     private func considerCompaction(activeID: UInt32) {
         lastActiveSeen.store(activeID, ordering: .relaxed)
         guard let policy = options.autoCompaction else { return }
-        let worthIt = lock.withReadLock { () -> Bool in
-            let dead = state.segments.filter { $0.id != activeID }.reduce(0) { total, segment in
-                let records = segment.length - RecordFormat.segmentHeaderSize
-                let deadBytes = records - segment.liveBytes
-                return records > 0 && Double(deadBytes) >= policy.minDeadRatio * Double(records) ? total + deadBytes : total
-            }
-            return dead >= policy.minDeadBytes
-        }
+        // The same choice compaction makes, so a round started here has work and the loop below ends.
+        let worthIt = lock.withReadLock { !policy.inputs(from: state.segments.filter { $0.id != activeID }).isEmpty }
         guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let started = BackgroundThread.start { [self] in
             // Segments sealed while a round ran started no compaction of their

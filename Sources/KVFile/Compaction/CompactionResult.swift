@@ -32,6 +32,17 @@ public struct CompactionPolicy: Sendable, Equatable {
         self.minDeadRatio = minDeadRatio
         self.minDeadBytes = minDeadBytes
     }
+
+    /// The segments of `sealed` this policy compacts: those dead enough, or
+    /// none when together they would give back less than `minDeadBytes`.
+    func inputs(from sealed: [Segment]) -> [Segment] {
+        func deadBytes(_ segment: Segment) -> Int { segment.length - RecordFormat.segmentHeaderSize - segment.liveBytes }
+        let chosen = sealed.filter { segment in
+            let records = segment.length - RecordFormat.segmentHeaderSize
+            return records > 0 && Double(deadBytes(segment)) >= minDeadRatio * Double(records)
+        }
+        return chosen.reduce(0) { $0 + deadBytes($1) } < minDeadBytes ? [] : chosen
+    }
 }
 
 /// Points in a compaction where tests inject a crash (see `Store.compactionFailpoint`).

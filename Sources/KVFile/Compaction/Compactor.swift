@@ -105,15 +105,7 @@ extension Store {
     /// Chooses the sealed segments to compact: all of them on demand, or by policy.
     private static func plan(state: StoreState, activeID: UInt32, policy: CompactionPolicy?) -> CompactionPlan {
         let sealed = state.segments.filter { $0.id != activeID }
-        var inputs = sealed
-        if let policy {
-            inputs = sealed.filter { segment in
-                let records = segment.length - RecordFormat.segmentHeaderSize
-                return records > 0 && Double(records - segment.liveBytes) >= policy.minDeadRatio * Double(records)
-            }
-            let dead = inputs.reduce(0) { $0 + ($1.length - RecordFormat.segmentHeaderSize - $1.liveBytes) }
-            if dead < policy.minDeadBytes { inputs = [] }
-        }
+        let inputs = policy?.inputs(from: sealed) ?? sealed
         let inputIDs = Set(inputs.map(\.id))
         let nonInputMinSeq = state.segments.filter { !inputIDs.contains($0.id) }.map(\.minSeq).min() ?? UInt64.max
         return CompactionPlan(inputs: inputs, nonInputMinSeq: nonInputMinSeq, baseSeq: state.nextSeq)
