@@ -2,7 +2,7 @@
 // splitmix64 sequences with fixed seeds, %016llu keys, half-compressible values.
 
 /// splitmix64 with unsigned 64-bit wrapping arithmetic.
-struct SplitMix64 {
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
 
     init(seed: UInt64) { state = seed }
