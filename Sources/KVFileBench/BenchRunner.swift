@@ -137,7 +137,7 @@ final class BenchRunner: @unchecked Sendable {
     }
 
     /// The keydir's memory per key: the slot table plus the arena bytes in use
-    /// (at the end this includes the table a reopen sized for every record it found).
+    /// (after deletes this counts the entries they left until the arena is next compacted).
     private func reportKeydir(when: String) throws {
         guard let store else { return }
         let stats = try store.stats()

@@ -237,6 +237,7 @@ final class Keydir {
     @discardableResult
     @inline(__always)
     func set(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation) -> KeyLocation? {
+        migrateSome()
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
         var index = Int(truncatingIfNeeded: hash) & slotMask
         let tag = Keydir.tag(hash)
@@ -265,7 +266,6 @@ final class Keydir {
                 let previous = location(at: p)
                 setLocation(newLocation, at: p)
                 liveBytes += Int(newLocation.size) - Int(previous.size)
-                migrateSome()
                 return previous
             }
         }
@@ -288,13 +288,13 @@ final class Keydir {
         slots[slot] = UInt32(offset) | Keydir.tag(hash)
         count += 1
         liveBytes += Int(newLocation.size)
-        migrateSome()
         if (count + deletedSlots) * 10 > (slotMask + 1) * 7 { resize() }
     }
 
     /// Removes `key` and returns where it was.
     @discardableResult
     func remove(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
+        migrateSome()
         guard let found = find(key, hash: KeyHash.hash(key.baseAddress!, key.count, seed: seed)) else { return nil }
         let p = entry(found.value)
         let old = location(at: p)
@@ -308,7 +308,6 @@ final class Keydir {
         }
         count -= 1
         liveBytes -= Int(old.size)
-        migrateSome()
         if arenaGarbage > 1 << 20 && arenaGarbage * 2 > arenaUsed { compactArena() }
         return old
     }
