@@ -21,8 +21,22 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case closed
         /// Change feed: compaction removed history that a resume needs.
         case historyCompacted
+        /// Change feed: the resume point is ahead of the newest sequence
+        /// number in the log (the store was recreated or restored from an older copy).
+        case resumeAheadOfLog
+        /// Change feed: the log skips sequence numbers it must hold.
+        case sequenceGap
+        /// Change feed: the consumer fell too far behind; it ended after the last event it was given.
+        case consumerTooSlow
         /// A system call failed (permissions, disk full, I/O error).
         case io
+        /// Writing: a sync of the store's data failed earlier. Data written
+        /// since the last good sync may be lost; the store refuses writes and
+        /// syncs until it is reopened.
+        case syncFailed
+        /// Writing: the store's files were removed (its directory deleted)
+        /// while it was open; it refuses writes.
+        case storeRemoved
     }
 
     /// The kind of failure.
@@ -56,8 +70,10 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case .locked: 75
         case .corrupt, .unsupportedVersion: 76
         case .invalidArgument, .readOnly: 65
-        case .io, .closed: 74
-        case .historyCompacted: 3
+        case .io, .closed, .syncFailed, .storeRemoved: 74
+        case .historyCompacted, .resumeAheadOfLog: 3
+        case .sequenceGap: 76
+        case .consumerTooSlow: 74
         }
     }
 

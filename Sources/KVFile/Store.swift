@@ -44,6 +44,8 @@ public final class Store: @unchecked Sendable {
     /// A roll left a segment that still needs sealing.
     private let sealPending = Atomic<Bool>(false)
     private let backgroundSealRunning = Atomic<Bool>(false)
+    /// Automatic compaction and background seals: `close()` stops and waits for them.
+    private let background = BackgroundThreads()
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -53,6 +55,8 @@ public final class Store: @unchecked Sendable {
     /// Durability `.always` and `sync()` (writers only).
     private let groupCommit: GroupCommit?
     private var syncer: IntervalSyncer?
+    /// A failed sync or removed files: every later write and sync fails (writers only).
+    let failure = WriterFailure()
 
     /// Opens (and, for a writer with `createIfMissing`, creates) the store in directory `path`.
     ///
@@ -289,6 +293,9 @@ public final class Store: @unchecked Sendable {
         var receipt = WriteReceipt(seq: 0, operation: .created)
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
+            try failure.check()
+            // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
+            if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
             guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
             let seq = state.nextSeq
             try Limits.checkSequence(seq, count: 1, store: path)
@@ -345,6 +352,8 @@ public final class Store: @unchecked Sendable {
         var timestamp: UInt64 = 0
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
+            try failure.check()
+            if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
             let records = BatchPlanner.plan(batch, keydir: state.keydir)
             if records.isEmpty { return nil }
             timestamp = Syscalls.wallClockMilliseconds()
@@ -415,16 +424,16 @@ public final class Store: @unchecked Sendable {
     /// Starts a compaction on a background thread when the policy says the sealed segments are dead enough.
     private func considerCompaction(activeID: UInt32) {
         lastActiveSeen.store(activeID, ordering: .relaxed)
-        guard let policy = options.autoCompaction else { return }
+        guard let policy = options.autoCompaction, !background.isStopping else { return }
         // The same choice compaction makes, so a round started here has work and the loop below ends.
         let worthIt = lock.withReadLock { !policy.inputs(from: state.segments.filter { $0.id != activeID }).isEmpty }
         guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        let started = BackgroundThread.start { [self] in
+        let started = background.start { [self] in
             // Segments sealed while a round ran started no compaction of their
             // own (this one was running), so look again until nothing is left.
             var rounds = 0
             var succeeded = true
-            while rounds < 16 {
+            while rounds < 16 && !background.isStopping {
                 guard let result = try? compact(sealActive: false, policy: policy) else { succeeded = false; break }
                 if result.inputSegments == 0 { break }
                 rounds += 1
@@ -441,6 +450,7 @@ public final class Store: @unchecked Sendable {
     /// Forces everything written so far onto stable storage.
     public func sync() throws(KVFileError) {
         guard let writer else { return }
+        try failure.check()
         try finishSeals()
         let position = try lock.withReadLock { () throws(KVFileError) -> UInt64 in
             try checkOpen()
@@ -456,7 +466,7 @@ public final class Store: @unchecked Sendable {
         try groupCommit.waitDurable(position) { () throws(KVFileError) -> UInt64 in
             try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
             let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
-            try Syscalls.fdatasync(segment.fd, path: segment.path)
+            try failure.syncData(segment, store: path)
             return end
         }
     }
@@ -473,7 +483,7 @@ public final class Store: @unchecked Sendable {
     /// `sync()`, `close()` or compaction, which seal again.
     private func sealInBackground() {
         guard backgroundSealRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        let started = BackgroundThread.start { [self] in
+        let started = background.start { [self] in
             try? finishSeals()
             backgroundSealRunning.store(false, ordering: .releasing)
         }
@@ -492,7 +502,7 @@ public final class Store: @unchecked Sendable {
         }
         for (index, seal) in pending.enumerated() {
             do throws(KVFileError) {
-                let hintBytes = try SegmentWriter.seal(seal, directory: path)
+                let hintBytes = try SegmentWriter.seal(seal, directory: path, failure: failure)
                 lock.withWriteLock { seal.segment.hintBytes = hintBytes }
             } catch {
                 // Keep what is not sealed yet for the next attempt.
@@ -518,22 +528,47 @@ public final class Store: @unchecked Sendable {
     /// Syncs a writer's data, releases the lock, and makes the store unusable.
     /// Calling it again does nothing.
     public func close() throws(KVFileError) {
-        compactionMutex.withLock {}  // let a running compaction finish first
+        // No compaction or seal of ours may touch the files once the lock is released.
+        background.stopAndWait()
+        compactionMutex.withLock {}  // a compaction another thread called
         syncer?.stop()
-        try finishSeals()
         syncer = nil
+        do throws(KVFileError) {
+            try finishSeals()
+        } catch {
+            // Retrying cannot help after a failed sync or removed files: close, and say why.
+            guard (try? failure.check()) == nil else { throw error }
+            lock.withWriteLock { closed = true }
+            lockFile = nil
+            throw error
+        }
         let segment: Segment? = lock.withWriteLock {
             if closed { return nil }
             closed = true
             return writer?.segment
         }
         defer { lockFile = nil }
-        if let segment { try lock.withWriteLock { () throws(KVFileError) in try SegmentWriter.trimAndSync(segment) } }
+        if let segment {
+            try lock.withWriteLock { () throws(KVFileError) in try SegmentWriter.trimAndSync(segment, directory: path, failure: failure) }
+        }
+    }
+
+    /// Throws when the store cannot take writes: it is closed, a sync failed
+    /// (``KVFileError/Code/syncFailed``), or its files were removed while it
+    /// was open (``KVFileError/Code/storeRemoved``, looked at now). A
+    /// read-only store only checks that it is open.
+    public func checkHealth() throws(KVFileError) {
+        let segment = try lock.withReadLock { () throws(KVFileError) -> Segment? in
+            try checkOpen()
+            return writer?.segment
+        }
+        if let segment { try failure.checkLinked(segment, store: path) }
     }
 
     /// Tests: stops using the store the way a crash would — no sync, no trim,
     /// the lock released — after letting background seals and compactions end.
     func abandonForCrashTest() {
+        background.stopAndWait()
         syncer?.stop()
         syncer = nil
         compactionMutex.withLock {}

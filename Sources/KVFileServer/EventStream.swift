@@ -86,6 +86,8 @@ struct EventStream {
                 last = hub.lastSeq
             case .after(let seq):
                 last = seq
+                // Past what the hub has seen: the log decides (the hub may lag it a moment, or the point was never in it).
+                if seq > hub.lastSeq { catchUp = try await openTailer(.after(seq: seq)) }
             case .beginning:
                 last = 0
                 catchUp = try await openTailer(.beginning)
@@ -95,7 +97,7 @@ struct EventStream {
                 if subscription == nil { catchUp = try await openTailer(.after(seq: last)) }
             }
         } catch let error as KVFileError {
-            try await writer.write(Self.errorEvent(error.code == .historyCompacted ? "history_compacted" : "feed_failed", error.message))
+            try await writer.write(Self.errorEvent(Self.errorName(error), error.message))
             return try await writer.finish(nil)
         }
         guard catchUp != nil || subscription != nil else { return try await writer.finish(nil) }
@@ -107,7 +109,7 @@ struct EventStream {
                 do {
                     events = try await NIOThreadPool.singleton.runIfActive { try tailer.poll() }
                 } catch let error as KVFileError {
-                    try await writer.write(Self.errorEvent(error.code == .historyCompacted ? "history_compacted" : "feed_failed", error.message))
+                    try await writer.write(Self.errorEvent(Self.errorName(error), error.message))
                     return try await writer.finish(nil)
                 }
                 if events.isEmpty {
@@ -163,6 +165,15 @@ struct EventStream {
         buffer.writeString("id: \(event.seq)\nevent: \(event.topic.rawValue)\ndata: ")
         buffer.writeString(line)
         buffer.writeString("\n\n")
+    }
+
+    /// The `error` field of a `kvfile_error` event for an engine error.
+    static func errorName(_ error: KVFileError) -> String {
+        switch error.code {
+        case .historyCompacted: "history_compacted"
+        case .resumeAheadOfLog: "resume_ahead_of_log"
+        default: "feed_failed"
+        }
     }
 
     static func errorEvent(_ code: String, _ message: String) -> ByteBuffer {

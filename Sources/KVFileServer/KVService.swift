@@ -84,6 +84,14 @@ struct KVService: HTTPResponder {
             guard request.method == .post else { throw Self.methodNotAllowed("POST") }
             return try await compact()
         case "/v1/health":
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
+            do throws(KVFileError) {
+                try store.checkHealth()
+            } catch {
+                // Not ok: a failed sync or a removed store refuses writes until restarted.
+                return .json("{\"status\":\"failing\",\"error\":\"\(error.code.rawValue)\",\"message\":\(JSONText.quoted(error.message))}\n",
+                             status: .serviceUnavailable)
+            }
             return .json("{\"status\":\"ok\",\"newest_seq\":\(hub.lastSeq)}\n")
         case "/v1/events":
             guard request.method == .get else { throw Self.methodNotAllowed("GET") }
@@ -252,6 +260,7 @@ struct KVService: HTTPResponder {
         case .invalidArgument, .readOnly: return APIError(.badRequest, "invalid", error.message)
         case .io where error.errno == 28: return APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk_full", error.message)
         case .closed: return APIError(.serviceUnavailable, "shutting_down", error.message)
+        case .syncFailed, .storeRemoved: return APIError(.serviceUnavailable, error.code.rawValue, error.message)
         default: return APIError(.internalServerError, error.code.rawValue, error.message)
         }
     }

@@ -132,6 +132,17 @@ func event(_ line: String) -> [String: Any] {
         #expect(badTopic.status == 64)
     }
 
+    /// Defect: `watch --since` past the newest seq (a store recreated or
+    /// restored from a backup) waited forever without a word.
+    @Test func watchSinceAheadOfTheLogExitsWithAnErrorNamingTheNewestSeq() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for i in 0..<3 { _ = try kvfile("put", store, "k", "v\(i)") }
+        let ahead = try kvfile("watch", store, "--since", "1000")
+        #expect(ahead.status == 3)
+        #expect(ahead.stderr.contains("its log ends at seq 3"))
+    }
+
     @Test func watchIntoAClosedPipeEndsByItself() throws {
         let dir = TemporaryDirectory()
         let store = dir.sub("s")

@@ -249,3 +249,52 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         #expect { try tailer.poll() } throws: { ($0 as? KVFileError)?.code == .corrupt }
     }
 }
+
+@Suite struct FeedTrustTests {
+    /// Defect: `changes()` buffered with `.bufferingNewest`, so a consumer
+    /// that fell behind lost the *oldest* buffered events before the error
+    /// arrived, and resuming after the last event it handled skipped them.
+    @Test func aLaggingChangesConsumerGetsEveryEventBeforeTheError() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("lag")
+        let store = try Store(path: path)
+        try store.put("seed", "0")
+        let stream = store.changes(from: .after(seq: 1))
+        // Far more events than the stream buffers, while nobody reads.
+        let total = Store.changeBufferLimit + 5_000
+        for i in 0..<total { try store.put("k\(i % 100)", "v\(i)") }
+        try store.sync()
+        // Give the feed thread time to read the whole log and overflow.
+        try await Task.sleep(nanoseconds: 1_500_000_000)
+        var seqs: [UInt64] = []
+        var ending: KVFileError?
+        do {
+            for try await event in stream { seqs.append(event.seq) }
+        } catch {
+            ending = error as? KVFileError
+        }
+        #expect(ending?.code == .consumerTooSlow)
+        #expect(seqs.first == 2, "the oldest events were dropped")
+        #expect(seqs == Array(2...(1 + UInt64(seqs.count))), "events are not contiguous")
+        #expect(seqs.count == Store.changeBufferLimit)
+        try store.close()
+    }
+
+    /// Defect: a gap in sequence numbers (records a crash lost before they
+    /// were acknowledged) stalled every tailer forever, waiting for the missing ones.
+    @Test func aTailerGoesOnAfterAGapTheLogCanNoLongerFill() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("gap")
+        let store = try Store(path: path)
+        try store.put("a", "1")                   // seq 1
+        store.lock.withWriteLock { store.state.nextSeq += 3 }  // 2...4 never written, as after such a crash
+        try store.put("b", "2")                   // seq 5
+        try store.sync()
+        let tailer = try LogTailer(path: path, start: .beginning)
+        let events = try collect(tailer, count: 2)
+        #expect(events.map(\.seq) == [1, 5])
+        try store.put("c", "3")
+        #expect(try collect(tailer, count: 1).map(\.seq) == [6])
+        try store.close()
+    }
+}

@@ -240,5 +240,58 @@ import Testing
         #expect(try contents(reader) == expected)
         #expect(try reader.stats().segments == writer.stats().segments)
     }
-}
 
+    /// Defect: `close()` waited only for the automatic-compaction round in
+    /// progress; the loop could start another round that wrote the marker,
+    /// renamed outputs and unlinked inputs after the lock was released, under
+    /// a writer that reopened the store meanwhile.
+    @Test func closeStopsTheAutomaticCompactionLoopBeforeReleasingTheLock() throws {
+        let dir = TemporaryDirectory()
+        var options = smallSegments()
+        options.autoCompaction = CompactionPolicy(minDeadRatio: 0.5, minDeadBytes: 16 << 10)
+        let path = dir.sub("closing")
+        let store = try Store(path: path, options: options)
+        let parked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let firstRound = Locked(true)
+        let closeReturned = Locked(false)
+        let stepsAfterClose = Locked(0)
+        store.compactionFailpoint = { step in
+            if closeReturned.withLock({ $0 }) { stepsAfterClose.withLock { $0 += 1 } }
+            if step == .copied && firstRound.withLock({ first in defer { first = false }; return first }) {
+                parked.signal()
+                release.wait()
+            } else {
+                usleep(50_000)  // later rounds take a while, so one under way outlasts close()
+                if closeReturned.withLock({ $0 }) { stepsAfterClose.withLock { $0 += 1 } }
+            }
+            return false
+        }
+        var i = 0
+        while parked.wait(timeout: .now()) == .timedOut {
+            try store.put(bytes("k\(i % 50)"), bytes("value \(i) " + String(repeating: "y", count: 40)))
+            i += 1
+            #expect(i < 100_000, "no automatic compaction started")
+            if i >= 100_000 { return }
+        }
+        // Rolls while the first round is held leave work for more rounds.
+        for _ in 0..<3000 {
+            try store.put(bytes("k\(i % 50)"), bytes("value \(i) " + String(repeating: "y", count: 40)))
+            i += 1
+        }
+        let closing = DispatchGroup()
+        closing.enter()
+        Thread {
+            try? store.close()
+            closeReturned.withLock { $0 = true }
+            closing.leave()
+        }.start()
+        usleep(20_000)
+        release.signal()
+        closing.wait()
+        let afterClose = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        usleep(400_000)
+        #expect(stepsAfterClose.withLock { $0 } == 0, "a compaction step ran after close() returned")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path).sorted() == afterClose)
+        #expect(try StoreCheck.run(path: path).isHealthy)
+    }
+}

@@ -3,6 +3,9 @@
 #endif
 
 extension Store {
+    /// How many events ``changes(from:)`` buffers for a consumer that lags.
+    static let changeBufferLimit = 1 << 16
+
     /// The store's changes as an `AsyncSequence`, derived from its log like
     /// any other process would (a ``LogTailer`` on a thread of its own), so it
     /// also sees writes from other processes. It ends with an error when
@@ -16,7 +19,10 @@ extension Store {
     /// ```
     public func changes(from start: FeedStart = .now) -> AsyncThrowingStream<ChangeEvent, Error> {
         let path = self.path
-        return AsyncThrowingStream(bufferingPolicy: .bufferingNewest(1 << 16)) { continuation in
+        // When the consumer falls too far behind, the events already buffered
+        // are kept and the stream then ends with an error: a consumer that
+        // resumes after the last event it handled misses nothing.
+        return AsyncThrowingStream(bufferingPolicy: .bufferingOldest(Store.changeBufferLimit)) { continuation in
             let stop = StopFlag()
             continuation.onTermination = { _ in stop.set() }
             let tailer: LogTailer
@@ -31,7 +37,10 @@ extension Store {
                     do {
                         for event in try tailer.poll() {
                             if case .dropped = continuation.yield(event) {
-                                continuation.finish(throwing: KVFileError(.io, "change feed of \(path): the consumer fell more than 65536 events behind"))
+                                continuation.finish(throwing: KVFileError(
+                                    .consumerTooSlow,
+                                    "change feed of \(path): the consumer fell \(Store.changeBufferLimit) events behind; "
+                                        + "the feed ended after seq \(event.seq - 1), resume after the last event handled"))
                                 return
                             }
                         }
@@ -45,39 +54,5 @@ extension Store {
             }
             if !started { continuation.finish(throwing: KVFileError(.io, "cannot start the change feed thread")) }
         }
-    }
-}
-
-/// A flag set from one thread and read from another.
-final class StopFlag: @unchecked Sendable {
-    private let mutex = PlainMutex()
-    private var value = false
-    func set() { mutex.withLock { value = true } }
-    var isSet: Bool { mutex.withLock { value } }
-}
-
-/// Runs a closure on a detached pthread (the engine does not use Foundation's Thread).
-enum BackgroundThread {
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
-    /// Returns false when no thread could be made.
-    @discardableResult
-    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, context)
-        if result == 0 {
-            pthread_detach(thread)
-            return true
-        }
-        Unmanaged<Box>.fromOpaque(context).release()
-        return false
     }
 }

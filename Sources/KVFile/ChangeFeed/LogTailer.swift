@@ -42,6 +42,14 @@ public final class LogTailer: @unchecked Sendable {
             loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: seq).state
             let floor = loaded.compactionFloor
             if floor > seq { throw LogTailer.historyCompacted(directory, wanted: seq, oldest: floor) }
+            // Events are derived from the log: a resume point past its end was never in it.
+            let newest = loaded.nextSeq - 1
+            if seq > newest {
+                throw KVFileError(.resumeAheadOfLog,
+                    "cannot resume the change feed of \(directory) after seq \(seq): its log ends at seq \(newest) "
+                        + "(the store was recreated or restored from an older copy); resume from seq \(newest) or earlier, or start from now",
+                    path: directory)
+            }
             startSeq = seq
         case .beginning:
             loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: 0).state
@@ -77,9 +85,7 @@ public final class LogTailer: @unchecked Sendable {
     public func poll() throws(KVFileError) -> [ChangeEvent] {
         var events: [ChangeEvent] = []
         // 1. What the segments we follow gained (even if compaction unlinked them since).
-        for segment in state.segments where !segment.isCompactionOutput {
-            try loader.catchUp(segment, state: state, hints: nil)
-        }
+        try catchUpSegments()
         try deliver(into: &events)
         // 2. New segments; a rebuild when compaction replaced some. A file
         // listed a moment ago may be gone (a compaction removed it): look again.
@@ -87,12 +93,34 @@ public final class LogTailer: @unchecked Sendable {
         while true {
             do {
                 try followDirectory(into: &events)
+                try skipPermanentGap(into: &events)
                 return events
             } catch where error.errno == ENOENT && attempt < 50 {
                 attempt += 1
                 Syscalls.sleep(milliseconds: 1)
             }
         }
+    }
+
+    private func catchUpSegments() throws(KVFileError) {
+        for segment in state.segments where !segment.isCompactionOutput {
+            try loader.catchUp(segment, state: state, hints: nil)
+        }
+    }
+
+    /// A record that does not follow `lastSeq` waits for the ones before it.
+    /// They can no longer come once every segment was read to its end after
+    /// that record was seen (a writer finishes a record before it starts the
+    /// next, and a segment before it starts the next): a crash lost them
+    /// before they were acknowledged (see kvfile(5), "Sequence numbers").
+    /// The feed then goes on after the gap instead of waiting forever.
+    private func skipPermanentGap(into events: inout [ChangeEvent]) throws(KVFileError) {
+        guard let first = pending.min(by: { $0.seq < $1.seq }), first.seq > lastSeq + 1 else { return }
+        try catchUpSegments()
+        try deliver(into: &events)
+        guard let next = pending.first, next.seq > lastSeq + 1 else { return }
+        lastSeq = next.seq - 1
+        try deliver(into: &events)
     }
 
     private func followDirectory(into events: inout [ChangeEvent]) throws(KVFileError) {

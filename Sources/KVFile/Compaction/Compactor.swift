@@ -43,6 +43,7 @@ extension Store {
             let started = Syscalls.monotonicNanoseconds()
             let plan = try lock.withWriteLock { () throws(KVFileError) -> CompactionPlan in
                 try checkOpen()
+                try failure.check()
                 if sealActive {
                     try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state)
                     noteRollForCompaction(writer)

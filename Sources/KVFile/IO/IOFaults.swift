@@ -24,6 +24,8 @@ final class IOFaults: @unchecked Sendable {
     private(set) var calls = 0
     /// What each file (by inode) held when it was last synced.
     private var syncedByInode: [UInt64: [UInt8]] = [:]
+    /// Files whose sync failed: their durable contents no longer change.
+    private var frozenInodes: Set<UInt64> = []
     /// The directory's entries as of its last sync: name → inode.
     private var durableNames: [String: UInt64] = [:]
     /// Synced contents of files unlinked or replaced since the last directory
@@ -106,9 +108,18 @@ final class IOFaults: @unchecked Sendable {
         mutex.withLock { readFilter }?(path, offset, bytes)
     }
 
+    /// A sync failed: what was not on disk yet is lost (the kernel may drop
+    /// pages it could not write and report success later), so the file's
+    /// durable contents stay as they were at its last good sync, whatever is synced after.
+    func syncFailed(_ fd: Int32, _ path: String) {
+        guard path != directory, let inode = Self.inode(fd: fd) else { return }
+        mutex.withLock { _ = frozenInodes.insert(inode) }
+    }
+
     /// A file's data reached the disk: remember what it holds now.
     func didSync(_ fd: Int32, _ path: String) {
         guard path != directory else { return didSyncDirectory() }
+        if let inode = Self.inode(fd: fd), mutex.withLock({ frozenInodes.contains(inode) }) { return }
         // The caller's descriptor may be write-only: read through one of our own.
         let reader = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         let contents = reader >= 0 ? Self.read(reader) : Self.read(fd)

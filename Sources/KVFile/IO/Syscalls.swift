@@ -97,16 +97,28 @@ enum Syscalls {
     }
 
     static func fdatasync(_ fd: Int32, path: String) throws(KVFileError) {
-        let faults = try inject(.sync, path)
-        let (r, code) = retrying { Int(Glibc.fdatasync(fd)) }
-        if r < 0 { throw ioError("cannot sync", path, code) }
-        faults?.didSync(fd, path)
+        try sync(fd, path: path) { Glibc.fdatasync(fd) }
     }
 
     static func fsync(_ fd: Int32, path: String) throws(KVFileError) {
-        let faults = try inject(.sync, path)
-        let (r, code) = retrying { Int(Glibc.fsync(fd)) }
-        if r < 0 { throw ioError("cannot sync", path, code) }
+        try sync(fd, path: path) { Glibc.fsync(fd) }
+    }
+
+    /// A failed sync may have dropped the data it could not write: the twin
+    /// then keeps the file as it was at its last good sync, for good.
+    private static func sync(_ fd: Int32, path: String, _ call: () -> Int32) throws(KVFileError) {
+        let faults: IOFaults?
+        do throws(KVFileError) {
+            faults = try inject(.sync, path)
+        } catch {
+            IOFaults.covering(path)?.syncFailed(fd, path)
+            throw error
+        }
+        let (r, code) = retrying { Int(call()) }
+        if r < 0 {
+            faults?.syncFailed(fd, path)
+            throw ioError("cannot sync", path, code)
+        }
         faults?.didSync(fd, path)
     }
 
@@ -139,6 +151,14 @@ enum Syscalls {
         let (r, code) = retrying { Int(Glibc.fstat(fd, &info)) }
         if r < 0 { throw ioError("cannot stat", path, code) }
         return Int(info.st_size)
+    }
+
+    /// How many names the open file has (0 once it was removed).
+    static func linkCount(_ fd: Int32, path: String) throws(KVFileError) -> Int {
+        var info = stat()
+        let (r, code) = retrying { Int(Glibc.fstat(fd, &info)) }
+        if r < 0 { throw ioError("cannot stat", path, code) }
+        return Int(info.st_nlink)
     }
 
     enum PathKind { case missing, directory, regularFile, other }
@@ -234,6 +254,9 @@ enum Syscalls {
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
+
+    /// Monotonic milliseconds.
+    static func monotonicMilliseconds() -> UInt64 { monotonicNanoseconds() / 1_000_000 }
 
     static var processID: Int32 { getpid() }
 }

@@ -166,8 +166,8 @@ final class SegmentWriter {
     /// Finishes sealing: cut, sync, hint file (written only after the sync, so
     /// a sound hint file means a complete segment), directory sync. Returns the
     /// hint file's size, for the caller to record under the store's lock.
-    static func seal(_ pending: PendingSeal, directory: String) throws(KVFileError) -> Int {
-        try trimAndSync(pending.segment)
+    static func seal(_ pending: PendingSeal, directory: String, failure: WriterFailure) throws(KVFileError) -> Int {
+        try trimAndSync(pending.segment, directory: directory, failure: failure)
         let hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
                                              segmentLength: pending.segment.length, directory: directory)
         try Syscalls.syncDirectory(directory)
@@ -175,12 +175,13 @@ final class SegmentWriter {
     }
 
     /// Cuts the reserved space after the records off and syncs the segment.
-    static func trimAndSync(_ segment: Segment) throws(KVFileError) {
+    static func trimAndSync(_ segment: Segment, directory: String, failure: WriterFailure) throws(KVFileError) {
+        try failure.check()
         if segment.allocated > segment.length {
             try Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
             segment.allocated = segment.length
         }
-        try Syscalls.fdatasync(segment.fd, path: segment.path)
+        try failure.syncData(segment, store: directory)
     }
 
     /// Creates an empty segment file with its header, durably, mapped for writing.

@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// A flag set from one thread and read from another.
+final class StopFlag: @unchecked Sendable {
+    private let mutex = PlainMutex()
+    private var value = false
+    func set() { mutex.withLock { value = true } }
+    var isSet: Bool { mutex.withLock { value } }
+}
+
+/// Runs a closure on a detached pthread (the engine does not use Foundation's Thread).
+enum BackgroundThread {
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    /// Returns false when no thread could be made.
+    @discardableResult
+    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
+        let context = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
+        if result == 0 {
+            pthread_detach(thread)
+            return true
+        }
+        Unmanaged<Box>.fromOpaque(context).release()
+        return false
+    }
+}
+
+/// The background threads one owner (a store) starts, so that it can stop
+/// them and wait until every one has ended before it lets go of its files.
+final class BackgroundThreads: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ended = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var running = 0
+    private var stopping = false
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(ended, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(ended)
+        pthread_mutex_destroy(mutex)
+        ended.deallocate()
+        mutex.deallocate()
+    }
+
+    /// True once `stopAndWait` was called: running bodies should end soon.
+    var isStopping: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return stopping
+    }
+
+    /// Starts `body` on a thread of its own; false (and nothing runs) when
+    /// stopping or when no thread could be made.
+    @discardableResult
+    func start(_ body: @escaping @Sendable () -> Void) -> Bool {
+        pthread_mutex_lock(mutex)
+        if stopping {
+            pthread_mutex_unlock(mutex)
+            return false
+        }
+        running += 1
+        pthread_mutex_unlock(mutex)
+        let started = BackgroundThread.start { [self] in
+            body()
+            finished()
+        }
+        if !started { finished() }
+        return started
+    }
+
+    private func finished() {
+        pthread_mutex_lock(mutex)
+        running -= 1
+        if running == 0 { pthread_cond_broadcast(ended) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Refuses new threads and waits until every started one has ended.
+    func stopAndWait() {
+        pthread_mutex_lock(mutex)
+        stopping = true
+        while running > 0 { pthread_cond_wait(ended, mutex) }
+        pthread_mutex_unlock(mutex)
+    }
+}
