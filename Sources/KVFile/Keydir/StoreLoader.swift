@@ -285,10 +285,16 @@ struct StoreLoader {
             defer { copy.deallocate() }
             let n = try Syscalls.preadFully(segment.fd, UnsafeMutableRawBufferPointer(rebasing: copy[0..<length]), at: start, path: segment.path)
             var appliedEnd = start
-            let end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start) {
+            let more = start + n < size && n == length
+            let outcome = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start, more: more) {
                 (offset, header, record) throws(KVFileError) in
                 try apply(offset, header, record)
                 appliedEnd = offset + header.totalLength
+            }
+            guard case .end(let end) = outcome else {
+                // A record (or batch) longer than what is left of the chunk: read it whole, from its start.
+                if case .needMore(let at) = outcome, at > start { start = at } else { chunk *= 4 }
+                continue
             }
             if case .corrupt(let at, _) = end, lookedAgain < StoreLoader.damageRechecks,
                try bytesChanged(segment, at: at, since: UnsafeRawBufferPointer(rebasing: copy[(at - start)..<n])) {
@@ -304,7 +310,7 @@ struct StoreLoader {
                 continue
             }
             // The end of the file, or a file that shrank (a writer cut its reserved space) under us.
-            if start + n >= size || n < length { return end }
+            if !more { return end }
             switch end {
             case .clean(let at):
                 start = at

@@ -9,6 +9,14 @@ enum ScanEnd: Equatable {
     case corrupt(at: Int, reason: String)
 }
 
+/// How a scan of part of a segment ended.
+enum ChunkScanEnd: Equatable {
+    case end(ScanEnd)
+    /// The record (or batch) starting at `at` goes on past the bytes scanned:
+    /// nothing is known about it yet.
+    case needMore(at: Int)
+}
+
 /// Walks the records of a segment, in order, checking every checksum.
 enum SegmentScanner {
     /// Scans `bytes`, whose first byte is at file offset `baseOffset`, and calls
@@ -17,7 +25,20 @@ enum SegmentScanner {
         _ bytes: UnsafeRawBufferPointer, baseOffset: Int,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ScanEnd {
-        guard let p = bytes.baseAddress, bytes.count > 0 else { return .clean(end: baseOffset) }
+        switch try scan(bytes, baseOffset: baseOffset, more: false, body) {
+        case .end(let end): return end
+        case .needMore(let at): return .tornTail(at: at, reason: "record runs past the end of the file")  // not with more: false
+        }
+    }
+
+    /// Scans part of a segment. `more` says the file goes on after `bytes`: a
+    /// record cut by their end is then `.needMore`, not damage — the bytes
+    /// after it belong to it, and whatever they look like says nothing about the file.
+    static func scan(
+        _ bytes: UnsafeRawBufferPointer, baseOffset: Int, more: Bool,
+        _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
+    ) throws(KVFileError) -> ChunkScanEnd {
+        guard let p = bytes.baseAddress, bytes.count > 0 else { return .end(.clean(end: baseOffset)) }
         let end = bytes.count
         var position = 0
         var batchStart = 0
@@ -36,18 +57,21 @@ enum SegmentScanner {
                     try body(baseOffset + position, header, p + position)
                 }
                 position += header.totalLength
+            case .incomplete where more:
+                return .needMore(at: baseOffset + (pendingBatch.isEmpty ? position : batchStart))
             case .incomplete:
-                return classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
-                                      baseOffset: baseOffset, reason: "record runs past the end of the file")
+                return .end(classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
+                                           baseOffset: baseOffset, reason: "record runs past the end of the file"))
             case .invalid(let reason):
-                return classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
-                                      baseOffset: baseOffset, reason: reason)
+                return .end(classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
+                                           baseOffset: baseOffset, reason: reason))
             }
         }
         if !pendingBatch.isEmpty {
-            return .tornTail(at: baseOffset + batchStart, reason: "batch not finished")
+            if more { return .needMore(at: baseOffset + batchStart) }
+            return .end(.tornTail(at: baseOffset + batchStart, reason: "batch not finished"))
         }
-        return .clean(end: baseOffset + end)
+        return .end(.clean(end: baseOffset + end))
     }
 
     /// Decides whether damage at `at` is a torn tail or corruption: it is
