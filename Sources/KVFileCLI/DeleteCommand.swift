@@ -23,7 +23,7 @@ struct DeleteCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let store = try access.open(readOnly: false, durability: write.mode)
-            let existed = try store.delete(Array(key.utf8))
+            let existed = try store.delete(RawArguments.bytes(of: key))
             try store.close()
             return existed ? .success : .notFound
         }

@@ -33,7 +33,7 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let store = try access.open(readOnly: true)
-            try Dumper.dump(store, format: format, prefix: Array(prefix.utf8))
+            try Dumper.dump(store, format: format, prefix: RawArguments.bytes(of: prefix))
             return .success
         }
     }

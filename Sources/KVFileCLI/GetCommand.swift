@@ -44,10 +44,10 @@ struct GetCommand: ParsableCommand {
                 try Dumper.dump(store, format: format, prefix: [])
                 return .success
             }
-            guard let value = try store.get(Array(key.utf8)) else { return .notFound }
-            Terminal.write(value, to: 1)
+            guard let value = try store.get(RawArguments.bytes(of: key)) else { return .notFound }
+            value.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
             if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {
-                Terminal.write([UInt8(ascii: "\n")], to: 1)
+                [UInt8(ascii: "\n")].withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
             }
             return .success
         }

@@ -1,5 +1,8 @@
 import ArgumentParser
 import KVFile
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 
 @main
 struct KVFileCommand: ParsableCommand {
@@ -34,6 +37,17 @@ struct KVFileCommand: ParsableCommand {
             StatCommand.self, CheckCommand.self, CompactCommand.self, WatchCommand.self, ServeCommand.self,
         ]
     )
+
+    /// Parses argv with keys and values kept byte for byte (see ``RawArguments``).
+    static func main() {
+        let arguments = RawArguments.prepare()
+        if arguments.isEmpty {
+            // No subcommand is a usage error: the help goes to standard error and the status says so.
+            Terminal.write(Array(helpMessage().utf8) + [10], to: 2)
+            Glibc.exit(CLIExitCode.usage.rawValue)
+        }
+        main(arguments)
+    }
 }
 
 enum KVFileVersion {

@@ -45,7 +45,7 @@ struct LoadCommand: ParsableCommand {
                 Terminal.error("reading pairs from standard input; end with Ctrl-D")
             }
             let input = try Terminal.readStandardInput()
-            let store = try access.open(readOnly: false, durability: write.mode)
+            let store = try access.open(readOnly: false, durability: write.mode, create: true)
             let progress = Progress("loading", quiet: quiet)
             var loaded = 0
             var pending = WriteBatch()

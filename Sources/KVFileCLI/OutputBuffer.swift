@@ -22,13 +22,20 @@ final class OutputBuffer {
 
     func flush() {
         guard !bytes.isEmpty else { return }
-        let failure = bytes.withUnsafeBytes { Terminal.writeAll($0, to: fd) }
+        bytes.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: fd) }
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes all of `raw`, or ends the program: quietly with 0 when the
+    /// reader closed the pipe, with 74 and a message for any other failure (a
+    /// full disk, /dev/full): output that was cut short must not look complete.
+    static func writeOrExit(_ raw: UnsafeRawBufferPointer, to fd: Int32) {
+        let failure = Terminal.writeAll(raw, to: fd)
         if failure == EPIPE { exit(0) }
         if failure != 0 {
-            Terminal.error("cannot write output: \(String(cString: strerror(failure)))")
+            Terminal.error("cannot write \(fd == 1 ? "standard output" : "output"): \(String(cString: strerror(failure)))")
             exit(CLIExitCode.ioError.rawValue)
         }
-        bytes.removeAll(keepingCapacity: true)
     }
 }
 

@@ -36,19 +36,19 @@ struct PutCommand: ParsableCommand {
         try runReportingErrors {
             let bytes: [UInt8]
             if let value {
-                bytes = Array(value.utf8)
+                bytes = RawArguments.bytes(of: value)
             } else {
                 if Terminal.isTerminal(0) {
                     Terminal.error("reading the value from standard input; end it with Ctrl-D")
                 }
                 bytes = try Terminal.readStandardInput()
             }
-            let store = try access.open(readOnly: false, durability: write.mode)
+            let store = try access.open(readOnly: false, durability: write.mode, create: true)
             let written: Bool
             if ifAbsent {
-                written = try store.putIfAbsent(Array(key.utf8), bytes)
+                written = try store.putIfAbsent(RawArguments.bytes(of: key), bytes)
             } else {
-                try store.put(Array(key.utf8), bytes)
+                try store.put(RawArguments.bytes(of: key), bytes)
                 written = true
             }
             try store.close()

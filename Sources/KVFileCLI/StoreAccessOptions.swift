@@ -10,12 +10,14 @@ struct StoreAccessOptions: ParsableArguments {
         "How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
     var lockTimeout: Int = 10_000
 
-    func open(readOnly: Bool, durability: Durability = .none) throws(KVFileError) -> Store {
-        try open(readOnly: readOnly, durability: durability, segmentSize: nil)
+    /// Only commands that write data create a missing store (`put`, `load`):
+    /// `delete` or `compact` of a mistyped path must not leave an empty store behind.
+    func open(readOnly: Bool, durability: Durability = .none, create: Bool = false) throws(KVFileError) -> Store {
+        try open(readOnly: readOnly, durability: durability, segmentSize: nil, create: create)
     }
 
-    func open(readOnly: Bool, durability: Durability, segmentSize: Int?) throws(KVFileError) -> Store {
-        var options = StoreOptions(readOnly: readOnly, createIfMissing: !readOnly)
+    func open(readOnly: Bool, durability: Durability, segmentSize: Int?, create: Bool) throws(KVFileError) -> Store {
+        var options = StoreOptions(readOnly: readOnly, createIfMissing: create && !readOnly)
         options.lockTimeoutMilliseconds = lockTimeout
         options.durability = durability
         if let segmentSize { options.segmentSize = segmentSize }

@@ -46,3 +46,81 @@ import Testing
         #expect(same, "read back \(get.stdout.count) of \(value.count) bytes")
     }
 }
+
+@Suite struct CLIArgumentTrustTests {
+    func sh(_ script: String, _ arguments: String...) throws -> RunResult {
+        try run("/bin/sh", ["-c", script, kvfileBinary] + arguments)
+    }
+
+    /// Defect: a KEY or VALUE argument that is not UTF-8 was stored with
+    /// U+FFFD, so `$'k\xfe'` and `$'k\xff'` were the same key, and keys
+    /// loaded with key_base64 could not be read or deleted from the shell.
+    @Test func nonUTF8KeyAndValueArgumentsAreKeptByteForByte() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try sh(#""$0" put "$1" "$(printf 'k\376')" one"#, store).status == 0)
+        #expect(try sh(#""$0" put "$1" "$(printf 'k\377')" "$(printf 'v\377')""#, store).status == 0)
+        #expect(try sh(#""$0" get "$1" "$(printf 'k\376')""#, store).stdout == Array("one".utf8))
+        #expect(try sh(#""$0" get "$1" "$(printf 'k\377')""#, store).stdout == [UInt8(ascii: "v"), 0xFF])
+        let loaded = try kvfile("load", store, input: Array(#"{"key_base64":"/w==","value":"x"}"#.utf8) + [10])
+        #expect(loaded.status == 0, "\(loaded.stderr)")
+        #expect(try sh(#""$0" get "$1" "$(printf '\377')""#, store).stdout == Array("x".utf8))
+        #expect(try sh(#""$0" delete "$1" "$(printf '\377')""#, store).status == 0)
+        #expect(try sh(#""$0" delete "$1" "$(printf 'k\376')""#, store).status == 0)
+        // Only the key deleted is gone.
+        #expect(try sh(#""$0" get "$1" "$(printf 'k\377')""#, store).status == 0)
+        let keys = try kvfile("dump", store, "--format", "ndjson").text
+        #expect(keys.split(separator: "\n").count == 1)
+    }
+
+    /// Defect: a key or value starting with `-` was refused ("Unknown option
+    /// '-5'"), so the README's counter broke on negative numbers.
+    @Test func negativeNumbersAreValuesAndDoubleDashProtectsTheRest() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let put = try kvfile("put", store, "n", "-5")
+        #expect(put.status == 0, "\(put.stderr)")
+        #expect(try kvfile("get", store, "n").text == "-5")
+        #expect(try kvfile("put", store, "--", "-x", "-y").status == 0)
+        #expect(try kvfile("get", store, "--", "-x").text == "-y")
+        let since = try kvfile("watch", store, "--since", "-1")
+        #expect(since.status == 64)
+        #expect(!since.stderr.contains("Missing value"))
+    }
+
+    /// Defect: `delete` and `compact` of a mistyped path created an empty
+    /// store there (compact even reported success).
+    @Test func deleteAndCompactOfAMissingStoreCreateNothing() throws {
+        let dir = TemporaryDirectory()
+        for command in ["delete", "compact"] {
+            let path = dir.sub("typo-\(command)")
+            let result = command == "delete" ? try kvfile("delete", path, "k") : try kvfile("compact", path)
+            #expect(result.status == 66)
+            #expect(result.stderr.contains("no store at"))
+            #expect(!FileManager.default.fileExists(atPath: path))
+        }
+    }
+
+    /// Defect: `kvfile get s blob > /dev/full` exited 0; output that failed
+    /// to be written must fail the command (74), on every command that prints.
+    @Test func outputThatCannotBeWrittenFailsTheCommand() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "blob", input: [UInt8](repeating: 7, count: 100_000)).status == 0)
+        for command in ["get \"$1\" blob", "get \"$1\" --all", "dump \"$1\"", "stat \"$1\"", "check \"$1\""] {
+            let result = try sh("\"$0\" \(command) > /dev/full", store)
+            #expect(result.status == 74, "\(command): \(result.status)")
+            #expect(result.stderr.contains("No space left on device"), "\(command)")
+        }
+        // A closed pipe is not an error (documented): the reader wanted no more.
+        #expect(try sh(#""$0" get "$1" blob | head -c 10 > /dev/null"#, store).status == 0)
+    }
+
+    /// Defect: `kvfile` with no subcommand printed help and exited 0.
+    @Test func noSubcommandIsAUsageError() throws {
+        let result = try run(kvfileBinary, [])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("SUBCOMMANDS"))
+        #expect(result.stdout.isEmpty)
+    }
+}

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// Command-line arguments as the bytes the shell passed.
+///
+/// Swift decodes argv as UTF-8 and replaces invalid bytes with U+FFFD, which
+/// would make `$'k\xfe'` and `$'k\xff'` the same key; and the argument
+/// parser takes `-5` for an option. Before parsing, such arguments are
+/// replaced by placeholders (U+2060, invisible, then the text) that map back
+/// to their exact bytes; commands read keys and values through `bytes(of:)`.
+enum RawArguments {
+    private static let mark: Character = "\u{2060}"
+    nonisolated(unsafe) private static var placeholders: [String: [UInt8]] = [:]
+
+    /// argv without the program name, with placeholders where needed. Call once, before parsing.
+    static func prepare() -> [String] {
+        var result: [String] = []
+        for index in 1..<Int(CommandLine.argc) {
+            guard let pointer = CommandLine.unsafeArgv[index] else { continue }
+            let bytes = Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
+            let text = String(decoding: bytes, as: UTF8.self)
+            let valid = String(validating: bytes, as: UTF8.self) != nil
+            let negativeNumber = bytes.count >= 2 && bytes[0] == UInt8(ascii: "-") && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[1])
+            guard !valid || negativeNumber else {
+                result.append(text)
+                continue
+            }
+            // Arguments that look alike as text get more marks, so each maps back to its own bytes.
+            var placeholder = String(mark) + text
+            while let other = placeholders[placeholder], other != bytes { placeholder = String(mark) + placeholder }
+            placeholders[placeholder] = bytes
+            result.append(placeholder)
+        }
+        return result
+    }
+
+    /// The exact bytes of an argument the parser returned.
+    static func bytes(of argument: String) -> [UInt8] {
+        if argument.first == mark, let bytes = placeholders[argument] { return bytes }
+        return Array(argument.utf8)
+    }
+
+    /// The argument as text (numbers, seq values): placeholders lose their marks.
+    static func text(of argument: String) -> String {
+        if argument.first == mark, let bytes = placeholders[argument] { return String(decoding: bytes, as: UTF8.self) }
+        return argument
+    }
+}
