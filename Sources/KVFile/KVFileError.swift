@@ -15,6 +15,9 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case unsupportedVersion
         /// Writing: a key or value breaks a documented limit (empty key, too long, too large).
         case invalidArgument
+        /// Writing or opening: a fixed capacity is used up (the in-memory
+        /// index's 4 GiB of keys, the 2^51 sequence numbers).
+        case capacityExhausted
         /// Writing: the store was opened read-only.
         case readOnly
         /// Any call after `close()`.
@@ -69,7 +72,7 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case .storeNotFound, .notAStore: 66
         case .locked: 75
         case .corrupt, .unsupportedVersion: 76
-        case .invalidArgument, .readOnly: 65
+        case .invalidArgument, .readOnly, .capacityExhausted: 65
         case .io, .closed, .syncFailed, .storeRemoved: 74
         case .historyCompacted, .resumeAheadOfLog: 3
         case .sequenceGap: 76

@@ -356,6 +356,7 @@ public final class Store: @unchecked Sendable {
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
             let records = BatchPlanner.plan(batch, keydir: state.keydir)
             if records.isEmpty { return nil }
+            try Limits.checkKeydirRoom(state.keydir, newKeyLengths: records.lazy.filter { $0.operation == .created }.map(\.key.count))
             timestamp = Syscalls.wallClockMilliseconds()
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)

@@ -121,13 +121,17 @@ enum Limits {
     @inline(__always)
     static func checkSequence(_ first: UInt64, count: Int, store: String) throws(KVFileError) {
         if first > RecordFormat.maxSeq - UInt64(count) + 1 {
-            throw KVFileError(.invalidArgument, "store \(store) has used up its sequence numbers (the last is \(RecordFormat.maxSeq)); copy it into a new store with `kvfile dump` and `kvfile load`", path: store)
+            throw KVFileError(.capacityExhausted, "store \(store) has used up its sequence numbers (the last is \(RecordFormat.maxSeq)); copy it into a new store with `kvfile dump` and `kvfile load`", path: store)
         }
     }
 
     static func checkKeydirRoom(_ keydir: Keydir, keyLength: Int, isNew: Bool) throws(KVFileError) {
-        if isNew && !keydir.hasRoom(forKeyLength: keyLength) {
-            throw KVFileError(.invalidArgument, "the keydir is full (4 GiB of keys in memory); delete keys or split the data over several stores")
+        if isNew { try checkKeydirRoom(keydir, newKeyLengths: CollectionOfOne(keyLength)) }
+    }
+
+    static func checkKeydirRoom(_ keydir: Keydir, newKeyLengths: some Sequence<Int>) throws(KVFileError) {
+        if !keydir.hasRoom(forKeyLengths: newKeyLengths) {
+            throw KVFileError(.capacityExhausted, "the keydir is full (4 GiB of keys in memory); delete keys or split the data over several stores")
         }
     }
 

@@ -126,6 +126,8 @@ final class BenchRunner: @unchecked Sendable {
 
     private func summary() throws {
         guard let store else { return }
+        // Segments rolled away may still be sealing in the background: their hint files count once written.
+        try store.sync()
         let stats = try store.stats()
         print("------------------------------------------------")
         print("store        : \(stats.segmentBytes + stats.hintBytes) bytes on disk (\(stats.segments) segments \(stats.segmentBytes) B, hints \(stats.hintBytes) B), live \(stats.liveBytes) B, dead \(stats.deadBytes) B")

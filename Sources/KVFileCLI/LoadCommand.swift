@@ -44,7 +44,6 @@ struct LoadCommand: ParsableCommand {
             if Terminal.isTerminal(0) && !quiet {
                 Terminal.error("reading pairs from standard input; end with Ctrl-D")
             }
-            let input = try Terminal.readStandardInput()
             let store = try access.open(readOnly: false, durability: write.mode, create: true)
             let progress = Progress("loading", quiet: quiet)
             var loaded = 0
@@ -58,15 +57,15 @@ struct LoadCommand: ParsableCommand {
             }
             switch format {
             case .json:
-                for (key, value) in try PairReader.jsonDocument(input) {
+                // One document: read whole, then written batch by batch.
+                for (key, value) in try PairReader.jsonDocument(Terminal.readStandardInput()) {
                     pending.put(key, value)
                     if pending.count >= batch { try flush() }
                 }
             default:
-                var lineNumber = 0
-                for line in input.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-                    lineNumber += 1
-                    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+                // Line by line as input arrives: memory holds one batch, and each batch is written as soon as it is complete.
+                try Terminal.forEachInputLine { line, lineNumber in
+                    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return }
                     let (key, value) = try PairReader.ndjsonLine(line, number: lineNumber)
                     pending.put(key, value)
                     if pending.count >= batch { try flush() }

@@ -79,24 +79,6 @@ enum PairReader {
         var value_base64: String?
     }
 
-    private enum DocumentValue: Decodable {
-        case text(String)
-        case base64(String)
-
-        private struct Wrapped: Decodable { var base64: String }
-
-        init(from decoder: Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let text = try? container.decode(String.self) {
-                self = .text(text)
-            } else if let wrapped = try? container.decode(Wrapped.self) {
-                self = .base64(wrapped.base64)
-            } else {
-                throw DecodingError.dataCorruptedError(in: container, debugDescription: "a value must be a string or {\"base64\": \"…\"}")
-            }
-        }
-    }
-
     static func bytes(text: String?, base64: String?, field: String, line: Int) throws -> [UInt8] {
         if let text { return Array(text.utf8) }
         if let base64 {
@@ -120,23 +102,13 @@ enum PairReader {
                 try bytes(text: parsed.value, base64: parsed.value_base64, field: "value", line: number))
     }
 
-    /// A whole json document → pairs.
+    /// A whole json document → pairs, in document order, keys byte for byte (see ``PairDocumentParser``).
     static func jsonDocument(_ data: [UInt8]) throws -> [([UInt8], [UInt8])] {
-        let parsed: [String: DocumentValue]
+        var parser = PairDocumentParser(data)
         do {
-            parsed = try JSONDecoder().decode([String: DocumentValue].self, from: Data(data))
+            return try parser.parse().map { ($0.key, $0.value) }
         } catch {
-            throw CLIError(message: "input is not a JSON object of keys to values (\(describe(error)))", code: .invalidInput)
-        }
-        return try parsed.map { key, value in
-            switch value {
-            case .text(let text): return (Array(key.utf8), Array(text.utf8))
-            case .base64(let encoded):
-                guard let data = Data(base64Encoded: encoded) else {
-                    throw CLIError(message: "value of \(JSONText.quoted(key)) is not valid base64", code: .invalidInput)
-                }
-                return (Array(key.utf8), Array(data))
-            }
+            throw CLIError(message: "input is not a JSON object of keys to values (at byte \(error.offset): \(error.message))", code: .invalidInput)
         }
     }
 

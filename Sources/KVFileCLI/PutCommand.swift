@@ -1,5 +1,6 @@
 import ArgumentParser
 import KVFile
+import KVFileText
 
 struct PutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,7 +42,11 @@ struct PutCommand: ParsableCommand {
                 if Terminal.isTerminal(0) {
                     Terminal.error("reading the value from standard input; end it with Ctrl-D")
                 }
-                bytes = try Terminal.readStandardInput()
+                bytes = try Terminal.readStandardInput(limit: RecordFormat.maxValueLength) {
+                    CLIError(message: "value on standard input for key \(JSONText.quoted(String(decoding: RawArguments.bytes(of: key), as: UTF8.self))) "
+                                 + "is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB); stopped reading there",
+                             code: .invalidInput)
+                }
             }
             let store = try access.open(readOnly: false, durability: write.mode, create: true)
             let written: Bool

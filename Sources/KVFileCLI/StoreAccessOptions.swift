@@ -74,19 +74,52 @@ enum Terminal {
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
-    /// Reads all of standard input.
-    static func readStandardInput() throws -> [UInt8] {
+    /// Reads all of standard input; with `limit`, stops reading as soon as
+    /// there is more than that and throws `tooLong()` (nothing past the limit is kept in memory).
+    static func readStandardInput(limit: Int? = nil, tooLong: () -> CLIError = { CLIError(message: "input too long", code: .invalidInput) }) throws -> [UInt8] {
         var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        try readStandardInputChunks { chunk in
+            result.append(contentsOf: chunk)
+            if let limit, result.count > limit { throw tooLong() }
+        }
+        return result
+    }
+
+    /// Calls `body` with each chunk of standard input as it arrives (up to 64 KiB each).
+    static func readStandardInputChunks(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
+        defer { chunk.deallocate() }
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress!, $0.count) }
+            let n = Glibc.read(0, chunk.baseAddress!, chunk.count)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw CLIError(message: "cannot read standard input: \(String(cString: strerror(errno)))", code: .ioError)
             }
-            if n == 0 { return result }
-            result.append(contentsOf: chunk[0..<n])
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
         }
+    }
+
+    /// Calls `body` with each line of standard input (without its newline) and its number, as lines arrive.
+    static func forEachInputLine(_ body: (ArraySlice<UInt8>, Int) throws -> Void) throws {
+        var carry: [UInt8] = []
+        var number = 0
+        try readStandardInputChunks { chunk in
+            var start = 0
+            for index in 0..<chunk.count where chunk[index] == 10 {
+                number += 1
+                if carry.isEmpty {
+                    try body(Array(chunk[start..<index])[...], number)
+                } else {
+                    carry.append(contentsOf: chunk[start..<index])
+                    try body(carry[...], number)
+                    carry.removeAll(keepingCapacity: true)
+                }
+                start = index + 1
+            }
+            carry.append(contentsOf: chunk[start...])
+        }
+        if !carry.isEmpty { try body(carry[...], number + 1) }
     }
 }
 

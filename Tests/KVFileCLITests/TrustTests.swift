@@ -124,3 +124,62 @@ import Testing
         #expect(result.stdout.isEmpty)
     }
 }
+
+@Suite struct CLIInputTrustTests {
+    /// Defect: `load --format json` decoded the document into a dictionary of
+    /// Swift strings, which merges keys that are the same text in different
+    /// Unicode forms: a `dump --format json | load` copy lost pairs, exit 0.
+    @Test func loadJSONKeepsKeysThatDifferOnlyInUnicodeForm() throws {
+        let dir = TemporaryDirectory()
+        let a = dir.sub("a"), b = dir.sub("b")
+        let nfc: [UInt8] = [0x63, 0x61, 0x66, 0xC3, 0xA9]              // "café", é as one scalar
+        let nfd: [UInt8] = [0x63, 0x61, 0x66, 0x65, 0xCC, 0x81]        // "café", e + combining acute
+        let ndjson = #"{"key_base64":"\#(Data(nfc).base64EncodedString())","value":"composed"}"# + "\n"
+            + #"{"key_base64":"\#(Data(nfd).base64EncodedString())","value":"decomposed"}"# + "\n"
+        #expect(try kvfile("load", a, input: Array(ndjson.utf8)).status == 0)
+        let document = try kvfile("dump", a, "--format", "json")
+        #expect(document.status == 0)
+        let loaded = try kvfile("load", b, "--format", "json", input: document.stdout)
+        #expect(loaded.status == 0, "\(loaded.stderr)")
+        #expect(try kvfile("dump", b, "--format", "ndjson").stdout == kvfile("dump", a, "--format", "ndjson").stdout)
+        #expect(try kvfile("stat", b, "--json").text.contains("\"keys\":2"))
+    }
+
+    /// Defect: `put` read all of standard input before looking at its size
+    /// (1 GiB of input cost 1 GB of memory before the 64 MiB error); endless
+    /// input never ended. It stops reading past the limit.
+    @Test func putStopsReadingStandardInputPastTheValueLimit() throws {
+        let dir = TemporaryDirectory()
+        let result = try run("/usr/bin/timeout", ["60", "/bin/sh", "-c", #"yes | "$0" put "$1" k"#, kvfileBinary, dir.sub("s")])
+        #expect(result.status == 65, "\(result.status) \(result.stderr)")
+        #expect(result.stderr.contains("is larger than the limit of 67108864 bytes"))
+    }
+
+    /// Defect: `load` wrote nothing until standard input ended (3M lines held
+    /// 775 MB first). Each batch is written as soon as it is complete.
+    @Test func loadWritesEachBatchBeforeTheInputEnds() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: kvfileBinary)
+        process.arguments = ["load", store, "--batch", "10", "-q"]
+        let input = Pipe()
+        process.standardInput = input
+        try process.run()
+        let lines = (0..<25).map { #"{"key":"k\#($0)","value":"v\#($0)"}"# + "\n" }.joined()
+        input.fileHandleForWriting.write(Data(lines.utf8))
+        // Two batches of ten are complete; the input stays open.
+        var seen = false
+        let deadline = Date().addingTimeInterval(20)
+        while !seen && Date() < deadline {
+            seen = (try? kvfile("get", store, "k19").text) == "v19"
+            if !seen { usleep(50_000) }
+        }
+        #expect(seen, "the first batches were not written while the input was still open")
+        #expect(try kvfile("get", store, "k24").status == 1)  // the last five wait for their batch or the end
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(try kvfile("get", store, "k24").text == "v24")
+    }
+}

@@ -259,6 +259,35 @@ import Testing
         #expect(try contents(Store(path: path, options: .reader)) == model)
     }
 
+    /// Defect: every write reserved 4 MiB ahead, so with less free space than
+    /// that even a 3-byte put failed with "The disk is full" while the file
+    /// system had room for it. Now a write reserves what it needs when a step
+    /// ahead does not fit, and a write that does not fit says how much it needed.
+    @Test func aSmallWriteSucceedsWithLessFreeSpaceThanTheReserveStep() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("tight")
+        var storeOptions = StoreOptions()
+        storeOptions.autoCompaction = nil
+        let store = try Store(path: path, options: storeOptions)
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setFreeSpace(64 << 10)
+        try store.put("a", "abc")
+        var random = SystemRandomNumberGenerator()
+        try store.put(bytes("b"), (0..<30_000).map { _ in UInt8.random(in: 0...255, using: &random) })  // incompressible
+        let tooBig = (0..<60_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let error = try #require(Self.attempt({ try store.put(bytes("c"), tooBig) }))
+        #expect(error.errno == ENOSPC)
+        #expect(error.message.contains("cannot reserve"))
+        #expect(error.message.contains("The disk is full"))
+        faults.setFreeSpace(nil)
+        try store.close()
+        let reopened = try Store(path: path, options: .reader)
+        #expect(try reopened.getString("a") == "abc")
+        #expect(try reopened.get("b")?.count == 30_000)
+        #expect(try reopened.get("c") == nil)
+    }
+
     /// Defect: after a failed fdatasync the next successful sync marked
     /// everything durable, though the kernel may have dropped the pages it
     /// could not write. Now the failure is sticky: every later write and sync

@@ -134,3 +134,43 @@ import Testing
 }
 
 import Foundation
+
+@Suite struct KeydirCapacityTests {
+    /// Defect: a keydir at its arena limit hit a `precondition` (a trap that
+    /// kills the process) instead of the documented "keydir full" error;
+    /// loading never checked at all.
+    @Test func aFullArenaIsReportedNotATrap() throws {
+        let state = StoreState(directory: "/nowhere", keydir: Keydir(arenaLimit: 64 << 10))
+        var loaded = 0
+        for i in 0..<10_000 {
+            let key = Array("key-\(i)-padding-padding".utf8)
+            key.withUnsafeBytes {
+                state.applyLoaded(key: $0, operation: .created, location: KeyLocation(segment: 1, offset: UInt32(40 + i), size: 30, seq: UInt64(i + 1)))
+            }
+            loaded += 1
+        }
+        #expect(loaded == 10_000)
+        #expect(state.keydir.isFull)
+        do {
+            try state.finishLoading()
+            Issue.record("loading more keys than the keydir holds succeeded")
+        } catch {
+            #expect(error.code == .capacityExhausted)
+            #expect(error.message.contains("more keys than the in-memory index holds"))
+        }
+        // Writers check before they write: a new key is refused with the same code.
+        let writerKeydir = Keydir(arenaLimit: 64 << 10)
+        var refused: KVFileError?
+        for i in 0..<10_000 where refused == nil {
+            let key = Array("key-\(i)-padding-padding".utf8)
+            do {
+                try Limits.checkKeydirRoom(writerKeydir, keyLength: key.count, isNew: true)
+                _ = key.withUnsafeBytes { writerKeydir.set($0, KeyLocation(segment: 1, offset: 40, size: 30, seq: UInt64(i + 1))) }
+            } catch {
+                refused = error
+            }
+        }
+        #expect(refused?.code == .capacityExhausted)
+        #expect(!writerKeydir.isFull)
+    }
+}

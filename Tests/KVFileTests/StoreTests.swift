@@ -92,7 +92,7 @@ import Testing
             try store.put(bytes("one more"), bytes("value"))
             Issue.record("a write past the last sequence number was accepted")
         } catch {
-            #expect(error.code == .invalidArgument)
+            #expect(error.code == .capacityExhausted)
             #expect(error.message.contains("sequence numbers"))
         }
         var batch = WriteBatch()

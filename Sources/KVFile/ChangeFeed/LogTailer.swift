@@ -63,7 +63,7 @@ public final class LogTailer: @unchecked Sendable {
                 for record in before {
                     record.key.withUnsafeBytes { loaded.applyLoaded(key: $0, operation: record.operation, location: record.location) }
                 }
-                loaded.finishLoading()
+                try loaded.finishLoading()
                 loaded.deferred = after
             }
         }

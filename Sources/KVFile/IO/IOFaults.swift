@@ -24,6 +24,7 @@ final class IOFaults: @unchecked Sendable {
     private(set) var calls = 0
     /// What each file (by inode) held when it was last synced.
     private var syncedByInode: [UInt64: [UInt8]] = [:]
+    private var freeSpace: Int?
     /// Files whose sync failed: their durable contents no longer change.
     private var frozenInodes: Set<UInt64> = []
     /// The directory's entries as of its last sync: name → inode.
@@ -79,6 +80,21 @@ final class IOFaults: @unchecked Sendable {
     /// `rule(call, path)` returns an errno to fail that call with, or nil to let it through.
     func setRule(_ rule: ((Call, String) -> Int32?)?) {
         mutex.withLock { self.rule = rule }
+    }
+
+    /// Space reservations (fallocate) may take `bytes` in all before they fail with ENOSPC (nil: no limit).
+    func setFreeSpace(_ bytes: Int?) {
+        mutex.withLock { freeSpace = bytes }
+    }
+
+    /// Called by `Syscalls.reserve`: false when the modelled disk has less than `bytes` left.
+    func takeSpace(_ bytes: Int) -> Bool {
+        mutex.withLock {
+            guard let free = freeSpace else { return true }
+            if bytes > free { return false }
+            freeSpace = free - bytes
+            return true
+        }
     }
 
     /// Each write transfers at most `bytes` (nil: all).

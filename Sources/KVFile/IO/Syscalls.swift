@@ -224,15 +224,15 @@ enum Syscalls {
     /// later stores into a mapping of it cannot hit a full disk.
     static func reserve(_ fd: Int32, from: Int, to: Int, path: String) throws(KVFileError) {
         guard to > from else { return }
-        _ = try inject(.reserve, path)
-        let code = kvf_fallocate(fd, Int64(from), Int64(to - from))
+        let faults = try inject(.reserve, path)
+        let code = faults?.takeSpace(to - from) == false ? ENOSPC : kvf_fallocate(fd, Int64(from), Int64(to - from))
         if code == 0 { return }
         if code == EOPNOTSUPP || code == ENOSYS {
             // A file system without fallocate: grow the file; blocks come on first write.
             try ftruncate(fd, to, path: path)
             return
         }
-        throw ioError("cannot reserve space in", path, code)
+        throw ioError("cannot reserve \(to - from) bytes in", path, code)
     }
 
     static func sleep(milliseconds: Int) {

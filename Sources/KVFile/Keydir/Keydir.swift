@@ -37,7 +37,12 @@ final class Keydir {
     private static let tagMask: UInt32 = 3
     /// Arena offsets start here so that 0 and 1 stay free for the slot markers.
     private static let arenaStart = 8
-    private static let maxArena = Int(UInt32.max) & ~3
+    static let maxArena = Int(UInt32.max) & ~3
+    /// The most arena bytes this keydir may use.
+    private let arenaLimit: Int
+    /// A key could not be added because the arena was full (while loading,
+    /// where nothing can be refused one at a time): the loader reports it.
+    private(set) var isFull = false
     private static let seqMask: UInt64 = RecordFormat.maxSeq
     private static let keyLengthShift: UInt64 = 51
 
@@ -66,7 +71,9 @@ final class Keydir {
     private(set) var liveBytes = 0
     private let seed: UInt64
 
-    init(expectedKeys: Int = 0) {
+    /// `arenaLimit` is for tests: the 4 GiB the slots can address, or less.
+    init(expectedKeys: Int = 0, arenaLimit: Int = Keydir.maxArena) {
+        self.arenaLimit = min(arenaLimit, Keydir.maxArena)
         var capacity = 1024
         while capacity * 7 / 10 < expectedKeys { capacity *= 2 }
         slotMask = capacity - 1
@@ -275,7 +282,10 @@ final class Keydir {
 
     private func insertNew(_ key: UnsafeRawBufferPointer, _ newLocation: KeyLocation, hash: UInt64, slot: Int) {
         let needed = Keydir.entrySize(keyLength: key.count)
-        if arenaUsed + needed > arenaCapacity { growArena(needed) }
+        if arenaUsed + needed > arenaCapacity && !growArena(needed) {
+            isFull = true
+            return
+        }
         let offset = arenaUsed
         let p = arena + offset
         p.storeBytes(of: newLocation.segment, toByteOffset: 0, as: UInt32.self)
@@ -344,22 +354,30 @@ final class Keydir {
 
     /// False when a new key of this length would not fit in the 4 GiB arena.
     func hasRoom(forKeyLength length: Int) -> Bool {
-        arenaUsed - arenaGarbage + Keydir.entrySize(keyLength: length) < Keydir.maxArena
+        hasRoom(forKeyLengths: CollectionOfOne(length))
+    }
+
+    /// False when new keys of these lengths would not all fit in the arena.
+    func hasRoom(forKeyLengths lengths: some Sequence<Int>) -> Bool {
+        arenaUsed - arenaGarbage + lengths.reduce(0) { $0 + Keydir.entrySize(keyLength: $1) } <= arenaLimit
     }
 
     // MARK: growth
 
-    private func growArena(_ needed: Int) {
-        if arenaGarbage * 4 > arenaUsed {
+    /// Makes room for `needed` more arena bytes; false when the limit does not allow it.
+    private func growArena(_ needed: Int) -> Bool {
+        if arenaGarbage * 4 > arenaUsed || arenaUsed + needed > arenaLimit {
             compactArena()
-            if arenaUsed + needed <= arenaCapacity { return }
+            if arenaUsed + needed <= arenaCapacity { return true }
         }
+        guard arenaUsed + needed <= arenaLimit else { return false }
         var newCapacity = arenaCapacity
         while newCapacity < arenaUsed + needed { newCapacity += newCapacity / 2 }
-        newCapacity = min(newCapacity, Keydir.maxArena)
-        precondition(arenaUsed + needed <= newCapacity, "keydir is full: more than 4 GiB of keys")
-        arena = realloc(arena, newCapacity)!
+        newCapacity = min(newCapacity, arenaLimit)
+        guard let grown = realloc(arena, newCapacity) else { return false }
+        arena = grown
         arenaCapacity = newCapacity
+        return true
     }
 
     /// Copies live entries into a fresh arena, dropping garbage (by itself

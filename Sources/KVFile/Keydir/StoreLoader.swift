@@ -220,7 +220,7 @@ struct StoreLoader {
         }
         let hints = HintBuilder()
         if let activeID { try loadActive(activeID, into: state, hints: hints) }
-        state.finishLoading()
+        try state.finishLoading()
         return hints
     }
 
@@ -238,7 +238,7 @@ struct StoreLoader {
                 try loadActive(id, into: state, hints: nil)
             }
         }
-        state.finishLoading()
+        try state.finishLoading()
         return true
     }
 

@@ -125,7 +125,13 @@ final class StoreState {
     }
 
     /// Ends a load or catch-up: removes the deletion marks it left.
-    func finishLoading() {
+    /// Throws ``KVFileError/Code/capacityExhausted`` when the keydir could not hold every key.
+    func finishLoading() throws(KVFileError) {
+        if keydir.isFull {
+            throw KVFileError(.capacityExhausted,
+                "store \(directory) has more keys than the in-memory index holds (\(Keydir.maxArena >> 30) GiB of keys); it cannot be opened whole",
+                path: directory)
+        }
         for key in deletionMarks {
             key.withUnsafeBytes { raw in
                 if let location = keydir.lookup(raw), location.isDeletionMark { keydir.remove(raw) }

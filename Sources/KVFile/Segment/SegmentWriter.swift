@@ -58,8 +58,14 @@ final class SegmentWriter {
         }
         let needed = segment.length + bytes
         if needed > segment.allocated {
-            let target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.mappedLength)
-            try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
+            var target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.mappedLength)
+            do throws(KVFileError) {
+                try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
+            } catch where (error.errno == ENOSPC || error.errno == EDQUOT) && target > needed {
+                // Not room for a step ahead: reserve what this write needs, no more.
+                target = needed
+                try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
+            }
             segment.allocated = target
         }
     }
