@@ -24,6 +24,7 @@ struct CheckCommand: ParsableCommand {
     )
 
     @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var lock: LockOptions
 
     @Flag(name: .long, help: "Salvage what is readable into a healthy store.")
     var repair = false
@@ -49,7 +50,7 @@ struct CheckCommand: ParsableCommand {
                 if !quiet { Terminal.error("nothing to repair") }
                 return .success
             }
-            let result = try StoreRepair.run(path: access.store, lockTimeoutMilliseconds: access.lockTimeout)
+            let result = try StoreRepair.run(path: access.store, lockTimeoutMilliseconds: lock.lockTimeout)
             for dropped in result.dropped { out.write("dropped: \(dropped.file) at byte offset \(dropped.offset ?? 0): \(dropped.message)\n") }
             out.write("repaired: \(result.keysKept) keys kept from \(result.recordsRead) readable records")
             if let backup = result.backupDirectory { out.write("; damaged files moved to \(backup)") }

@@ -20,13 +20,14 @@ struct CompactCommand: ParsableCommand {
     )
 
     @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var lock: LockOptions
 
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
     var quiet = false
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: false)
+            let store = try access.openForWriting(lock: lock)
             let before = try store.stats()
             let result = try store.compact()
             let after = try store.stats()

@@ -16,13 +16,14 @@ struct DeleteCommand: ParsableCommand {
 
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
+    @OptionGroup var lock: LockOptions
 
     @Argument(help: "The key to remove.")
     var key: String
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: false, durability: write.mode)
+            let store = try access.openForWriting(lock: lock, durability: write.mode)
             let existed = try store.delete(RawArguments.bytes(of: key))
             try store.close()
             return existed ? .success : .notFound

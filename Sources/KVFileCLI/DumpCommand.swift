@@ -32,7 +32,7 @@ struct DumpCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: true)
+            let store = try access.openForReading()
             try Dumper.dump(store, format: format, prefix: RawArguments.bytes(of: prefix))
             return .success
         }

@@ -39,7 +39,7 @@ struct GetCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: true)
+            let store = try access.openForReading()
             guard let key else {
                 try Dumper.dump(store, format: format, prefix: [])
                 return .success

@@ -24,9 +24,10 @@ struct LoadCommand: ParsableCommand {
 
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
+    @OptionGroup var lock: LockOptions
 
     @Option(name: .long, help: "ndjson or json.")
-    var format: PairFormat = .ndjson
+    var format: LoadFormat = .ndjson
 
     @Option(name: .long, help: "Pairs per atomic batch.")
     var batch: Int = 1000
@@ -35,7 +36,6 @@ struct LoadCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if format == .text { throw ValidationError("load reads ndjson or json; the text format is for people") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
 
@@ -44,7 +44,7 @@ struct LoadCommand: ParsableCommand {
             if Terminal.isTerminal(0) && !quiet {
                 Terminal.error("reading pairs from standard input; end with Ctrl-D")
             }
-            let store = try access.open(readOnly: false, durability: write.mode, create: true)
+            let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let progress = Progress("loading", quiet: quiet)
             var loaded = 0
             var pending = WriteBatch()
@@ -62,7 +62,7 @@ struct LoadCommand: ParsableCommand {
                     pending.put(key, value)
                     if pending.count >= batch { try flush() }
                 }
-            default:
+            case .ndjson:
                 // Line by line as input arrives: memory holds one batch, and each batch is written as soon as it is complete.
                 try Terminal.forEachInputLine { line, lineNumber in
                     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return }
@@ -78,4 +78,9 @@ struct LoadCommand: ParsableCommand {
             return .success
         }
     }
+}
+
+/// What `load` reads: the machine forms `dump` writes (its text form is for people).
+enum LoadFormat: String, CaseIterable, ExpressibleByArgument {
+    case ndjson, json
 }

@@ -23,6 +23,7 @@ struct PutCommand: ParsableCommand {
 
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
+    @OptionGroup var lock: LockOptions
 
     @Flag(name: .long, help: "Write only when the key has no value; exit 1 otherwise.")
     var ifAbsent = false
@@ -48,7 +49,7 @@ struct PutCommand: ParsableCommand {
                              code: .invalidInput)
                 }
             }
-            let store = try access.open(readOnly: false, durability: write.mode, create: true)
+            let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let written: Bool
             if ifAbsent {
                 written = try store.putIfAbsent(RawArguments.bytes(of: key), bytes)

@@ -26,7 +26,7 @@ struct StatCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.open(readOnly: true)
+            let store = try access.openForReading()
             let stats = try store.stats()
             let out = OutputBuffer()
             let fields = StatJSON.fields(stats)

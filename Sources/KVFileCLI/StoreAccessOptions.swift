@@ -1,32 +1,39 @@
 import ArgumentParser
 import KVFile
 
-/// Options every command that opens a store shares.
+/// The store argument every command that opens a store shares.
 struct StoreAccessOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"))
     var store: String
 
-    @Option(name: .long, help: ArgumentHelp(
-        "How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
-    var lockTimeout: Int = 10_000
-
-    /// Only commands that write data create a missing store (`put`, `load`):
-    /// `delete` or `compact` of a mistyped path must not leave an empty store behind.
-    func open(readOnly: Bool, durability: Durability = .none, create: Bool = false) throws(KVFileError) -> Store {
-        try open(readOnly: readOnly, durability: durability, segmentSize: nil, create: create)
+    /// Opens the store read-only: readers never lock, so they never wait.
+    func openForReading() throws(KVFileError) -> Store {
+        try Store(path: store, options: StoreOptions(readOnly: true, createIfMissing: false))
     }
 
-    func open(readOnly: Bool, durability: Durability, segmentSize: Int?, create: Bool) throws(KVFileError) -> Store {
-        var options = StoreOptions(readOnly: readOnly, createIfMissing: create && !readOnly)
-        options.lockTimeoutMilliseconds = lockTimeout
+    /// Opens the store for writing. Only commands that write data create a
+    /// missing store (`put`, `load`): `delete` or `compact` of a mistyped path
+    /// must not leave an empty store behind.
+    func openForWriting(lock: LockOptions, durability: Durability = .none, create: Bool = false) throws(KVFileError) -> Store {
+        var options = StoreOptions(readOnly: false, createIfMissing: create)
+        options.lockTimeoutMilliseconds = lock.lockTimeout
         options.durability = durability
-        if let segmentSize { options.segmentSize = segmentSize }
         return try Store(path: store, options: options)
     }
 
     func validate() throws {
-        if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }
         if store.isEmpty { throw ValidationError("the store path must not be empty") }
+    }
+}
+
+/// Options of commands that take the writer's lock.
+struct LockOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
+    var lockTimeout: Int = 10_000
+
+    func validate() throws {
+        if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }
     }
 }
 

@@ -15,9 +15,10 @@ struct WatchCommand: ParsableCommand {
         commandName: "watch",
         abstract: "Print the store's changes as they happen, one JSON object per line.",
         discussion: """
-            Each line is an event, flushed as it happens: {"topic":"kvs_updated",\
-            "seq":42,"ts":1700000000000,"key":"artists","new_value":"...",\
-            "old_value":"..."}. Topics: kvs_created (key, new_value), kvs_updated \
+            Each line is an event, flushed as it happens: an object with topic, \
+            seq, ts, key, new_value and old_value, such as \
+            {"topic":"kvs_updated","seq":42,"key":"a","new_value":"2","old_value":"1"} \
+            (ts, milliseconds, comes after seq). Topics: kvs_created (key, new_value), kvs_updated \
             (key, new_value, old_value), kvs_deleted (key, old_value). seq is the \
             write's sequence number, ts its time in milliseconds since the Unix \
             epoch. A key or value that is not valid UTF-8 is written as key_base64, \
