@@ -298,3 +298,42 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         try store.close()
     }
 }
+
+@Suite struct SharedTailerTests {
+    /// Defect: `LogTailer` claimed `Sendable` with unguarded mutable state,
+    /// so two threads polling one tailer raced (ThreadSanitizer flags it;
+    /// events could be delivered twice or lost). Polls now take turns.
+    @Test func twoThreadsPollingOneTailerShareEveryEventExactlyOnce() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("shared")
+        let store = try Store(path: path)
+        try store.put("seed", "0")
+        let tailer = try LogTailer(path: path, start: .now)
+        let total = 2_000
+        let seen = Locked<[UInt64]>([])
+        let done = Locked(false)
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                while !done.withLock({ $0 }) {
+                    guard let events = try? tailer.poll() else { return }
+                    seen.withLock { $0 += events.map(\.seq) }
+                    if events.isEmpty { tailer.wait(milliseconds: 5) }
+                }
+            }.start()
+        }
+        for i in 0..<total { try store.put("k\(i % 50)", "v\(i)") }
+        let deadline = Date().addingTimeInterval(20)
+        while seen.withLock({ $0.count }) < total && Date() < deadline { usleep(10_000) }
+        done.withLock { $0 = true }
+        group.wait()
+        let seqs = seen.withLock { $0 }
+        #expect(seqs.count == total)
+        #expect(Set(seqs).count == seqs.count, "an event was delivered twice")
+        #expect(seqs.sorted() == Array(2...UInt64(total + 1)))
+        #expect(tailer.lastSeq == UInt64(total + 1))
+        try store.close()
+    }
+}

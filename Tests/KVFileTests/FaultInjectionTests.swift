@@ -409,3 +409,43 @@ import Synchronization
         #expect(FaultInjectionTests.attempt({ try store.close() })?.code == .storeRemoved)
     }
 }
+
+@Suite struct RepairCrashTests {
+    /// Defect: `check --repair` wrote its commit marker before it moved the
+    /// damaged files aside; a crash in between let the next writer's
+    /// roll-forward delete the originals the repair promised to keep.
+    @Test func aRepairCutShortAfterItsMarkerStillKeepsTheDamagedFiles() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("repair")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        let store = try Store(path: path, options: options)
+        for i in 0..<200 { try store.put("k\(i)", "value \(i) " + String(repeating: "x", count: 40)) }
+        try store.close()
+        let damagedPath = path + "/00000002.kvseg"
+        let original = try Data(contentsOf: URL(fileURLWithPath: damagedPath))
+        var damaged = original
+        damaged[300] ^= 0x20
+        try damaged.write(to: URL(fileURLWithPath: damagedPath))
+
+        let faults = IOFaults.install(directory: path)
+        let markerPath = path + "/" + CompactionMarker.fileName
+        faults.setRule { call, _ in
+            // The crash: right after the marker got its name.
+            call == .syncDirectory && FileManager.default.fileExists(atPath: markerPath) ? EIO : nil
+        }
+        #expect(throws: KVFileError.self) { _ = try StoreRepair.run(path: path) }
+        faults.uninstall()
+
+        // The next writer finishes what the marker committed...
+        let reopened = try Store(path: path, options: options)
+        try reopened.close()
+        #expect(!FileManager.default.fileExists(atPath: damagedPath))
+        // ...and the damaged original is still there to look at.
+        let backups = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("damaged-") }
+        #expect(backups.count == 1)
+        let kept = backups.first.flatMap { try? Data(contentsOf: URL(fileURLWithPath: path + "/" + $0 + "/00000002.kvseg")) }
+        #expect(kept == damaged)
+    }
+}

@@ -236,3 +236,37 @@ func copyStore(_ from: String, to: String) throws {
         #expect(try store.getString("a") == "1")
     }
 }
+
+@Suite struct HintDisagreementTests {
+    /// Defect: a sealed segment shorter than its intact hint file records was
+    /// silently rescanned (the records past its end lost) and the writer then
+    /// overwrote the hint, destroying the evidence. It is damage: open fails
+    /// naming both files, and the hint file stays as it was.
+    @Test func aSealedSegmentCutShortUnderItsHintFileIsCorruptAndTheHintIsKept() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("cut")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        let store = try Store(path: path, options: options)
+        for i in 0..<1000 { try store.put("k\(i)", "value \(i) " + String(repeating: "x", count: 30)) }
+        try store.close()
+        let segment = path + "/00000001.kvseg", hint = path + "/00000001.kvhint"
+        let hintBefore = try Data(contentsOf: URL(fileURLWithPath: hint))
+        let full = try Data(contentsOf: URL(fileURLWithPath: segment))
+        try full.prefix(full.count - 20).write(to: URL(fileURLWithPath: segment))
+        for readOnly in [false, true] {
+            var opening = options
+            opening.readOnly = readOnly
+            do {
+                _ = try Store(path: path, options: opening)
+                Issue.record("a segment cut short under its hint file opened (readOnly: \(readOnly))")
+            } catch {
+                #expect(error.code == .corrupt)
+                #expect(error.message.contains("00000001.kvseg"))
+                #expect(error.message.contains("00000001.kvhint"))
+            }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: hint)) == hintBefore)
+    }
+}

@@ -13,11 +13,17 @@
 /// `seq` order. Resuming with ``FeedStart/after(seq:)`` delivers every change
 /// after that point, or fails with ``KVFileError/Code/historyCompacted``
 /// naming the oldest point it can resume from; it never skips silently.
+///
+/// A tailer may be shared between threads: `poll()` calls run one at a time
+/// (a lock guards its state), and `wait` may run beside them.
 public final class LogTailer: @unchecked Sendable {
     /// The store directory.
     public let path: String
     /// The sequence number of the last change delivered (or passed over as already known).
-    public private(set) var lastSeq: UInt64
+    public var lastSeq: UInt64 { mutex.withLock { deliveredSeq } }
+    /// Guards everything below.
+    private let mutex = PlainMutex()
+    private var deliveredSeq: UInt64
     private var loader: StoreLoader
     private var state: StoreState
     private let listener: WatchListener
@@ -68,9 +74,9 @@ public final class LogTailer: @unchecked Sendable {
             }
         }
         state = loaded
-        lastSeq = startSeq
+        deliveredSeq = startSeq
         self.loader = loader
-        state.deferAbove = lastSeq
+        state.deferAbove = startSeq
         pending = state.deferred
         state.deferred = []
     }
@@ -83,6 +89,10 @@ public final class LogTailer: @unchecked Sendable {
 
     /// Reads what the log gained since the last call and returns the new changes, in order.
     public func poll() throws(KVFileError) -> [ChangeEvent] {
+        try mutex.withLock { () throws(KVFileError) -> [ChangeEvent] in try pollLocked() }
+    }
+
+    private func pollLocked() throws(KVFileError) -> [ChangeEvent] {
         var events: [ChangeEvent] = []
         // 1. What the segments we follow gained (even if compaction unlinked them since).
         try catchUpSegments()
@@ -108,18 +118,18 @@ public final class LogTailer: @unchecked Sendable {
         }
     }
 
-    /// A record that does not follow `lastSeq` waits for the ones before it.
+    /// A record that does not follow `deliveredSeq` waits for the ones before it.
     /// They can no longer come once every segment was read to its end after
     /// that record was seen (a writer finishes a record before it starts the
     /// next, and a segment before it starts the next): a crash lost them
     /// before they were acknowledged (see kvfile(5), "Sequence numbers").
     /// The feed then goes on after the gap instead of waiting forever.
     private func skipPermanentGap(into events: inout [ChangeEvent]) throws(KVFileError) {
-        guard let first = pending.min(by: { $0.seq < $1.seq }), first.seq > lastSeq + 1 else { return }
+        guard let first = pending.min(by: { $0.seq < $1.seq }), first.seq > deliveredSeq + 1 else { return }
         try catchUpSegments()
         try deliver(into: &events)
-        guard let next = pending.first, next.seq > lastSeq + 1 else { return }
-        lastSeq = next.seq - 1
+        guard let next = pending.first, next.seq > deliveredSeq + 1 else { return }
+        deliveredSeq = next.seq - 1
         try deliver(into: &events)
     }
 
@@ -137,9 +147,9 @@ public final class LogTailer: @unchecked Sendable {
             || ids.contains { state.segment($0) == nil }
         if replaced {
             var fresh = loader
-            let rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: lastSeq).state
+            let rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
             let floor = rebuilt.compactionFloor
-            if floor > lastSeq { throw LogTailer.historyCompacted(path, wanted: lastSeq, oldest: floor) }
+            if floor > deliveredSeq { throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: floor) }
             loader = fresh
             pending += rebuilt.deferred
             rebuilt.deferred = []
@@ -168,15 +178,15 @@ public final class LogTailer: @unchecked Sendable {
         pending.sort { $0.seq < $1.seq }
         var used = 0
         for record in pending {
-            if record.seq <= lastSeq { used += 1; continue }  // a copy, or already delivered
-            if record.seq != lastSeq + 1 { break }  // not yet visible
+            if record.seq <= deliveredSeq { used += 1; continue }  // a copy, or already delivered
+            if record.seq != deliveredSeq + 1 { break }  // not yet visible
             if let event = try event(for: record) { events.append(event) }
             record.key.withUnsafeBytes { state.applyNewest(key: $0, operation: record.operation, location: record.location) }
-            lastSeq = record.seq
+            deliveredSeq = record.seq
             used += 1
         }
         pending.removeFirst(used)
-        state.deferAbove = lastSeq
+        state.deferAbove = deliveredSeq
     }
 
     private func event(for record: DeferredRecord) throws(KVFileError) -> ChangeEvent? {

@@ -66,6 +66,22 @@ struct HintEntry {
 }
 
 enum HintFileReader {
+    /// The segment size an intact hint file (magic, checksum, version and
+    /// segment number good) records, or nil when the file is not intact.
+    /// An intact hint file that disagrees with its segment's size means the
+    /// segment changed after it was sealed: damage, not a stale hint.
+    static func intactRecordedLength(_ bytes: UnsafeRawBufferPointer, segmentID: UInt32) -> Int? {
+        let count = bytes.count
+        guard count >= RecordFormat.hintHeaderSize + 4, let p = bytes.baseAddress,
+              equalMagic(p.loadUnaligned(as: Magic.self), RecordFormat.hintMagic),
+              CRC32C.checksum(p, count - 4) == p.loadLE(at: count - 4, as: UInt32.self),
+              p.loadLE(at: 8, as: UInt16.self) == RecordFormat.version,
+              p.loadLE(at: 12, as: UInt32.self) == segmentID
+        else { return nil }
+        let length = p.loadLE(at: 16, as: UInt64.self)
+        return length <= UInt64(Int.max) ? Int(length) : nil
+    }
+
     /// Validates a whole hint file and calls `body` for each entry in order.
     /// Returns a reason string when the file cannot be trusted (the caller then scans the segment).
     static func read(

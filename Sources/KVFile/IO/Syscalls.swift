@@ -192,6 +192,13 @@ enum Syscalls {
         if r < 0 { throw ioError("cannot rename \(from) to", to, code) }
     }
 
+    /// A second name for a file (hard link).
+    static func link(_ from: String, _ to: String) throws(KVFileError) {
+        _ = try inject(.rename, to)
+        let (r, code) = retrying { Int(Glibc.link(from, to)) }
+        if r < 0 { throw ioError("cannot link \(from) to", to, code) }
+    }
+
     static func unlink(_ path: String) throws(KVFileError) {
         try inject(.unlink, path)?.willRemove(path)
         let (r, code) = retrying { Int(Glibc.unlink(path)) }

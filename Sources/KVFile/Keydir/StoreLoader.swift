@@ -96,6 +96,13 @@ struct StoreLoader {
         defer { munmap(mapping, size) }
         _ = madvise(mapping, size, MADV_SEQUENTIAL)
         let id = segment.id
+        let bytes = UnsafeRawBufferPointer(start: mapping, count: size)
+        if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length {
+            // The segment changed after it was sealed (cut short or grown): its
+            // records no longer agree with the hint, which stays as evidence.
+            throw KVFileError.corrupt(segment.path, offset: min(recorded, segment.length),
+                "the segment is \(segment.length) bytes but its intact hint file \(FileNames.hint(id)) records \(recorded) (in a sealed segment)")
+        }
         // Entries are applied a few behind the one being read, whose slot and
         // then keydir entries are prefetched meanwhile: loading is bound by those cache misses.
         var window = LookaheadWindow<HintEntry>()
@@ -103,9 +110,7 @@ struct StoreLoader {
             state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
                 segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
         }
-        let problem = try HintFileReader.read(
-            UnsafeRawBufferPointer(start: mapping, count: size), segmentID: id, segmentLength: segment.length
-        ) { (entry) throws(KVFileError) in
+        let problem = try HintFileReader.read(bytes, segmentID: id, segmentLength: segment.length) { (entry) throws(KVFileError) in
             state.keydir.prefetch(entry.key)
             window.push(entry, halfway: { state.keydir.prefetchEntries($0.key) }, apply: apply)
         }

@@ -82,19 +82,25 @@ public enum StoreRepair {
         }
         report.keysKept = survivors.count
 
-        let marker = CompactionMarker(inputs: ids, outputs: output.finished.map(\.id))
-        try marker.write(directory: path)
+        // The damaged files get their second name in the backup directory,
+        // durably, before the marker commits the repair: the roll-forward
+        // (ours, or the next writer's after a crash) removes them from the
+        // store, and the backup the report names must hold them by then.
         if !damagedIDs.isEmpty {
             let backup = path + "/damaged-\(Syscalls.wallClockMilliseconds())"
             try Syscalls.makeDirectory(backup)
             for id in damagedIDs {
-                try Syscalls.rename(path + "/" + FileNames.segment(id), backup + "/" + FileNames.segment(id))
+                try Syscalls.link(path + "/" + FileNames.segment(id), backup + "/" + FileNames.segment(id))
                 if try Syscalls.kind(of: path + "/" + FileNames.hint(id)) == .regularFile {
-                    try Syscalls.rename(path + "/" + FileNames.hint(id), backup + "/" + FileNames.hint(id))
+                    try Syscalls.link(path + "/" + FileNames.hint(id), backup + "/" + FileNames.hint(id))
                 }
             }
+            try Syscalls.syncDirectory(backup)
+            try Syscalls.syncDirectory(path)
             report.backupDirectory = backup
         }
+        let marker = CompactionMarker(inputs: ids, outputs: output.finished.map(\.id))
+        try marker.write(directory: path)
         try marker.rollForward(directory: path)
         return report
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import Synchronization
 
 /// One open segment file, mapped read-only for lookups.
 ///
@@ -16,8 +17,13 @@ final class Segment: @unchecked Sendable {
     let base: UnsafeRawPointer
     let mappedLength: Int
     /// Bytes of complete records (plus the header) known to be in the file.
-    /// Changed only under the store's write lock.
-    var length: Int
+    /// Changed only under the store's write lock; read also without it (a
+    /// snapshot's reads in `forEach`), hence atomic.
+    var length: Int {
+        get { lengthStorage.load(ordering: .acquiring) }
+        set { lengthStorage.store(newValue, ordering: .releasing) }
+    }
+    private let lengthStorage: Atomic<Int>
     /// Bytes of records that are the latest for their key.
     var liveBytes = 0
     /// The smallest sequence number of a record in the segment (UInt64.max while it has none).
@@ -46,7 +52,7 @@ final class Segment: @unchecked Sendable {
         self.fd = fd
         self.base = UnsafeRawPointer(mapping)
         self.mappedLength = capacity
-        self.length = length
+        self.lengthStorage = Atomic(length)
         self.header = header
     }
 
