@@ -96,6 +96,14 @@ int kvf_fallocate(int fd, int64_t offset, int64_t length) {
     return r == 0 ? 0 : errno;
 }
 
+int kvf_punch_hole(int fd, int64_t offset, int64_t length) {
+    int r;
+    do {
+        r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+}
+
 int kvf_start_writeback(int fd, int64_t offset, int64_t length) {
     int r;
     do {

@@ -94,11 +94,18 @@ public final class Store: @unchecked Sendable {
             try Syscalls.syncDirectory(directory)
             writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints)
             groupCommit = GroupCommit(durable: writer!.position)
+            let upgrade = state.activeSegment!.header.version < RecordFormat.version
             watchNotifier = WatchNotifier(directory: directory)
             if case .interval(let milliseconds) = options.durability {
                 let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
                 syncer.start()
                 self.syncer = syncer
+            }
+            if upgrade {
+                // A store written before version 2: its active segment is sealed and new records go to one with a block map.
+                try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
+                noteRoll(writer!)
+                try finishSeals()
             }
         } else {
             writer = nil
@@ -467,6 +474,9 @@ public final class Store: @unchecked Sendable {
         try groupCommit.waitDurable(position) { () throws(KVFileError) -> UInt64 in
             try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
             let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
+            // What earlier syncs made durable in this segment, told on this one (kvfile(5), "Block map").
+            let durable = groupCommit.durablePosition
+            if UInt32(truncatingIfNeeded: durable >> 32) == segment.id { segment.storeWatermark(Int(durable & 0xFFFF_FFFF)) }
             try failure.syncData(segment, store: path)
             return end
         }
@@ -550,7 +560,7 @@ public final class Store: @unchecked Sendable {
         }
         defer { lockFile = nil }
         if let segment {
-            try lock.withWriteLock { () throws(KVFileError) in try SegmentWriter.trimAndSync(segment, directory: path, failure: failure) }
+            try lock.withWriteLock { () throws(KVFileError) in try writer!.syncForClose(failure: failure) }
         }
     }
 

@@ -233,19 +233,22 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
                   torn.withLock({ $0.insert(offset).inserted }) else { return }
             for i in 0..<8 { bytes[i] = 0 }
         }
-        let events = try tailer.poll()
+        // Read as not written yet (nothing proves records after it), then read whole.
+        let events = try collect(tailer, count: 5)
         #expect(events.map(\.seq) == Array(2...6))
+        try reader.refresh()
         try reader.refresh()
         #expect(try reader.getString("k4") == "value 4")
         #expect(!torn.withLock { $0 }.isEmpty, "no read was torn")
 
-        // Damage that stays is still reported, with its offset.
+        // Damage that stays, with records after it in later blocks (the block
+        // map proves them), is reported, with its offset.
+        let victim = try store.stats().segmentDetails.last!.bytes + 30
+        for index in 0..<400 { try store.put("later\(index)", "value \(index) " + String(repeating: "z", count: 40)) }
         faults.setReadFilter { file, offset, bytes in
-            guard file.hasSuffix(".kvseg"), offset > RecordFormat.segmentHeaderSize, bytes.count > 8 else { return }
-            for i in 0..<8 { bytes[i] = 0 }
+            guard file.hasSuffix(".kvseg"), offset <= victim, offset + bytes.count > victim else { return }
+            bytes[victim - offset] ^= 0x40
         }
-        try store.put("k5", "a")
-        try store.put("k6", "b")
         #expect { try tailer.poll() } throws: { ($0 as? KVFileError)?.code == .corrupt }
     }
 }

@@ -63,10 +63,10 @@ import Testing
             if Bool.random(using: &random) { damaged.removeLast(Int.random(in: 0..<200, using: &random)) }
             let records = try damaged.withUnsafeBytes { raw throws(KVFileError) -> Int in
                 var count = 0
-                _ = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: raw[RecordFormat.segmentHeaderSize...]), baseOffset: RecordFormat.segmentHeaderSize) {
+                _ = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: raw[RecordFormat.segmentHeaderSize...]), baseOffset: RecordFormat.segmentHeaderSize, rule: .notJudged) {
                     _, _, _ throws(KVFileError) in count += 1
                 }
-                _ = try SalvageScanner.scan(raw) { _, _, _ throws(KVFileError) in }
+                _ = try SalvageScanner.scan(raw, resync: .anyReadableRecord(raw)) { _, _, _ throws(KVFileError) in }
                 return count
             }
             #expect(records <= 40)

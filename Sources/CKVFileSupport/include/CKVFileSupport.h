@@ -17,6 +17,9 @@ uint32_t kvf_crc32c_software(uint32_t crc, const void *data, size_t length);
 /// fallocate(2) with mode 0; returns 0 or an errno value.
 int kvf_fallocate(int fd, int64_t offset, int64_t length);
 
+/// fallocate(2) punching a hole (the size stays); returns 0 or an errno value.
+int kvf_punch_hole(int fd, int64_t offset, int64_t length);
+
 /// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writeback of a range without waiting.
 /// Returns 0 or an errno value.
 int kvf_start_writeback(int fd, int64_t offset, int64_t length);

@@ -24,7 +24,7 @@ struct CompactionMarker: Equatable {
         var bytes: [UInt8] = []
         withUnsafeBytes(of: CompactionMarker.magic) { bytes.append(contentsOf: $0) }
         func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-        append(RecordFormat.version)
+        append(RecordFormat.hintVersion)
         append(UInt16(0))
         append(UInt32(inputs.count))
         inputs.forEach { append($0) }
@@ -41,7 +41,7 @@ struct CompactionMarker: Equatable {
             guard raw.count >= 24, let p = raw.baseAddress else { return nil }
             guard equalMagic(p.loadUnaligned(as: Magic.self), magic),
                   CRC32C.checksum(p, raw.count - 4) == p.loadLE(at: raw.count - 4, as: UInt32.self),
-                  p.loadLE(at: 8, as: UInt16.self) == RecordFormat.version else { return nil }
+                  p.loadLE(at: 8, as: UInt16.self) == RecordFormat.hintVersion else { return nil }
             var position = 12
             func list() -> [UInt32]? {
                 guard position + 4 <= raw.count - 4 else { return nil }

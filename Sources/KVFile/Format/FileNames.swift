@@ -40,10 +40,19 @@ enum FileNames {
         }.sorted()
     }
 
+    /// The segment numbers of the hint files among directory entry names.
+    static func hintIDs(in names: [String]) -> [UInt32] {
+        names.compactMap { name -> UInt32? in
+            if case .hint(let id) = classify(name) { return id }
+            return nil
+        }.sorted()
+    }
+
     private static func number(_ name: String, suffix: String) -> UInt32? {
         guard name.hasSuffix(suffix) else { return nil }
         let stem = name.dropLast(suffix.count)
-        guard stem.count >= 8, stem.allSatisfy({ $0.isASCII && $0.isNumber }), let id = UInt32(stem), id > 0 else {
+        // Only the name a writer gives (8 digits, more only when needed): "000000001.kvseg" is not segment 1.
+        guard stem.count >= 8, stem.allSatisfy({ $0.isASCII && $0.isNumber }), let id = UInt32(stem), id > 0, padded(id) == stem else {
             return nil
         }
         return id

@@ -30,9 +30,21 @@ final class HintBuilder {
         entryCount += 1
     }
 
-    func reset() {
-        entries.reset()
-        entryCount = 0
+    /// Calls `body` with the record size of each entry, in order.
+    func forEachSize(_ body: (Int) -> Void) {
+        let p = UnsafeRawPointer(entries.base)
+        var position = 0
+        for _ in 0..<entryCount {
+            position += 1  // op
+            var fields: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            for index in 0..<3 {
+                guard case .value(let v, let length) = Varint.read(p + position, available: entries.count - position) else { return }
+                position += length
+                if index == 0 { fields.0 = v } else if index == 1 { fields.1 = v } else { fields.2 = v }
+            }
+            body(Int(fields.1))
+            position += Int(fields.2)
+        }
     }
 
     /// The complete hint file for segment `segmentID` whose file is `segmentLength` bytes.
@@ -41,7 +53,7 @@ final class HintBuilder {
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
             let p = UnsafeMutableRawPointer(buffer.baseAddress!)
             p.storeBytes(of: RecordFormat.hintMagic, as: Magic.self)
-            p.storeLE(RecordFormat.version, at: 8)
+            p.storeLE(RecordFormat.hintVersion, at: 8)
             p.storeLE(UInt16(0), at: 10)
             p.storeLE(segmentID, at: 12)
             p.storeLE(UInt64(segmentLength), at: 16)
@@ -75,7 +87,7 @@ enum HintFileReader {
         guard count >= RecordFormat.hintHeaderSize + 4, let p = bytes.baseAddress,
               equalMagic(p.loadUnaligned(as: Magic.self), RecordFormat.hintMagic),
               CRC32C.checksum(p, count - 4) == p.loadLE(at: count - 4, as: UInt32.self),
-              p.loadLE(at: 8, as: UInt16.self) == RecordFormat.version,
+              p.loadLE(at: 8, as: UInt16.self) == RecordFormat.hintVersion,
               p.loadLE(at: 12, as: UInt32.self) == segmentID
         else { return nil }
         let length = p.loadLE(at: 16, as: UInt64.self)
@@ -92,7 +104,7 @@ enum HintFileReader {
         guard count >= RecordFormat.hintHeaderSize + 4, let p = bytes.baseAddress else { return "too short" }
         if !equalMagic(p.loadUnaligned(as: Magic.self), RecordFormat.hintMagic) { return "bad magic" }
         if CRC32C.checksum(p, count - 4) != p.loadLE(at: count - 4, as: UInt32.self) { return "checksum mismatch" }
-        if p.loadLE(at: 8, as: UInt16.self) != RecordFormat.version { return "unsupported version" }
+        if p.loadLE(at: 8, as: UInt16.self) != RecordFormat.hintVersion { return "unsupported version" }
         if p.loadLE(at: 12, as: UInt32.self) != segmentID { return "describes another segment" }
         if p.loadLE(at: 16, as: UInt64.self) != UInt64(segmentLength) {
             return "segment length \(p.loadLE(at: 16, as: UInt64.self)) differs from the file's \(segmentLength) bytes"

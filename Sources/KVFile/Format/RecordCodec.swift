@@ -89,6 +89,24 @@ enum RecordCodec {
         return .record(header)
     }
 
+    /// The total length the record at the start of `bytes` declares, read
+    /// from its header alone (nothing is checksummed), or nil when the header
+    /// is not there or cannot be one.
+    static func declaredLength(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard bytes.count >= 5, let p = bytes.baseAddress else { return nil }
+        let kind = p.load(fromByteOffset: 4, as: UInt8.self)
+        guard kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0 else { return nil }
+        var position = 5
+        var lengths: (UInt64, UInt64) = (0, 0)
+        for index in 0..<(kind & RecordFormat.flagLZ4 != 0 ? 5 : 4) {
+            guard case .value(let v, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
+            position += length
+            if index == 2 { lengths.0 = v } else if index == 3 { lengths.1 = v }
+        }
+        guard lengths.0 <= UInt64(RecordFormat.maxKeyLength), lengths.1 <= UInt64(RecordFormat.maxValueLength) + 1024 else { return nil }
+        return position + Int(lengths.0) + Int(lengths.1)
+    }
+
     /// The exact encoded size of a record with these lengths.
     static func encodedLength(seq: UInt64, timestamp: UInt64, keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
         var n = 5 + Varint.encodedLength(seq) + Varint.encodedLength(timestamp)

@@ -3,8 +3,13 @@
 
 /// Constants and limits of the on-disk format (see `man/kvfile.5`).
 public enum RecordFormat {
-    /// The format version written into every segment and hint file header.
-    public static let version: UInt16 = 1
+    /// The format version a writer puts into the header of every segment it
+    /// creates: 2 adds the block map of active segments (man/kvfile.5).
+    public static let version: UInt16 = 2
+    /// The segment versions this kvfile reads: 1 (no block map) and 2.
+    public static let readableSegmentVersions: ClosedRange<UInt16> = 1...2
+    /// The version of hint files and the compaction marker (unchanged since 1).
+    static let hintVersion: UInt16 = 1
 
     /// "kvfileS\n": the first 8 bytes of every segment file.
     static let segmentMagic: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =

@@ -1,12 +1,13 @@
 // The 40-byte header at the start of every segment file (see man/kvfile.5, "Segment files"):
 //
 //   0  magic      8 bytes "kvfileS\n"
-//   8  version    u16 LE (1)
+//   8  version    u16 LE (2; 1 in stores written before the block map)
 //  10  flags      u16 LE: bit 0 set when compaction wrote the segment; other bits 0
 //  12  segment    u32 LE, equal to the number in the file name
 //  16  base seq   u64 LE: no record written after this segment was created has a smaller seq
 //  24  created    u64 LE, milliseconds since the Unix epoch
-//  32  reserved   u32 LE (0)
+//  32  map        u32 LE: where the block map starts (version 2 segments a writer
+//                 appends to); 0 when there is none (always in version 1)
 //  36  crc32c     u32 LE over bytes 0..<36
 
 struct SegmentHeader: Equatable {
@@ -15,17 +16,21 @@ struct SegmentHeader: Equatable {
     var createdMilliseconds: UInt64
     /// Written by compaction: sealed from birth, never the active segment.
     var compacted = false
+    /// The format version of the segment's layout.
+    var version = RecordFormat.version
+    /// Where the block map starts; records lie below it. 0: no map.
+    var mapOffset: UInt32 = 0
 
     static let flagCompacted: UInt16 = 1
 
     func encode(to p: UnsafeMutableRawPointer) {
         p.storeBytes(of: RecordFormat.segmentMagic, as: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8).self)
-        p.storeLE(RecordFormat.version, at: 8)
+        p.storeLE(version, at: 8)
         p.storeLE(compacted ? SegmentHeader.flagCompacted : 0, at: 10)
         p.storeLE(segmentID, at: 12)
         p.storeLE(baseSeq, at: 16)
         p.storeLE(createdMilliseconds, at: 24)
-        p.storeLE(UInt32(0), at: 32)
+        p.storeLE(mapOffset, at: 32)
         p.storeLE(CRC32C.checksum(UnsafeRawPointer(p), 36), at: 36)
     }
 
@@ -43,6 +48,7 @@ struct SegmentHeader: Equatable {
         case badChecksum
         case wrongSegmentID(UInt32)
         case unknownFlags(UInt16)
+        case badMapOffset(UInt32)
     }
 
     static func decode(_ p: UnsafeRawPointer, available: Int, expectedID: UInt32) -> Result<SegmentHeader, DecodeError> {
@@ -51,15 +57,21 @@ struct SegmentHeader: Equatable {
         if !equalMagic(magic, RecordFormat.segmentMagic) { return .failure(.badMagic) }
         if CRC32C.checksum(p, 36) != p.loadLE(at: 36, as: UInt32.self) { return .failure(.badChecksum) }
         let version = p.loadLE(at: 8, as: UInt16.self)
-        if version != RecordFormat.version { return .failure(.unsupportedVersion(version)) }
+        if !RecordFormat.readableSegmentVersions.contains(version) { return .failure(.unsupportedVersion(version)) }
         let id = p.loadLE(at: 12, as: UInt32.self)
         if id != expectedID { return .failure(.wrongSegmentID(id)) }
         let flags = p.loadLE(at: 10, as: UInt16.self)
         if flags & ~SegmentHeader.flagCompacted != 0 { return .failure(.unknownFlags(flags)) }
+        let mapOffset = p.loadLE(at: 32, as: UInt32.self)
+        let compacted = flags & SegmentHeader.flagCompacted != 0
+        // A map sits on a block boundary past the header, only in version 2, never in compaction's output.
+        if mapOffset != 0 && (version < 2 || compacted || Int(mapOffset) % BlockMap.blockSize != 0) {
+            return .failure(.badMapOffset(mapOffset))
+        }
         return .success(SegmentHeader(
             segmentID: id, baseSeq: p.loadLE(at: 16, as: UInt64.self),
             createdMilliseconds: p.loadLE(at: 24, as: UInt64.self),
-            compacted: flags & SegmentHeader.flagCompacted != 0))
+            compacted: compacted, version: version, mapOffset: mapOffset))
     }
 }
 

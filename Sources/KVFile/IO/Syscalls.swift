@@ -242,6 +242,15 @@ enum Syscalls {
         throw ioError("cannot reserve \(to - from) bytes in", path, code)
     }
 
+    /// Gives back the disk space of [from, to) without changing the file's size
+    /// (space reserved and not used); file systems that cannot keep it reserved.
+    /// Returns false when the file system cannot punch holes (nothing changed then).
+    @discardableResult
+    static func release(_ fd: Int32, from: Int, to: Int, path: String) -> Bool {
+        guard to > from else { return true }
+        return kvf_punch_hole(fd, Int64(from), Int64(to - from)) == 0
+    }
+
     static func sleep(milliseconds: Int) {
         var request = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
         var remaining = timespec()

@@ -29,12 +29,21 @@ struct StoreLoader {
     mutating func resolveSegments(_ names: [String]) throws(KVFileError) -> [UInt32] {
         var ids = Set(FileNames.segmentIDs(in: names))
         temporaryOutputs = []
+        var explained = ids
         if names.contains(CompactionMarker.fileName), let marker = try CompactionMarker.read(directory: directory) {
             ids.subtract(marker.inputs)
+            explained.formUnion(marker.inputs)
             for id in marker.outputs where !ids.contains(id) {
                 temporaryOutputs.insert(id)
                 ids.insert(id)
             }
+            explained.formUnion(marker.outputs)
+        }
+        // A hint file is written only after its segment is complete, and goes
+        // first when one is removed: one without its segment means the segment is gone.
+        if let orphan = FileNames.hintIDs(in: names).first(where: { !explained.contains($0) }) {
+            throw KVFileError.corrupt(directory + "/" + FileNames.segment(orphan), offset: 0,
+                                      "the segment is missing, though its hint file \(FileNames.hint(orphan)) is there (its records are lost)")
         }
         return ids.sorted()
     }
@@ -45,10 +54,13 @@ struct StoreLoader {
         let segmentPath = segmentPath(id)
         let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
         let segment: Segment
+        let size: Int
         do throws(KVFileError) {
-            let size = try Syscalls.fileSize(fd, path: segmentPath)
+            size = try Syscalls.fileSize(fd, path: segmentPath)
             let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
-            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: size, mapCapacity: size)
+            // A seal cut short may have left the block map past the records: they end before it.
+            let records = SegmentLayout.of(header, fileSize: size, isActive: false) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: records, mapCapacity: size)
         } catch {
             Syscalls.close(fd)
             throw error
@@ -58,7 +70,8 @@ struct StoreLoader {
         let hintPath = hintPath(id)
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
             let hints = HintBuilder()
-            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize) {
+            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
+                                              rule: segment.damageRule(fileSize: size, isActive: false).0) {
                 (offset, header, record) throws(KVFileError) in
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
                 state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
@@ -134,7 +147,7 @@ struct StoreLoader {
             let header: SegmentHeader
             if size < RecordFormat.segmentHeaderSize {
                 // Created but its header never fully written: an empty segment.
-                header = SegmentHeader(segmentID: id, baseSeq: state.nextSeq, createdMilliseconds: Syscalls.wallClockMilliseconds())
+                header = SegmentWriter.activeHeader(id: id, baseSeq: state.nextSeq, capacity: segmentSize)
                 if writer {
                     try Syscalls.ftruncate(fd, 0, path: segmentPath)
                     try withBytes(header.encoded()) { (bytes) throws(KVFileError) in
@@ -146,7 +159,10 @@ struct StoreLoader {
             } else {
                 header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
             }
-            let capacity = writer ? max(segmentSize, size) : Segment.addressLimit
+            let mapOffset = Int(header.mapOffset)
+            // A writer maps its records and the block map past them (version 2), or room to grow (version 1).
+            let capacity = !writer ? Segment.addressLimit
+                : mapOffset > 0 ? max(BlockMap.regionEnd(mapOffset: mapOffset), size) : max(segmentSize, size)
             segment = try Segment(id: id, path: segmentPath, fd: fd, header: header,
                                   length: RecordFormat.segmentHeaderSize, mapCapacity: capacity, writable: writer)
             segment.allocated = size
@@ -156,19 +172,48 @@ struct StoreLoader {
         }
         state.add(segment)
         try catchUp(segment, state: state, hints: hints)
-    }
-
-    /// Reads the records appended to `segment` since `segment.length` up to the file's end.
-    func catchUp(_ segment: Segment, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
-        let size = try Syscalls.fileSize(segment.fd, path: segment.path)
-        if size > segment.length && segment.length >= RecordFormat.segmentHeaderSize {
-            try scanActive(segment, from: segment.length, to: min(size, segment.mappedLength), state: state, hints: hints)
+        if writer && segment.mapOffset > 0 {
+            // Appending resumes after the last record: a closed file's map and
+            // trailer (or a torn tail's bytes) become zeros, the open map's space
+            // is reserved (the segment writer writes its entries anew), and the
+            // file keeps its size meanwhile, so no moment shows a file cut short.
+            let size = try Syscalls.fileSize(segment.fd, path: segment.path)
+            let stale = min(size, segment.mapOffset)
+            if stale > segment.length {
+                let block = (segment.length + BlockMap.blockSize - 1) / BlockMap.blockSize * BlockMap.blockSize
+                memset(segment.writableBase + segment.length, 0, min(stale, block) - segment.length)
+                if stale > block && !Syscalls.release(segment.fd, from: block, to: stale, path: segment.path) {
+                    // No holes on this file system: cut instead, the records synced first.
+                    try Syscalls.fdatasync(segment.fd, path: segment.path)
+                    try Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
+                }
+                try Syscalls.fdatasync(segment.fd, path: segment.path)
+            }
+            try Syscalls.reserve(segment.fd, from: segment.mapOffset, to: BlockMap.regionEnd(mapOffset: segment.mapOffset), path: segment.path)
+            segment.allocated = segment.length
         }
     }
 
-    /// Reads new records of the active segment from `from` up to `to` (the file size) and
-    /// sets `segment.length` to the end of the last complete one.
-    func scanActive(_ segment: Segment, from: Int, to size: Int, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+    /// Reads the records appended to `segment` since `segment.length` up to where they may end.
+    func catchUp(_ segment: Segment, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+        let size = try Syscalls.fileSize(segment.fd, path: segment.path)
+        guard segment.length >= RecordFormat.segmentHeaderSize else { return }
+        let rule: DamageRule
+        let layout: SegmentLayout
+        if writer {
+            (rule, layout) = segment.damageRule(fileSize: size, isActive: true)
+        } else {
+            (rule, layout) = copyingRule(segment, fileSize: size)
+        }
+        let records = min(layout.recordEnd, segment.recordCapacity)
+        if records > segment.length {
+            try scanActive(segment, from: segment.length, to: records, rule: rule, state: state, hints: hints)
+        }
+    }
+
+    /// Reads new records of the active segment from `from` up to `to` (where
+    /// records may end) and sets `segment.length` to the end of the last complete one.
+    func scanActive(_ segment: Segment, from: Int, to size: Int, rule: DamageRule, state: StoreState, hints: HintBuilder?) throws(KVFileError) {
         let id = segment.id
         let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
             let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
@@ -185,7 +230,7 @@ struct StoreLoader {
             let applyItem = { (item: (offset: Int, header: RecordHeader, record: UnsafeRawPointer)) throws(KVFileError) in
                 try apply(item.offset, item.header, item.record)
             }
-            end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from) {
+            end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from, rule: rule) {
                 (offset, header, record) throws(KVFileError) in
                 state.keydir.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
                 try window.push((offset, header, record), halfway: { item in
@@ -194,19 +239,20 @@ struct StoreLoader {
             }
             try window.flush(apply: applyItem)
         } else {
-            end = try scanByCopying(segment, from: from, to: size, apply)
+            end = try scanByCopying(segment, from: from, to: size, rule: rule, apply)
         }
         switch end {
         case .clean(let at):
             segment.length = at
         case .tornTail(let at, _):
             segment.length = at
-            if writer {
-                // Also drops space a writer reserved past its last record.
+            if writer && segment.mapOffset == 0 {
+                // Version 1: cut the torn tail (and space reserved past it) off.
                 try Syscalls.ftruncate(segment.fd, at, path: segment.path)
                 try Syscalls.fdatasync(segment.fd, path: segment.path)
                 segment.allocated = at
             }
+            // Version 2: `loadActive` zeroes what lies past the records, keeping the file's size.
         case .corrupt(let at, let reason):
             throw KVFileError.corrupt(segment.path, offset: at, reason)
         }
@@ -214,6 +260,11 @@ struct StoreLoader {
 
     /// Loads every segment of the directory, the sealed ones first; returns the
     /// active segment's hint entries (for a writer).
+    /// The active segment among `ids`: the highest one compaction did not write.
+    func activeSegmentID(_ ids: [UInt32]) -> UInt32? {
+        ids.reversed().first { !((try? isCompactionOutput($0)) ?? true) }
+    }
+
     func loadAll(_ ids: [UInt32], into state: StoreState) throws(KVFileError) -> HintBuilder {
         var activeID: UInt32?
         for id in ids.reversed() where try !isCompactionOutput(id) {
@@ -278,12 +329,13 @@ struct StoreLoader {
     /// the tail while we look), a chunk at a time: the file often ends in
     /// megabytes of zeros the writer reserved, which need not be read.
     private func scanByCopying(
-        _ segment: Segment, from: Int, to size: Int,
+        _ segment: Segment, from: Int, to size: Int, rule: DamageRule,
         _ apply: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ScanEnd {
         var start = from
         var chunk = 64 << 10
         var lookedAgain = 0
+        var lookedAt = -1
         while true {
             let length = min(chunk, size - start)
             let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 8)
@@ -291,7 +343,7 @@ struct StoreLoader {
             let n = try Syscalls.preadFully(segment.fd, UnsafeMutableRawBufferPointer(rebasing: copy[0..<length]), at: start, path: segment.path)
             var appliedEnd = start
             let more = start + n < size && n == length
-            let outcome = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start, more: more) {
+            let outcome = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: copy[0..<n]), baseOffset: start, more: more, rule: rule) {
                 (offset, header, record) throws(KVFileError) in
                 try apply(offset, header, record)
                 appliedEnd = offset + header.totalLength
@@ -300,6 +352,12 @@ struct StoreLoader {
                 // A record (or batch) longer than what is left of the chunk: read it whole, from its start.
                 if case .needMore(let at) = outcome, at > start { start = at } else { chunk *= 4 }
                 continue
+            }
+            // Rechecks count per place: a reader beside a busy writer meets a
+            // record being written at every new end it reaches.
+            if case .corrupt(let at, _) = end, at != lookedAt {
+                lookedAt = at
+                lookedAgain = 0
             }
             if case .corrupt(let at, _) = end, lookedAgain < StoreLoader.damageRechecks,
                try bytesChanged(segment, at: at, since: UnsafeRawBufferPointer(rebasing: copy[(at - start)..<n])) {
@@ -333,6 +391,23 @@ struct StoreLoader {
         }
     }
 
+    /// How a reader judges damage: it reads the file (a writer may cut it while we look), not the mapping.
+    private func copyingRule(_ segment: Segment, fileSize: Int) -> (DamageRule, SegmentLayout) {
+        let view = PreadView(fd: segment.fd, path: segment.path)
+        let header = segment.header
+        let layoutNow = { (size: Int) -> SegmentLayout in
+            SegmentLayout.of(header, fileSize: size, isActive: true) { view.view(max(0, size - BlockMap.trailerSize), BlockMap.trailerSize) }
+        }
+        let layout = layoutNow(fileSize)
+        if layout.legacy { return (.anyReadableRecord, layout) }
+        var probe = LaterRecordProbe(segmentID: segment.id, layout: layout, view: view.view)
+        probe.layoutNow = {
+            // Looked at again: a writer may have closed the file, or opened it again, meanwhile.
+            layoutNow((try? Syscalls.fileSize(segment.fd, path: segment.path)) ?? fileSize)
+        }
+        return (.blockMap(probe), layout)
+    }
+
     private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
@@ -341,12 +416,13 @@ struct StoreLoader {
         case .success(let header): return header
         case .failure(.unsupportedVersion(let version)):
             throw KVFileError(.unsupportedVersion,
-                "\(path) uses format version \(version); this kvfile reads version \(RecordFormat.version). Use a kvfile release that supports it.",
+                "\(path) uses format version \(version); this kvfile reads versions \(RecordFormat.readableSegmentVersions.lowerBound) to \(RecordFormat.readableSegmentVersions.upperBound). Use a kvfile release that supports it.",
                 path: path)
         case .failure(.tooShort): throw KVFileError.corrupt(path, offset: n, "segment header is truncated")
         case .failure(.badMagic): throw KVFileError.corrupt(path, offset: 0, "not a kvfile segment (bad magic)")
         case .failure(.badChecksum): throw KVFileError.corrupt(path, offset: 36, "segment header checksum mismatch")
         case .failure(.wrongSegmentID(let other)): throw KVFileError.corrupt(path, offset: 12, "header names segment \(other)")
+        case .failure(.badMapOffset(let offset)): throw KVFileError.corrupt(path, offset: 32, "header names a block map at \(offset), which cannot be")
         case .failure(.unknownFlags(let flags)):
             throw KVFileError(.unsupportedVersion, "\(path) has header flags \(flags) this kvfile does not know; use a newer kvfile.", path: path)
         }
@@ -373,5 +449,29 @@ enum HintWriter {
         Syscalls.close(fd)
         if rename { try Syscalls.rename(temporaryPath, finalPath) }
         return bytes.count
+    }
+}
+
+/// File bytes read with pread into a buffer of its own, for a probe.
+final class PreadView {
+    private let fd: Int32
+    private let path: String
+    private var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// The bytes at [offset, offset + count) or fewer at the file's end; valid until the next call.
+    func view(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer {
+        if count > buffer.count {
+            buffer.deallocate()
+            buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 8)
+        }
+        let n = (try? Syscalls.preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: offset, path: path)) ?? 0
+        return UnsafeRawBufferPointer(rebasing: buffer[0..<n])
     }
 }

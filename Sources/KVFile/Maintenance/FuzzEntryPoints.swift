@@ -27,13 +27,23 @@ public enum FuzzEntryPoints {
 
     /// Scanning and salvaging a segment's records stays inside it.
     static func segment(_ input: UnsafeRawBufferPointer) {
-        var previous = -1
-        _ = try? SegmentScanner.scan(input, baseOffset: 0) { offset, header, _ throws(KVFileError) in
-            precondition(offset > previous && offset + header.totalLength <= input.count, "scanned record out of order or bounds")
-            previous = offset
+        // Both rules: version 1's search, and version 2's block map over whatever header the input starts with.
+        var header = SegmentHeader(segmentID: 4, baseSeq: 1, createdMilliseconds: 0, mapOffset: UInt32(min(input.count / 2, 1 << 20)) & ~4095)
+        if input.count >= RecordFormat.segmentHeaderSize,
+           case .success(let decoded) = SegmentHeader.decode(input.baseAddress!, available: input.count, expectedID: input.baseAddress!.loadLE(at: 12, as: UInt32.self)) {
+            header = decoded
         }
-        _ = try? SalvageScanner.scan(input) { offset, header, _ throws(KVFileError) in
-            precondition(offset + header.totalLength <= input.count, "salvaged record out of bounds")
+        for rule in [DamageRule.anyReadableRecord, .forSegment(header, layout: .of(header, bytes: input, isActive: true), bytes: input)] {
+            var previous = -1
+            _ = try? SegmentScanner.scan(input, baseOffset: 0, rule: rule) { offset, header, _ throws(KVFileError) in
+                precondition(offset > previous && offset + header.totalLength <= input.count, "scanned record out of order or bounds")
+                previous = offset
+            }
+        }
+        for resync in [SalvageScanner.Resync.anyReadableRecord(input), .knownStarts(input, header: header, layout: .of(header, bytes: input, isActive: true), hintStarts: [40, 100, input.count / 2])] {
+            _ = try? SalvageScanner.scan(input, resync: resync) { offset, header, _ throws(KVFileError) in
+                precondition(offset + header.totalLength <= input.count, "salvaged record out of bounds")
+            }
         }
     }
 

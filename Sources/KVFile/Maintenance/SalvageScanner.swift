@@ -11,31 +11,100 @@ enum SalvageScanner {
         var isTail: Bool
     }
 
-    /// Calls `body` for each record of each complete batch and returns the damaged ranges in file order.
+    /// Where reading may go on after damage: the next place a record is known to start.
+    ///
+    /// Version 2 knows starts only from structure a writer wrote — the block
+    /// map of an active segment and the entries of an intact hint file — so
+    /// bytes inside a value are never taken for a record. Version 1 has
+    /// neither in its active segment and looks for any readable record.
+    struct Resync {
+        let next: (_ after: Int) -> Int?
+
+        /// Version 1: the first readable record anywhere after the damage.
+        static func anyReadableRecord(_ segment: UnsafeRawBufferPointer) -> Resync {
+            Resync { after in
+                guard let base = segment.baseAddress else { return nil }
+                return SegmentScanner.nextReadableRecord(base, end: segment.count, after: after)
+            }
+        }
+
+        /// Version 2: starts named by the block map (when the file still has
+        /// it) and by an intact hint file, where a valid record lies.
+        static func knownStarts(_ segment: UnsafeRawBufferPointer, header: SegmentHeader, layout: SegmentLayout, hintStarts: [Int]) -> Resync {
+            let recordEnd = layout.recordEnd
+            var starts = Set(hintStarts.filter { $0 >= RecordFormat.segmentHeaderSize && $0 < recordEnd })
+            if let closed = layout.closed, closed.recordsEnd + closed.listBytes <= segment.count,
+               let listed = BlockMap.recordStarts(list: UnsafeRawBufferPointer(rebasing: segment[closed.recordsEnd..<(closed.recordsEnd + closed.listBytes)]), closed: closed) {
+                starts.formUnion(listed)
+            }
+            if layout.mapBlocks > 0, let base = segment.baseAddress {
+                var block = 0
+                while block < layout.mapBlocks, layout.mapStart + (block + 1) * BlockMap.entrySize <= segment.count {
+                    let entry = base.loadLE(at: layout.mapStart + block * BlockMap.entrySize, as: UInt32.self)
+                    if let start = BlockMap.recordStart(entry, segmentID: header.segmentID, block: block), start < recordEnd {
+                        starts.insert(start)
+                    }
+                    block += 1
+                }
+            }
+            let sorted = starts.sorted()
+            return Resync { after in
+                guard let base = segment.baseAddress else { return nil }
+                for start in sorted where start > after {
+                    if case .record = RecordCodec.decode(base + start, available: recordEnd - start) { return start }
+                }
+                return nil
+            }
+        }
+    }
+
+    /// The resync for segment `id` whose bytes are `segment`, with the starts
+    /// its hint file at `hintPath` names when that file is intact.
+    static func resync(for segment: UnsafeRawBufferPointer, id: UInt32, isActive: Bool, hintPath: String) -> Resync {
+        guard segment.count >= RecordFormat.segmentHeaderSize,
+              case .success(let header) = SegmentHeader.decode(segment.baseAddress!, available: segment.count, expectedID: id),
+              header.version >= 2
+        else { return .anyReadableRecord(segment) }
+        var starts: [Int] = []
+        if let hint = try? FileBytes(path: hintPath), let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id) {
+            _ = try? HintFileReader.read(hint.bytes, segmentID: id, segmentLength: recorded) { entry throws(KVFileError) in
+                starts.append(entry.offset)
+            }
+        }
+        return .knownStarts(segment, header: header, layout: .of(header, bytes: segment, isActive: isActive), hintStarts: starts)
+    }
+
+    /// The end of the record area of a segment (see ``SegmentLayout``).
+    static func recordEnd(of segment: UnsafeRawBufferPointer, id: UInt32, isActive: Bool) -> Int {
+        guard segment.count >= RecordFormat.segmentHeaderSize,
+              case .success(let header) = SegmentHeader.decode(segment.baseAddress!, available: segment.count, expectedID: id)
+        else { return segment.count }
+        return SegmentLayout.of(header, bytes: segment, isActive: isActive).recordEnd
+    }
+
+    /// Calls `body` for each record of each complete batch and returns the
+    /// damaged ranges in file order. Records are read below `recordEnd`.
     static func scan(
-        _ segment: UnsafeRawBufferPointer,
+        _ segment: UnsafeRawBufferPointer, recordEnd: Int? = nil, resync: Resync,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> [DamagedRange] {
-        guard let base = segment.baseAddress, segment.count > RecordFormat.segmentHeaderSize else { return [] }
+        let end = min(recordEnd ?? segment.count, segment.count)
+        guard let base = segment.baseAddress, end > RecordFormat.segmentHeaderSize else { return [] }
         var damage: [DamagedRange] = []
         var start = RecordFormat.segmentHeaderSize
-        while start < segment.count {
-            let end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: base + start, count: segment.count - start), baseOffset: start) {
+        while start < end {
+            let scanned = try SegmentScanner.scan(UnsafeRawBufferPointer(start: base + start, count: end - start), baseOffset: start, rule: .notJudged) {
                 (offset, header, record) throws(KVFileError) in try body(offset, header, record)
             }
-            switch end {
+            switch scanned {
             case .clean:
                 return damage
-            case .tornTail(let at, let reason):
-                let next = SegmentScanner.nextReadableRecord(base, end: segment.count, after: at)
-                let stop = next ?? segment.count
-                let zeros = next == nil && UnsafeRawBufferPointer(start: base + at, count: segment.count - at).allSatisfy { $0 == 0 }
+            case .tornTail(let at, let reason), .corrupt(let at, let reason):
+                let next = resync.next(at)
+                let stop = next ?? end
+                let zeros = next == nil && UnsafeRawBufferPointer(start: base + at, count: end - at).allSatisfy { $0 == 0 }
                 damage.append(DamagedRange(offset: at, length: stop - at, reason: reason, isZeroTail: zeros, isTail: next == nil))
                 guard let next else { return damage }
-                start = next
-            case .corrupt(let at, let reason):
-                let next = SegmentScanner.nextReadableRecord(base, end: segment.count, after: at) ?? segment.count
-                damage.append(DamagedRange(offset: at, length: next - at, reason: reason, isZeroTail: false, isTail: next == segment.count))
                 start = next
             }
         }

@@ -58,8 +58,10 @@ public enum StoreCheck {
                 if marker == nil {
                     report.problems.append(CheckProblem(severity: .warning, file: name, offset: nil, message: "left over from an interrupted write; the next writer removes it"))
                 }
-            case .hint(let id) where !ids.contains(id):
-                report.problems.append(CheckProblem(severity: .warning, file: name, offset: nil, message: "hint file without its segment"))
+            case .hint(let id) where !ids.contains(id) && !(marker.map { $0.inputs.contains(id) || $0.outputs.contains(id) } ?? false):
+                // What open says: a hint file is written after its segment, and removed before it.
+                report.problems.append(CheckProblem(severity: .error, file: FileNames.segment(id), offset: 0,
+                                                    message: "the segment is missing, though its hint file \(name) is there (its records are lost)"))
             default: break
             }
         }
@@ -82,50 +84,136 @@ public enum StoreCheck {
         return try Syscalls.fileSize(fd, path: path)
     }
 
+    /// Checks one segment the way open reads it: the same rule decides what
+    /// damage is (a torn tail the next writer cuts, or corruption that stops
+    /// open), with open's words; then every record's value is decompressed,
+    /// and the hint file is compared with the records.
     private static func checkSegment(path: String, id: UInt32, isActive: Bool, report: inout CheckReport) throws(KVFileError) {
         let name = FileNames.segment(id)
-        let data = try FileBytes(path: path + "/" + name)
-        report.segments += 1
-        report.bytes += data.count
-        let header = data.bytes.count >= RecordFormat.segmentHeaderSize
-            ? SegmentHeader.decode(data.bytes.baseAddress!, available: data.count, expectedID: id) : .failure(.tooShort)
-        switch header {
-        case .success: break
-        case .failure(.tooShort) where isActive && data.count < RecordFormat.segmentHeaderSize:
-            report.problems.append(CheckProblem(severity: .warning, file: name, offset: 0, message: "segment creation was cut short; the next writer finishes it"))
-            return
-        case .failure(let failure):
-            report.problems.append(CheckProblem(severity: .error, file: name, offset: 0, message: "bad segment header (\(failure))"))
-            return
-        }
-        var records: [(operation: Operation, seq: UInt64, offset: Int, size: Int, key: [UInt8])] = []
-        let damage = try SalvageScanner.scan(data.bytes) { (offset, header, record) throws(KVFileError) in
-            records.append((header.operation, header.seq, offset, header.totalLength,
-                            Array(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))))
-        }
-        report.records += records.count
+        let segmentPath = path + "/" + name
         let hintName = FileNames.hint(id)
-        // A sealed segment without its hint file was not synced before a crash: its tail may be torn too.
-        let sealFinished = !isActive && (try? Syscalls.kind(of: path + "/" + hintName)) == .regularFile
-        for range in damage {
-            if range.isZeroTail && !sealFinished { continue }  // space the writer reserved
-            let tornActiveTail = range.isTail && !sealFinished
-            report.problems.append(CheckProblem(
-                severity: tornActiveTail ? .warning : .error, file: name, offset: range.offset,
-                message: tornActiveTail
-                    ? "torn tail of \(range.length) bytes (\(range.reason)); the next writer cuts it off"
-                    : "\(range.length) unreadable bytes (\(range.reason))"))
+        let hintPresent = (try? Syscalls.kind(of: path + "/" + hintName)) == .regularFile
+        var looked = 0
+        while true {
+            let data = try FileBytes(path: segmentPath)
+            guard let outcome = try checkSegmentBytes(data, path: segmentPath, id: id, isActive: isActive, hintPresent: hintPresent) else {
+                report.problems.append(CheckProblem(severity: .warning, file: name, offset: 0,
+                                                    message: "segment creation was cut short; the next writer finishes it"))
+                report.segments += 1
+                return
+            }
+            // A writer may be storing records while we copy the active segment:
+            // damage whose bytes have changed since is looked at again, as readers do.
+            if isActive, outcome.damageAt != nil, looked < StoreLoader.damageRechecks,
+               let now = try? FileBytes(path: segmentPath), let at = outcome.damageAt,
+               now.count != data.count || memcmp(now.bytes.baseAddress! + min(at, now.count), data.bytes.baseAddress! + at, min(512, data.count - at, max(0, now.count - at))) != 0 {
+                Syscalls.sleep(milliseconds: 1 << (looked + 1))
+                looked += 1
+                continue
+            }
+            report.segments += 1
+            report.bytes += data.count
+            report.records += outcome.records.count
+            report.problems += outcome.problems.map { problem in
+                var problem = problem
+                problem.file = name
+                return problem
+            }
+            if isActive { return }
+            try checkHint(path: path, id: id, segmentLength: outcome.recordEnd, records: outcome.records, report: &report)
+            return
         }
-        if isActive { return }
+    }
+
+    private struct SegmentOutcome {
+        var records: [(operation: Operation, seq: UInt64, offset: Int, size: Int, key: [UInt8])] = []
+        var problems: [CheckProblem] = []
+        var damageAt: Int?
+        var recordEnd = 0
+    }
+
+    /// nil: a file too short for a header at the end of the store (creation cut short).
+    private static func checkSegmentBytes(_ data: FileBytes, path: String, id: UInt32, isActive: Bool, hintPresent: Bool) throws(KVFileError) -> SegmentOutcome? {
+        var outcome = SegmentOutcome()
+        let header: SegmentHeader
+        switch data.count >= RecordFormat.segmentHeaderSize
+            ? SegmentHeader.decode(data.bytes.baseAddress!, available: data.count, expectedID: id) : .failure(.tooShort) {
+        case .success(let decoded):
+            header = decoded
+        case .failure(.tooShort) where isActive:
+            return nil
+        case .failure(let failure):
+            outcome.problems.append(CheckProblem(severity: .error, file: "", offset: 0, message: "bad segment header (\(failure))"))
+            outcome.damageAt = 0
+            return outcome
+        }
+        let layout = SegmentLayout.of(header, bytes: data.bytes, isActive: isActive)
+        outcome.recordEnd = layout.recordEnd
+        let rule = DamageRule.forSegment(header, layout: layout, bytes: data.bytes)
+        let start = RecordFormat.segmentHeaderSize
+        var undecodable: [Int] = []
+        let end = try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: data.bytes[start..<max(start, layout.recordEnd)]), baseOffset: start, rule: rule) {
+            (offset, header, record) throws(KVFileError) in
+            outcome.records.append((header.operation, header.seq, offset, header.totalLength,
+                                    Array(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))))
+            if header.compressed {
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: header.rawLength, alignment: 8)
+                defer { buffer.deallocate() }
+                if !LZ4Block.decompress(record + header.valueOffset, count: header.storedLength, into: buffer, rawLength: header.rawLength) {
+                    undecodable.append(offset)
+                }
+            }
+        }
+        for offset in undecodable {
+            outcome.problems.append(CheckProblem(severity: .error, file: "", offset: offset,
+                                                 message: "compressed value does not decompress (reading that key fails)"))
+        }
+        // What open does with the end of the records (StoreLoader): the same judgement, the same words.
+        switch end {
+        case .clean:
+            break
+        case .tornTail(let at, let reason) where !isActive && hintPresent:
+            outcome.problems.append(CheckProblem(severity: .error, file: "", offset: at, message: "\(reason) (in a sealed segment); open fails here"))
+            outcome.damageAt = at
+        case .tornTail(let at, let reason):
+            if layout.recordEnd > at && !isZero(data.bytes, from: at, to: layout.recordEnd) || layout.legacy && data.count > at && !isZero(data.bytes, from: at, to: data.count) {
+                outcome.problems.append(CheckProblem(severity: .warning, file: "", offset: at,
+                                                     message: "torn tail (\(reason)); the next writer cuts it off"))
+            }
+        case .corrupt(let at, let reason):
+            outcome.problems.append(CheckProblem(severity: .error, file: "", offset: at,
+                                                 message: "corrupt: \(reason)\(isActive ? "" : " (in a sealed segment)"); open fails here"))
+            outcome.damageAt = at
+        }
+        return outcome
+    }
+
+    private static func isZero(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Bool {
+        bytes[from..<min(to, bytes.count)].allSatisfy { $0 == 0 }
+    }
+
+    /// A sealed segment's hint file, as open reads it: missing or damaged, open
+    /// scans the segment instead (a warning); intact but recording another
+    /// size, or disagreeing with the records, is damage.
+    private static func checkHint(
+        path: String, id: UInt32, segmentLength: Int,
+        records: [(operation: Operation, seq: UInt64, offset: Int, size: Int, key: [UInt8])], report: inout CheckReport
+    ) throws(KVFileError) {
+        let hintName = FileNames.hint(id)
         guard let hint = try? FileBytes(path: path + "/" + hintName) else {
             report.problems.append(CheckProblem(severity: .warning, file: hintName, offset: nil, message: "missing; open scans the segment instead and a writer rewrites it"))
             return
         }
         report.hintFiles += 1
         report.bytes += hint.count
+        if let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id), recorded != segmentLength {
+            report.problems.append(CheckProblem(severity: .error, file: FileNames.segment(id), offset: min(recorded, segmentLength),
+                message: "the segment is \(segmentLength) bytes but its intact hint file \(hintName) records \(recorded) (in a sealed segment); open fails here"))
+            return
+        }
         var index = 0
         var disagreement: String?
-        let problem = try HintFileReader.read(hint.bytes, segmentID: id, segmentLength: data.count) { (entry) throws(KVFileError) in
+        let problem = try HintFileReader.read(hint.bytes, segmentID: id, segmentLength: segmentLength) { (entry) throws(KVFileError) in
             if disagreement == nil {
                 if index >= records.count || records[index].seq != entry.seq || records[index].offset != entry.offset
                     || records[index].size != entry.size || records[index].operation != entry.operation
@@ -136,7 +224,7 @@ public enum StoreCheck {
             index += 1
         }
         if let problem {
-            report.problems.append(CheckProblem(severity: .error, file: hintName, offset: nil, message: "\(problem); a writer rebuilds it from the segment"))
+            report.problems.append(CheckProblem(severity: .warning, file: hintName, offset: nil, message: "not used (\(problem)); open scans the segment instead and a writer rewrites it"))
         } else if let disagreement {
             report.problems.append(CheckProblem(severity: .error, file: hintName, offset: nil, message: "disagrees with its segment: \(disagreement)"))
         }

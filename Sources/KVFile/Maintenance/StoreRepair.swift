@@ -26,6 +26,7 @@ public enum StoreRepair {
         if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
         try StoreDirectory.removeLeftovers(path, names: current)
         let ids = FileNames.segmentIDs(in: current)
+        let activeID = StoreLoader(directory: path, writer: false, segmentSize: 0).activeSegmentID(ids)
 
         var report = RepairReport()
         let keydir = Keydir()
@@ -44,7 +45,11 @@ public enum StoreRepair {
                 report.dropped.append(CheckProblem(severity: .error, file: name, offset: 0, message: "segment header unreadable; records read anyway"))
                 damagedIDs.append(id)
             }
-            let damage = try SalvageScanner.scan(data.bytes) { (offset, header, record) throws(KVFileError) in
+            let isActive = id == activeID
+            let damage = try SalvageScanner.scan(data.bytes, recordEnd: SalvageScanner.recordEnd(of: data.bytes, id: id, isActive: isActive),
+                                                 resync: SalvageScanner.resync(for: data.bytes, id: id, isActive: isActive,
+                                                                               hintPath: path + "/" + FileNames.hint(id))) {
+                (offset, header, record) throws(KVFileError) in
                 report.recordsRead += 1
                 nextSeq = max(nextSeq, header.seq + 1)
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)

@@ -37,6 +37,30 @@ final class Segment: @unchecked Sendable {
     var allocated = 0
     let header: SegmentHeader
 
+    /// Where the block map starts (records lie below it); 0 when the segment has none.
+    var mapOffset: Int { Int(header.mapOffset) }
+
+    /// How far records may reach: the map's start, or the whole mapping.
+    var recordCapacity: Int { mapOffset > 0 ? min(mapOffset, mappedLength) : mappedLength }
+
+    /// Records the first record start of `block` in the map (writer only; the
+    /// mapping covers the map, whose space was reserved when it was made).
+    func storeMapEntry(block: Int, start: Int) {
+        let at = mapOffset + block * BlockMap.entrySize
+        guard mapOffset > 0, at + BlockMap.entrySize <= mappedLength else { return }
+        writableBase.storeLE(BlockMap.entry(segmentID: id, block: block, start: start), at: at)
+    }
+
+    /// Stores the watermark: records below `end` are whole on stable storage
+    /// (writer only; see ``BlockMap``).
+    func storeWatermark(_ end: Int) {
+        let at = mapOffset + BlockMap.size(mapOffset: mapOffset)
+        guard mapOffset > 0, at + BlockMap.watermarkSize <= mappedLength else { return }
+        let (value, crc) = BlockMap.watermark(segmentID: id, end: end)
+        writableBase.storeLE(value, at: at)
+        writableBase.storeLE(crc, at: at + 8)
+    }
+
     /// How much of the address space a segment may need at most.
     static let addressLimit = (RecordFormat.maxSegmentSize + 4095) & ~4095
 

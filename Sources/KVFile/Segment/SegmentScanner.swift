@@ -9,6 +9,17 @@ enum ScanEnd: Equatable {
     case corrupt(at: Int, reason: String)
 }
 
+/// How a scan judges damage: is there anything written after it?
+enum DamageRule {
+    /// Version 1: a readable record anywhere after it, with no zero page
+    /// between (bytes inside values can fool this; kept for old segments).
+    case anyReadableRecord
+    /// Version 2: the block map (see ``LaterRecordProbe``).
+    case blockMap(LaterRecordProbe)
+    /// Not judged: every damage is reported as `tornTail` at the damage (salvage judges for itself).
+    case notJudged
+}
+
 /// How a scan of part of a segment ended.
 enum ChunkScanEnd: Equatable {
     case end(ScanEnd)
@@ -21,11 +32,12 @@ enum ChunkScanEnd: Equatable {
 enum SegmentScanner {
     /// Scans `bytes`, whose first byte is at file offset `baseOffset`, and calls
     /// `body(offset, header, recordStart)` for each record of each complete batch.
+    /// `rule` judges damage (see ``DamageRule``).
     static func scan(
-        _ bytes: UnsafeRawBufferPointer, baseOffset: Int,
+        _ bytes: UnsafeRawBufferPointer, baseOffset: Int, rule: DamageRule,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ScanEnd {
-        switch try scan(bytes, baseOffset: baseOffset, more: false, body) {
+        switch try scan(bytes, baseOffset: baseOffset, more: false, rule: rule, body) {
         case .end(let end): return end
         case .needMore(let at): return .tornTail(at: at, reason: "record runs past the end of the file")  // not with more: false
         }
@@ -35,7 +47,7 @@ enum SegmentScanner {
     /// record cut by their end is then `.needMore`, not damage — the bytes
     /// after it belong to it, and whatever they look like says nothing about the file.
     static func scan(
-        _ bytes: UnsafeRawBufferPointer, baseOffset: Int, more: Bool,
+        _ bytes: UnsafeRawBufferPointer, baseOffset: Int, more: Bool, rule: DamageRule,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ChunkScanEnd {
         guard let p = bytes.baseAddress, bytes.count > 0 else { return .end(.clean(end: baseOffset)) }
@@ -61,10 +73,10 @@ enum SegmentScanner {
                 return .needMore(at: baseOffset + (pendingBatch.isEmpty ? position : batchStart))
             case .incomplete:
                 return .end(classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
-                                           baseOffset: baseOffset, reason: "record runs past the end of the file"))
+                                           baseOffset: baseOffset, rule: rule, reason: "record runs past the end of the file"))
             case .invalid(let reason):
                 return .end(classifyDamage(p, end: end, at: position, batchStart: pendingBatch.isEmpty ? position : batchStart,
-                                           baseOffset: baseOffset, reason: reason))
+                                           baseOffset: baseOffset, rule: rule, reason: reason))
             }
         }
         if !pendingBatch.isEmpty {
@@ -74,12 +86,26 @@ enum SegmentScanner {
         return .end(.clean(end: baseOffset + end))
     }
 
-    /// Decides whether damage at `at` is a torn tail or corruption: it is
-    /// corruption only when a readable record follows it and no whole zero
-    /// page (a page the OS never wrote back before a crash) lies in between.
+    /// Decides whether damage at `at` is a torn tail or corruption. Version 2
+    /// asks the block map (see ``LaterRecordProbe``). Version 1 has no map:
+    /// it is corruption when a readable record follows it anywhere and no
+    /// whole zero page (a page the OS never wrote back before a crash) lies
+    /// in between — a rule bytes inside a value can fool, kept only for
+    /// segments written before version 2.
     private static func classifyDamage(
-        _ p: UnsafeRawPointer, end: Int, at: Int, batchStart: Int, baseOffset: Int, reason: String
+        _ p: UnsafeRawPointer, end: Int, at: Int, batchStart: Int, baseOffset: Int, rule: DamageRule, reason: String
     ) -> ScanEnd {
+        switch rule {
+        case .notJudged:
+            return .tornTail(at: baseOffset + at, reason: reason)
+        case .blockMap(let probe):
+            guard probe.isCorruption(at: baseOffset + at) else {
+                return .tornTail(at: baseOffset + batchStart, reason: reason)
+            }
+            return .corrupt(at: baseOffset + at, reason: reason)
+        case .anyReadableRecord:
+            break
+        }
         guard let next = nextReadableRecord(p, end: end, after: at) else {
             return .tornTail(at: baseOffset + batchStart, reason: reason)
         }

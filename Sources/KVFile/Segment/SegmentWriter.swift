@@ -30,6 +30,26 @@ final class SegmentWriter {
         self.segmentSize = segmentSize
         self.segment = active
         self.hints = hints
+        // The block map of the records already there (it may have been cut off or lost).
+        var offset = RecordFormat.segmentHeaderSize
+        active.storeMapEntry(block: 0, start: offset)
+        hints.forEachSize { size in
+            noteRecordStart(offset)
+            offset += size
+        }
+    }
+
+    /// The last block whose map entry is written.
+    private var mappedBlock = 0
+
+    /// Writes the map entry of the block `start` lies in when it has none yet.
+    @inline(__always)
+    private func noteRecordStart(_ start: Int) {
+        let block = start / BlockMap.blockSize
+        if block > mappedBlock {
+            segment.storeMapEntry(block: block, start: start)
+            mappedBlock = block
+        }
     }
 
     /// Where the log ends: segment id in the high half, offset in the low half.
@@ -53,12 +73,12 @@ final class SegmentWriter {
         precondition(stagedBytes == 0, "makeRoom in the middle of a batch")
         let used = segment.length
         let hasRecords = used > RecordFormat.segmentHeaderSize
-        if (hasRecords && used + bytes > segmentSize) || used + bytes > segment.mappedLength {
+        if (hasRecords && used + bytes > segmentSize) || used + bytes > segment.recordCapacity {
             try roll(nextSeq: nextSeq, needing: bytes, state: state)
         }
         let needed = segment.length + bytes
         if needed > segment.allocated {
-            var target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.mappedLength)
+            var target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.recordCapacity)
             do throws(KVFileError) {
                 try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
             } catch where (error.errno == ENOSPC || error.errno == EDQUOT) && target > needed {
@@ -101,6 +121,7 @@ final class SegmentWriter {
         } else {
             stored = value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
+        noteRecordStart(offset)
         let written = RecordCodec.encode(
             to: segment.writableBase + offset, operation: operation, continues: continues, seq: seq, timestamp: timestamp,
             key: key, stored: stored, rawLength: prepared.compressedLength == nil ? nil : value!.count)
@@ -128,6 +149,13 @@ final class SegmentWriter {
     func discardStaged() {
         if stagedBytes > 0 { memset(segment.writableBase + segment.length, 0, stagedBytes) }
         stagedBytes = 0
+    }
+
+    /// Starts a segment of the current format when the active one is older
+    /// (a version-1 segment has no block map): the old one is sealed as it is.
+    func upgradeActive(nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+        precondition(stagedBytes == 0, "upgrade in the middle of a batch")
+        if segment.header.version < RecordFormat.version { try roll(nextSeq: nextSeq, needing: 0, state: state) }
     }
 
     /// Seals the active segment when it holds records, so compaction can take it.
@@ -167,27 +195,79 @@ final class SegmentWriter {
         pendingSeals.append(PendingSeal(segment: segment, hints: hints))
         segment = next
         hints = HintBuilder()
+        mappedBlock = 0
     }
 
     /// Finishes sealing: cut, sync, hint file (written only after the sync, so
     /// a sound hint file means a complete segment), directory sync. Returns the
     /// hint file's size, for the caller to record under the store's lock.
     static func seal(_ pending: PendingSeal, directory: String, failure: WriterFailure) throws(KVFileError) -> Int {
-        try trimAndSync(pending.segment, directory: directory, failure: failure)
+        try trimAndSync(pending.segment, directory: directory, failure: failure, durableCut: true)
         let hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
                                              segmentLength: pending.segment.length, directory: directory)
         try Syscalls.syncDirectory(directory)
         return hintBytes
     }
 
-    /// Cuts the reserved space after the records off and syncs the segment.
-    static func trimAndSync(_ segment: Segment, directory: String, failure: WriterFailure) throws(KVFileError) {
+    /// Syncs the segment's records, then cuts off what lies after them
+    /// (reserved space, the block map). In that order, a file cut to its
+    /// records always holds them whole and synced, which is what tells a
+    /// reader that every damage in it is corruption (man/kvfile.5,
+    /// "Recovery"). With `durableCut` (sealing: the hint file that follows
+    /// records the cut size) the cut is synced too.
+    static func trimAndSync(_ segment: Segment, directory: String, failure: WriterFailure, durableCut: Bool) throws(KVFileError) {
         try failure.check()
-        if segment.allocated > segment.length {
+        try failure.syncData(segment, store: directory)
+        if segment.allocated > segment.length || segment.mapOffset > 0 {
             try Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
             segment.allocated = segment.length
+            if durableCut { try failure.syncData(segment, store: directory) }
         }
+    }
+
+    /// Syncs the active segment for a clean close and gives it its closed
+    /// layout (man/kvfile.5, "Layouts of a segment file"): after the records,
+    /// the size of each of them and a closing trailer, and the file cut there —
+    /// after the sync, so a closed file always holds whole, synced records. If
+    /// the cut does not reach the disk, the open layout says the same through
+    /// its watermark. Version 1 is cut to its records.
+    func syncForClose(failure: WriterFailure) throws(KVFileError) {
+        guard segment.mapOffset > 0 else {
+            return try SegmentWriter.trimAndSync(segment, directory: directory, failure: failure, durableCut: false)
+        }
+        try failure.check()
+        let end = segment.length
+        let list = GrowableBuffer(capacity: 1 << 12)
+        hints.forEachSize { list.appendVarint(UInt64($0)) }
+        let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
+        BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
+        segment.storeWatermark(end)
+        try Syscalls.pwriteAll(segment.fd, UnsafeRawBufferPointer(start: list.base, count: list.count), at: end, path: segment.path)
         try failure.syncData(segment, store: directory)
+        try Syscalls.ftruncate(segment.fd, end + list.count, path: segment.path)
+        segment.allocated = min(segment.allocated, end + list.count)
+    }
+
+    /// The header of a new active segment whose records may fill `capacity` bytes.
+    static func activeHeader(id: UInt32, baseSeq: UInt64, capacity: Int) -> SegmentHeader {
+        var header = SegmentHeader(segmentID: id, baseSeq: baseSeq, createdMilliseconds: Syscalls.wallClockMilliseconds())
+        let mapOffset = BlockMap.offset(forCapacity: capacity)
+        // A segment that may fill 4 GiB has no room for a map offset: it goes without.
+        header.mapOffset = mapOffset <= Int(UInt32.max) ? UInt32(mapOffset) : 0
+        return header
+    }
+
+    /// Maps an active segment for appending: its records, and its block map
+    /// (space reserved for it past the records, so storing an entry never
+    /// faults on a full disk). The caller has cut the file to `length`.
+    static func openForAppending(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, capacity: Int) throws(KVFileError) -> Segment {
+        let mapOffset = Int(header.mapOffset)
+        let mapEnd = BlockMap.regionEnd(mapOffset: mapOffset)
+        if mapOffset > 0 { try Syscalls.reserve(fd, from: mapOffset, to: mapEnd, path: path) }
+        let segment = try Segment(id: id, path: path, fd: fd, header: header, length: length,
+                                  mapCapacity: mapOffset > 0 ? mapEnd : capacity, writable: true)
+        segment.allocated = length
+        return segment
     }
 
     /// Creates an empty segment file with its header, durably, mapped for writing.
@@ -195,15 +275,15 @@ final class SegmentWriter {
         let path = directory + "/" + FileNames.segment(id)
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
         do throws(KVFileError) {
-            let header = SegmentHeader(segmentID: id, baseSeq: baseSeq, createdMilliseconds: Syscalls.wallClockMilliseconds())
+            let header = activeHeader(id: id, baseSeq: baseSeq, capacity: capacity)
             try withBytes(header.encoded()) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
             if durable {
                 try Syscalls.fdatasync(fd, path: path)
                 try Syscalls.syncDirectory(directory)
             }
-            let segment = try Segment(id: id, path: path, fd: fd, header: header, length: RecordFormat.segmentHeaderSize,
-                                      mapCapacity: capacity, writable: true)
-            segment.allocated = RecordFormat.segmentHeaderSize
+            let segment = try openForAppending(id: id, path: path, fd: fd, header: header,
+                                               length: RecordFormat.segmentHeaderSize, capacity: capacity)
+            segment.storeMapEntry(block: 0, start: RecordFormat.segmentHeaderSize)
             return segment
         } catch {
             Syscalls.close(fd)

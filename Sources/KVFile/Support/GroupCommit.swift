@@ -69,6 +69,9 @@ final class GroupCommit: @unchecked Sendable {
         if case .failure(let error) = result { throw error }
     }
 
+    /// The log position known to be on stable storage.
+    var durablePosition: UInt64 { durable.load(ordering: .acquiring) }
+
     /// A writer that will call `waitDurable` starts its write.
     func writerStarted() {
         inFlight.add(1, ordering: .relaxed)

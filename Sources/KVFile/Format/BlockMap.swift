@@ -1,0 +1,146 @@
+// The block map of an active version-2 segment (see man/kvfile.5, "Block map"):
+// one u32 entry per 4096-byte block of the record area, kept in the same
+// file past the area records may fill (at the header's map offset), saying
+// where the first record that starts in that block starts.
+//
+//   entry = check << 16 | (start - blockStart + 1)      (0: no record starts here, or not known)
+//   check = high 16 bits of CRC-32C(segment u32 LE, block u32 LE, start - blockStart + 1 as u32 LE)
+//
+// After the entries, a 16-byte watermark: u64 end, u32 CRC-32C(segment u32 LE,
+// end u64 LE), u32 0. Records below `end` were all whole on stable storage
+// when it was written (a writer stores it before a sync, naming what the
+// previous sync covered, and at close what that last sync covers).
+//
+// A writer closing the store cuts the file after its records and writes
+// there the size of every record (one uvarint each, in file order), then a
+// 24-byte closing trailer: "kvfileM\n", u32 records end, u32 bytes of the
+// list, u32 CRC-32C of the list, u32 CRC-32C(segment u32 LE, the 20 bytes
+// before it). Only the active segment can be closed so.
+//
+// Only the writer writes entries, and only where it puts a record, so bytes
+// inside values are never taken for a record start: recovery and salvage
+// look for records after damage only where the map says one begins.
+
+enum BlockMap {
+    /// The size of a block, and the alignment of the map.
+    static let blockSize = 4096
+    /// Bytes per map entry.
+    static let entrySize = 4
+
+    /// Where the map of a segment whose records may fill `capacity` bytes starts.
+    static func offset(forCapacity capacity: Int) -> Int {
+        (max(capacity, RecordFormat.segmentHeaderSize) + blockSize - 1) / blockSize * blockSize
+    }
+
+    /// Bytes of the entries of a map that starts at `mapOffset` (one per block before it).
+    static func size(mapOffset: Int) -> Int { mapOffset / blockSize * entrySize }
+
+    /// Bytes of the watermark after the entries.
+    static let watermarkSize = 16
+
+    /// Where the map region (entries, then the watermark) of a map at `mapOffset` ends.
+    static func regionEnd(mapOffset: Int) -> Int { mapOffset + size(mapOffset: mapOffset) + watermarkSize }
+
+    /// "kvfileM\n": the closing trailer's magic.
+    static let trailerMagic: Magic = (0x6B, 0x76, 0x66, 0x69, 0x6C, 0x65, 0x4D, 0x0A)
+    /// Bytes of the closing trailer.
+    static let trailerSize = 24
+
+    /// What a sound closing trailer says.
+    struct Closed: Equatable {
+        /// Where the records end (and the list of their sizes starts).
+        var recordsEnd: Int
+        /// Bytes of the list of record sizes (one uvarint per record, in file order).
+        var listBytes: Int
+        /// CRC-32C of the list.
+        var listCRC: UInt32
+    }
+
+    /// The closing trailer for `closed`, for segment `segmentID`.
+    static func trailer(_ closed: Closed, segmentID: UInt32) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: trailerSize)
+        bytes.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            p.storeBytes(of: trailerMagic, as: Magic.self)
+            p.storeLE(UInt32(closed.recordsEnd), at: 8)
+            p.storeLE(UInt32(closed.listBytes), at: 12)
+            p.storeLE(closed.listCRC, at: 16)
+            p.storeLE(trailerCheck(UnsafeRawPointer(p), segmentID: segmentID), at: 20)
+        }
+        return bytes
+    }
+
+    /// What the closing trailer `trailer` (a file's last 24 bytes) says, when
+    /// it is sound and fits a file of `fileSize` bytes; else nil.
+    static func closed(trailer: UnsafeRawBufferPointer, segmentID: UInt32, fileSize: Int) -> Closed? {
+        guard trailer.count == trailerSize, let p = trailer.baseAddress, equalMagic(p.loadUnaligned(as: Magic.self), trailerMagic),
+              p.loadLE(at: 20, as: UInt32.self) == trailerCheck(p, segmentID: segmentID) else { return nil }
+        let closed = Closed(recordsEnd: Int(p.loadLE(at: 8, as: UInt32.self)), listBytes: Int(p.loadLE(at: 12, as: UInt32.self)),
+                            listCRC: p.loadLE(at: 16, as: UInt32.self))
+        guard closed.recordsEnd >= RecordFormat.segmentHeaderSize, closed.recordsEnd + closed.listBytes + trailerSize == fileSize else { return nil }
+        return closed
+    }
+
+    /// The record starts a list of sizes names, when it matches its checksum and the records' end.
+    static func recordStarts(list: UnsafeRawBufferPointer, closed: Closed) -> [Int]? {
+        guard list.count == closed.listBytes, let p = list.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
+              (list.isEmpty ? CRC32C.checksum(p, 0) : CRC32C.checksum(p, list.count)) == closed.listCRC else { return nil }
+        var starts: [Int] = []
+        var position = 0
+        var offset = RecordFormat.segmentHeaderSize
+        while position < list.count {
+            guard case .value(let size, let length) = Varint.read(p + position, available: list.count - position), size > 0,
+                  size <= UInt64(closed.recordsEnd - offset) else { return nil }
+            starts.append(offset)
+            offset += Int(size)
+            position += length
+        }
+        return offset == closed.recordsEnd ? starts : nil
+    }
+
+    private static func trailerCheck(_ p: UnsafeRawPointer, segmentID: UInt32) -> UInt32 {
+        var bytes: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw -> UInt32 in
+            raw.baseAddress!.storeLE(segmentID, at: 0)
+            raw.baseAddress!.advanced(by: 4).copyMemory(from: p, byteCount: 20)
+            return CRC32C.checksum(UnsafeRawPointer(raw.baseAddress!), 24)
+        }
+    }
+
+    /// The watermark's bytes for `end`.
+    static func watermark(segmentID: UInt32, end: Int) -> (UInt64, UInt32) {
+        var bytes: (UInt64, UInt64) = (0, 0)  // 12 bytes used: segment u32, end u64
+        let crc = withUnsafeMutableBytes(of: &bytes) { raw -> UInt32 in
+            raw.baseAddress!.storeLE(segmentID, at: 0)
+            raw.baseAddress!.storeLE(UInt64(end), at: 4)
+            return CRC32C.checksum(UnsafeRawPointer(raw.baseAddress!), 12)
+        }
+        return (UInt64(end), crc)
+    }
+
+    /// The end a stored watermark names, or nil when there is none or it fails its check.
+    static func watermarkEnd(_ p: UnsafeRawPointer, segmentID: UInt32) -> Int? {
+        let end = p.loadLE(at: 0, as: UInt64.self)
+        guard end >= UInt64(RecordFormat.segmentHeaderSize), end <= UInt64(UInt32.max),
+              p.loadLE(at: 8, as: UInt32.self) == watermark(segmentID: segmentID, end: Int(end)).1 else { return nil }
+        return Int(end)
+    }
+
+    /// The entry of block `block` for a record starting at `start` (in that block).
+    static func entry(segmentID: UInt32, block: Int, start: Int) -> UInt32 {
+        let low = UInt32(start - block * blockSize + 1)
+        return check(segmentID: segmentID, block: block, low: low) << 16 | low
+    }
+
+    /// The record start an entry names, or nil when it names none or fails its check.
+    static func recordStart(_ entry: UInt32, segmentID: UInt32, block: Int) -> Int? {
+        let low = entry & 0xFFFF
+        guard low >= 1, low <= UInt32(blockSize), entry >> 16 == check(segmentID: segmentID, block: block, low: low) else { return nil }
+        return block * blockSize + Int(low) - 1
+    }
+
+    private static func check(segmentID: UInt32, block: Int, low: UInt32) -> UInt32 {
+        var bytes: (UInt32, UInt32, UInt32) = (segmentID.littleEndian, UInt32(truncatingIfNeeded: block).littleEndian, low.littleEndian)
+        return withUnsafeBytes(of: &bytes) { CRC32C.checksum($0.baseAddress!, 12) } >> 16
+    }
+}
