@@ -12,7 +12,15 @@ struct DumpCommand: ParsableCommand {
             {"base64": "..."}), ndjson (one {"key": ..., "value": ...} object per \
             line; a non-UTF-8 key or value is written as "key_base64" / \
             "value_base64" instead). `kvfile load` reads json and ndjson back \
-            exactly. Reads without the writer's lock; the output is the store as \
+            exactly.
+
+            JSON strings (ndjson and json): bytes that are valid UTF-8 are \
+            written as they are, non-ASCII included; only the quote, the \
+            backslash, newline (\\n), carriage return (\\r) and tab (\\t) get a \
+            short escape, and the other control characters (below 0x20, and \
+            0x7F) are written as \\u00XX. Base64 is the standard alphabet with \
+            padding. Keys are bytes: keys that differ only in their Unicode \
+            form are different keys, in both directions. Reads without the writer's lock; the output is the store as \
             it was when the dump began.
 
             Examples:

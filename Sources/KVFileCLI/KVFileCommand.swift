@@ -51,5 +51,5 @@ struct KVFileCommand: ParsableCommand {
 }
 
 enum KVFileVersion {
-    static let current = "0.1.0"
+    static let current = "0.2.0"
 }

@@ -183,3 +183,63 @@ import Testing
         #expect(try kvfile("get", store, "k24").text == "v24")
     }
 }
+
+@Suite struct CheckAgreesWithOpenTests {
+    /// Defect: `check` disagreed with open: a batch cut by a real kill -9
+    /// during `load --batch 20000` gave thousands of false "checksum
+    /// mismatch" errors and exit 76, though the next writer simply drops it.
+    @Test func aLoadKilledMidBatchIsATornTailForCheckToo() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let input = dir.sub("in.ndjson")
+        let lines = (0..<200_000).map { #"{"key":"key-\#($0)","value":"value number \#($0) \#(String(repeating: "x", count: $0 % 50))"}"# }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        #expect(try kvfile("put", store, "seed", "0").status == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: kvfileBinary)
+        process.arguments = ["load", store, "--batch", "20000", "-q"]
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: input))
+        try process.run()
+        // Kill it once it has stored part of a batch (the segment grew past the seed).
+        let segment = store + "/00000001.kvseg"
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let checked = try kvfile("check", store)
+            #expect(checked.status == 0, "check beside a running load: \(checked.text)")
+            if let size = try? FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int, size > 1 << 20 { break }
+            usleep(20_000)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let check = try kvfile("check", store)
+        #expect(check.status == 0, "\(check.text)")
+        #expect(!check.text.contains("error:"))
+        #expect(try kvfile("get", store, "seed").text == "0")
+        #expect(try kvfile("put", store, "after", "kill").status == 0)
+        #expect(try kvfile("check", store).status == 0)
+    }
+
+    /// Defect: a segment file deleted from the middle of a store lost its keys
+    /// while `check` exited 0 with one warning. A hint file without its
+    /// segment is damage, for open and check alike.
+    @Test func aMissingSegmentIsDamageForOpenAndCheck() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let pairs = (0..<2000).map { #"{"key":"k0-\#($0)","value":"\#(String(repeating: "v", count: 40))"}"# + "\n" }.joined()
+        #expect(try kvfile("load", store, input: Array(pairs.utf8)).status == 0)
+        #expect(try kvfile("compact", "-q", store).status == 0)  // a sealed segment with its hint file
+        #expect(try kvfile("put", store, "later", "1").status == 0)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: store).filter { $0.hasSuffix(".kvseg") }.sorted()
+        let hints = try FileManager.default.contentsOfDirectory(atPath: store).filter { $0.hasSuffix(".kvhint") }.sorted()
+        let victim = try #require(hints.first).replacingOccurrences(of: ".kvhint", with: ".kvseg")
+        #expect(segments.contains(victim))
+        try FileManager.default.removeItem(atPath: store + "/" + victim)
+        let check = try kvfile("check", store)
+        #expect(check.status == 76)
+        #expect(check.text.contains("error: \(victim)"))
+        #expect(check.text.contains("the segment is missing"))
+        let get = try kvfile("get", store, "k0-1")
+        #expect(get.status == 76)
+        #expect(get.stderr.contains("the segment is missing"))
+    }
+}

@@ -2,10 +2,13 @@ import Foundation
 import Testing
 @testable import KVFile
 
-/// Golden stores in Fixtures/v1, written once by format version 1 and never edited.
-/// Regenerate only for a new format version: KVFILE_WRITE_FIXTURES=1 swift test --filter FixtureTests
-let fixturesRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/v1").path
+/// Golden stores in Fixtures/vN, written once by format version N and never edited:
+/// every version this kvfile reads keeps being tested. Write the current
+/// version's (only when it is new): scripts/write-fixtures
+let fixturesBase = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
+/// Where the current version's fixtures are written.
+let fixturesRoot = fixturesBase + "/v\(RecordFormat.version)"
 
 func hex(_ bytes: some Sequence<UInt8>) -> String {
     bytes.map { String(format: "%02x", $0) }.joined()
@@ -54,18 +57,25 @@ func recordLines(_ storePath: String) throws -> [String] {
 }
 
 @Suite struct FixtureTests {
+    static let versions = ["v1", "v2"]
+
+    /// "vN/name" of every fixture of every version.
     static var fixtureNames: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: fixturesRoot)) ?? []).sorted()
+        versions.flatMap { version in
+            ((try? FileManager.default.contentsOfDirectory(atPath: fixturesBase + "/" + version)) ?? []).sorted().map { version + "/" + $0 }
+        }
     }
 
-    @Test func fixturesArePresent() {
-        #expect(Set(Self.fixtureNames).isSuperset(of: ["plain", "deletes", "batch", "segments", "torn-tail", "flipped-byte", "truncated-hint"]))
+    @Test(arguments: versions)
+    func fixturesArePresent(_ version: String) {
+        let names = Set(Self.fixtureNames.filter { $0.hasPrefix(version + "/") }.map { String($0.dropFirst(version.count + 1)) })
+        #expect(names.isSuperset(of: ["plain", "deletes", "batch", "segments", "torn-tail", "flipped-byte", "truncated-hint"]))
     }
 
     @Test(arguments: fixtureNames)
     func fixtureOpensToItsExpectedContents(_ name: String) throws {
         let dir = TemporaryDirectory()
-        let fixture = fixturesRoot + "/" + name
+        let fixture = fixturesBase + "/" + name
         let copy = dir.sub("store")
         try FileManager.default.copyItem(atPath: fixture + "/store", toPath: copy)
         let expectedError = fixture + "/expected-error.txt"
@@ -89,9 +99,9 @@ func recordLines(_ storePath: String) throws -> [String] {
 
     /// Decoding every record of the intact fixtures gives the listing, and encoding
     /// each listed record again gives the exact bytes in the file.
-    @Test(arguments: ["plain", "deletes", "batch", "segments"])
+    @Test(arguments: versions.flatMap { version in ["plain", "deletes", "batch", "segments"].map { version + "/" + $0 } })
     func recordsDecodeAndEncodeByteForByte(_ name: String) throws {
-        let fixture = fixturesRoot + "/" + name
+        let fixture = fixturesBase + "/" + name
         let listing = try String(contentsOfFile: fixture + "/records.txt", encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(try recordLines(fixture + "/store") == listing)
         for line in listing {
@@ -105,6 +115,7 @@ func recordLines(_ storePath: String) throws -> [String] {
         }
     }
 
+    /// Run by scripts/write-fixtures only (it sets KVFILE_WRITE_FIXTURES=1).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["KVFILE_WRITE_FIXTURES"] == "1"))
     func writeFixtures() throws {
         let fm = FileManager.default
@@ -170,12 +181,23 @@ func recordLines(_ storePath: String) throws -> [String] {
         }
         try finish(segments)
 
-        // Damaged copies.
+        // Damaged copies. A torn tail happens while a writer has the segment
+        // open: the last record half written, zeros after it, the map past them.
         let torn = try fresh("torn-tail")
-        try fm.copyItem(atPath: plain + "/store", toPath: torn + "/store")
+        do {
+            var options = StoreOptions()
+            options.segmentSize = 8192
+            let s = try Store(path: torn + "/store", options: options)
+            try s.put("hello", "world")
+            try s.put("artists", #"[{"first_name":"Cesária","last_name":"Évora"}]"#)
+            try s.put("long", String(repeating: "compress me ", count: 40))
+            s.abandonForCrashTest()
+        }
         let tornSegment = torn + "/store/00000001.kvseg"
         let lastRecord = recordOffsets(tornSegment).last!
-        writeFile(tornSegment, Array(fileBytes(tornSegment)[0..<(lastRecord.offset + lastRecord.size / 2)]))
+        var tornBytes = fileBytes(tornSegment)
+        for i in (lastRecord.offset + lastRecord.size / 2)..<(lastRecord.offset + lastRecord.size) { tornBytes[i] = 0 }
+        writeFile(tornSegment, tornBytes)
         try finish(torn)
         try fm.removeItem(atPath: torn + "/records.txt")
 
@@ -207,6 +229,15 @@ func recordLines(_ storePath: String) throws -> [String] {
         var old = SegmentHeader(segmentID: 1, baseSeq: 1, createdMilliseconds: 1_700_000_000_000)
         old.version = 1
         #expect(hex(old.encoded()) == "6b7666696c65530a" + "0100" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000000" + "0c813b5e")
+        // The closed layout's sizes and trailer, the first map entry and a watermark.
+        let sizes: [UInt8] = [24]
+        let closed = BlockMap.Closed(recordsEnd: 64, listBytes: 1, listCRC: sizes.withUnsafeBytes { CRC32C.checksum($0.baseAddress!, 1) })
+        #expect(hex(BlockMap.trailer(closed, segmentID: 1)) == "6b7666696c654d0a" + "40000000" + "01000000" + "f1ccfac8" + "68add56a")
+        let entry = BlockMap.entry(segmentID: 1, block: 0, start: 40)
+        #expect(hex(withUnsafeBytes(of: entry.littleEndian) { Array($0) }) == "290035e6")
+        let (end, crc) = BlockMap.watermark(segmentID: 1, end: 64)
+        #expect(end == 64 && hex(withUnsafeBytes(of: crc.littleEndian) { Array($0) }) == "5faa1100")
+        #expect(BlockMap.regionEnd(mapOffset: 0x0400_0000) - BlockMap.watermarkSize == 0x0401_0000)
         let record = encodeRecord(.created, seq: 1, timestamp: 1_700_000_000_000, key: bytes("hello"), value: bytes("world"))
         #expect(hex(record) == "73e86d1101018" + "0d095ffbc31050568656c6c6f776f726c64")
     }
