@@ -11,7 +11,10 @@ struct PutCommand: ParsableCommand {
             standard input when VALUE is left out (binary data welcome). The \
             write is on disk when the command exits. With --if-absent nothing is \
             written when the key already has a value, and the exit status is 1: \
-            a lock for shell scripts.
+            a lock for shell scripts. KEY and VALUE are bytes as the shell \
+            passes them, UTF-8 or not. A value that is a negative number works \
+            as it is (-5); any other KEY or VALUE that starts with - goes after \
+            -- (kvfile put ./s.kv -- -x -y).
 
             Examples:
               kvfile put ./cache.kv greeting hello

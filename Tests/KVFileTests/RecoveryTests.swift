@@ -161,6 +161,10 @@ func copyStore(_ from: String, to: String) throws {
         writeFile(segment, data)
         let firstDamaged = records.first { $0.offset + $0.size > 4096 }!
         let survivors = records.filter { $0.offset < firstDamaged.offset }.count
+        // check says what open does: a torn tail, not damage.
+        let report = try StoreCheck.run(path: path)
+        #expect(report.isHealthy, "\(report.problems)")
+        #expect(report.problems.contains { $0.severity == .warning && $0.offset == firstDamaged.offset })
         let afterHole = try Store(path: path)
         #expect(afterHole.count == survivors)
         for (key, value) in try contents(afterHole) { #expect(model[key] == value) }
