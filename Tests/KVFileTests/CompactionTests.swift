@@ -249,6 +249,7 @@ import Testing
         let dir = TemporaryDirectory()
         var options = smallSegments()
         options.autoCompaction = CompactionPolicy(minDeadRatio: 0.5, minDeadBytes: 16 << 10)
+        options.durability = .interval(milliseconds: 1)  // close() waits for a sync in progress: a window for another round
         let path = dir.sub("closing")
         let store = try Store(path: path, options: options)
         let parked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
@@ -278,15 +279,37 @@ import Testing
             try store.put(bytes("k\(i % 50)"), bytes("value \(i) " + String(repeating: "y", count: 40)))
             i += 1
         }
+        // Syncs turn slow, so close() spends a while on syncs under way.
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setRule { call, _ in
+            if call == .sync { usleep(30_000) }
+            return nil
+        }
+        // A writer keeps rolling segments until close() begins, so more rounds have work.
+        let writing = DispatchGroup()
+        let closeStarted = Locked(false)
+        writing.enter()
+        Thread {
+            defer { writing.leave() }
+            var n = 0
+            while !closeStarted.withLock({ $0 }) {
+                guard (try? store.put(bytes("w\(n % 50)"), bytes("value \(n) " + String(repeating: "q", count: 40)))) != nil else { return }
+                n += 1
+            }
+        }.start()
+        usleep(50_000)
         let closing = DispatchGroup()
         closing.enter()
         Thread {
+            closeStarted.withLock { $0 = true }
             try? store.close()
             closeReturned.withLock { $0 = true }
             closing.leave()
         }.start()
         usleep(20_000)
         release.signal()
+        writing.wait()
         closing.wait()
         let afterClose = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
         usleep(400_000)
