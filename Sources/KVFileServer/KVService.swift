@@ -68,11 +68,12 @@ struct KVService: HTTPResponder {
         case "/", "":
             switch request.method {
             case .get, .head: return try compatGet(query)
-            case .put, .post: return try await compatPut(request)
-            default: throw Self.methodNotAllowed("GET, PUT")
+            // PUT only (as the original): a browser cannot send a cross-origin PUT without a preflight, while a POST needs none.
+            case .put: return try await compatPut(request)
+            default: throw Self.methodNotAllowed("GET, HEAD, PUT")
             }
         case "/all":
-            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             return try compatAll()
         case "/v1/keys":
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
@@ -180,43 +181,67 @@ struct KVService: HTTPResponder {
 
     // MARK: KeyValueStore service routes
 
+    /// The KeyValueStore service's texts, byte for byte (its Flask views return
+    /// `str`, which Flask sends as text/html).
+    static let compatContentType = "text/html; charset=utf-8"
+
     private func compatGet(_ query: [(name: String, value: [UInt8])]) throws -> Response {
         guard let key = query.last(where: { $0.name == "key" })?.value else {
-            return .text("Error: missing query parameter 'key' (GET /?key=KEY)", status: .badRequest)
+            return .bytes(Array("Error: Missing argument 'KEY'".utf8), contentType: Self.compatContentType, status: .badRequest)
         }
         guard !key.isEmpty, let value = try store.get(key) else {
-            return .text("Key \(Self.describe(key)) does not exist", status: .notFound)
+            return .bytes(Array("Key Does Not exists".utf8), contentType: Self.compatContentType, status: .notFound)
         }
-        return .bytes(value, contentType: "text/plain; charset=utf-8")
+        return .bytes(value, contentType: Self.compatContentType)
     }
 
+    /// Every pair as Python's `json.dumps(data, sort_keys=True, indent=4)`
+    /// writes it: non-ASCII as \uXXXX, keys sorted by code point. A key that
+    /// is not UTF-8 cannot be a JSON key: it is left out (its value is served
+    /// by GET /v1/keys) and counted in the `X-KVFile-Skipped-Keys` header.
     private func compatAll() throws -> Response {
-        var text = ""
-        var object = PairJSON.ObjectWriter { text += $0 }
-        do {
-            try store.forEach { key, value in try object.add(key, value) }
-        } catch let error as PairJSON.NonUTF8Key {
-            throw APIError(.unprocessableContent, "non_utf8_key", error.message + ": GET /v1/keys")
+        var pairs: [(key: String, value: String)] = []
+        var skipped = 0
+        try store.forEach { key, value in
+            guard let text = String(validating: key, as: UTF8.self) else { skipped += 1; return }
+            // A value that is not UTF-8 becomes {"base64": "…"}, laid out as json.dumps lays out an object.
+            let json = String(validating: value, as: UTF8.self).map(PythonJSON.quoted)
+                ?? "{\n        \"base64\": " + PythonJSON.quoted(JSONText.base64(value)) + "\n    }"
+            pairs.append((text, json))
         }
-        object.finish()
-        text.removeLast()  // like json.dumps: no newline after the closing brace
-        return .json(text)
+        pairs.sort { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) }
+        var text = "{"
+        for (index, pair) in pairs.enumerated() {
+            text += (index == 0 ? "\n    " : ",\n    ") + PythonJSON.quoted(pair.key) + ": " + pair.value
+        }
+        text += pairs.isEmpty ? "}" : "\n}"
+        var response = Response.bytes(Array(text.utf8), contentType: Self.compatContentType)
+        if skipped > 0 { response.headers[HTTPField.Name("X-KVFile-Skipped-Keys")!] = String(skipped) }
+        return response
     }
 
     private func compatPut(_ request: Request) async throws -> Response {
         let body = try await collectBody(request)
-        let pair: CompatPair
-        do {
-            pair = try JSONDecoder().decode(CompatPair.self, from: Data(body.readableBytesView))
-        } catch {
-            throw APIError(.badRequest, "bad_request", "the body must be a JSON object {\"key\": \"…\", \"value\": …}")
+        // The value's JSON text is kept as written (a number stays exactly its digits).
+        guard let members = JSONMinifier.members(ofObject: Array(body.readableBytesView)),
+              let keyLiteral = members.last(where: { (try? JSONDecoder().decode(String.self, from: Data($0.keyLiteral))) == "key" })?.value,
+              let valueText = members.last(where: { (try? JSONDecoder().decode(String.self, from: Data($0.keyLiteral))) == "value" })?.value,
+              let key = try? JSONDecoder().decode(String.self, from: Data(keyLiteral))
+        else {
+            throw APIError(.badRequest, "bad_request", "the body must be a JSON object {\"key\": \"…\", \"value\": …} with a string key")
         }
-        guard !pair.key.isEmpty else { throw APIError(.badRequest, "bad_request", "the key must not be empty") }
-        let receipt = try store.put(Array(pair.key.utf8), pair.value.bytes)
-        try contentTypes.forget(Array(pair.key.utf8))
+        guard !key.isEmpty else { throw APIError(.badRequest, "bad_request", "the key must not be empty") }
+        let value: [UInt8]
+        if valueText.first == UInt8(ascii: "\""), let text = try? JSONDecoder().decode(String.self, from: Data(valueText)) {
+            value = Array(text.utf8)
+        } else {
+            value = valueText
+        }
+        let receipt = try store.put(Array(key.utf8), value)
+        try contentTypes.forget(Array(key.utf8))
         try await committer?.waitDurable()
         let verb = receipt.operation == .created ? "Created" : "Updated"
-        return .text("\(verb) key \(JSONText.quoted(pair.key)) (seq \(receipt.seq))")
+        return .bytes(Array("Key: \(key) \(verb) with Value: ".utf8) + value, contentType: Self.compatContentType)
     }
 
     // MARK: helpers
@@ -267,51 +292,5 @@ struct KVService: HTTPResponder {
 
     static func describe(_ key: [UInt8]) -> String {
         String(validating: key, as: UTF8.self).map(JSONText.quoted) ?? "0x" + JSONText.hex(key)
-    }
-}
-
-/// `PUT /` body. A value that is not a JSON string is stored as its JSON text.
-struct CompatPair: Decodable {
-    var key: String
-    var value: JSONValue
-}
-
-/// Any JSON value, kept so it can be written back as text.
-enum JSONValue: Codable {
-    case string(String)
-    case number(Double)
-    case bool(Bool)
-    case null
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .bool(let value): try container.encode(value)
-        case .null: try container.encodeNil()
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
-    }
-
-    /// A string's UTF-8; anything else as compact JSON with sorted keys.
-    var bytes: [UInt8] {
-        if case .string(let text) = self { return Array(text.utf8) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? Array(encoder.encode(self))) ?? Array("null".utf8)
     }
 }

@@ -10,6 +10,36 @@ public enum JSONMinifier {
         return parser.position == bytes.count ? parser.output : nil
     }
 
+    /// The members of a JSON object document, in order: each key as its
+    /// string literal (quotes included, as written) and each value minified,
+    /// numbers and strings byte for byte. nil when `bytes` is not one JSON object.
+    public static func members(ofObject bytes: [UInt8]) -> [(keyLiteral: [UInt8], value: [UInt8])]? {
+        var parser = Parser(bytes: bytes)
+        parser.skipSpace()
+        guard parser.take(UInt8(ascii: "{")) else { return nil }
+        var members: [(keyLiteral: [UInt8], value: [UInt8])] = []
+        parser.skipSpace()
+        if !parser.take(UInt8(ascii: "}")) {
+            while true {
+                parser.skipSpace()
+                let keyStart = parser.output.count
+                guard parser.string() else { return nil }
+                let key = Array(parser.output[keyStart...])
+                parser.skipSpace()
+                guard parser.take(UInt8(ascii: ":")) else { return nil }
+                parser.skipSpace()
+                let valueStart = parser.output.count
+                guard parser.value(depth: 1) else { return nil }
+                members.append((key, Array(parser.output[valueStart...])))
+                parser.skipSpace()
+                if parser.take(UInt8(ascii: "}")) { break }
+                guard parser.take(UInt8(ascii: ",")) else { return nil }
+            }
+        }
+        parser.skipSpace()
+        return parser.position == bytes.count ? members : nil
+    }
+
     private struct Parser {
         let bytes: [UInt8]
         var position = 0

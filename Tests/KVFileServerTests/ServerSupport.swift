@@ -354,14 +354,19 @@ func jsonObject(_ text: String) -> [String: Any] {
 }
 
 /// Runs the built `kvfile` tool to completion.
-func kvfile(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+func kvfile(_ arguments: [String], input: [UInt8]? = nil) throws -> (status: Int32, output: String, errors: String) {
     let scratch = TemporaryDirectory()
-    let out = scratch.sub("out"), err = scratch.sub("err")
+    let out = scratch.sub("out"), err = scratch.sub("err"), inPath = scratch.sub("in")
     for path in [out, err] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile")
     process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
+    if let input {
+        _ = FileManager.default.createFile(atPath: inPath, contents: Data(input))
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try process.run()
