@@ -22,6 +22,11 @@ public struct ServeOptions: ParsableArguments {
         valueName: "token"))
     public var token: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "A Host name to accept besides localhost, 127.0.0.1 and [::1] while listening on loopback (repeatable). Other Host headers get 403, so a page that rebinds its DNS name to 127.0.0.1 cannot read the store.",
+        valueName: "name"))
+    public var allowHost: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in bytes.", valueName: "bytes"))
     public var maxBody: Int = 16 << 20
 
@@ -74,6 +79,7 @@ public struct ServeOptions: ParsableArguments {
                       "--durability", durability, "--lock-timeout", String(lockTimeout),
                       "--subscriber-backlog", String(subscriberBacklog), "--log-level", logLevel]
         if let token { result += ["--token", token] }
+        for name in allowHost { result += ["--allow-host", name] }
         return result
     }
 }

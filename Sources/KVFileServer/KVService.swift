@@ -22,6 +22,7 @@ struct KVService: HTTPResponder {
     let hub: SubscriptionHub
     let configuration: ServerConfiguration
     private let expectedAuthorization: [UInt8]?
+    private let acceptedHosts: Set<String>?
 
     init(store: Store, contentTypes: ContentTypes, committer: DurableCommitter?, hub: SubscriptionHub, configuration: ServerConfiguration) {
         self.store = store
@@ -30,11 +31,13 @@ struct KVService: HTTPResponder {
         self.hub = hub
         self.configuration = configuration
         expectedAuthorization = configuration.token.map { Array("Bearer \($0)".utf8) }
+        acceptedHosts = configuration.acceptedHosts
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let response: Response
         do {
+            try checkHost(request)
             try authorize(request)
             response = try await route(request)
         } catch let error as APIError {
@@ -245,6 +248,22 @@ struct KVService: HTTPResponder {
     }
 
     // MARK: helpers
+
+    /// While bound to loopback, only loopback Host names (and --allow-host ones) are served.
+    private func checkHost(_ request: Request) throws(APIError) {
+        guard let acceptedHosts else { return }
+        let given = request.head.authority ?? ""
+        var name = given.lowercased()
+        if name.hasPrefix("[") {
+            if let close = name.firstIndex(of: "]") { name = String(name[...close]) }
+        } else if let colon = name.lastIndex(of: ":") {
+            name = String(name[..<colon])
+        }
+        guard acceptedHosts.contains(name) else {
+            throw APIError(.forbidden, "host_not_allowed",
+                           "this server listens on loopback and serves only the Host names localhost, 127.0.0.1 and [::1] (and --allow-host ones), not \(JSONText.quoted(given))")
+        }
+    }
 
     private func authorize(_ request: Request) throws(APIError) {
         guard let expected = expectedAuthorization else { return }

@@ -26,6 +26,17 @@ public struct ServerConfiguration: Sendable {
     public var keepAliveSeconds = 15
     /// Log level (request lines at debug).
     public var logLevel: Logger.Level = .info
+    /// Host names accepted besides the loopback ones while bound to loopback.
+    public var allowedHosts: [String] = []
+
+    /// The Host names (without port, lowercased) requests may carry, or nil
+    /// for any: a server bound to loopback serves only loopback names (a
+    /// DNS-rebinding page reaches 127.0.0.1 under its own name).
+    var acceptedHosts: Set<String>? {
+        let loopback = host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        guard loopback else { return nil }
+        return Set(["localhost", "127.0.0.1", "[::1]", host.contains(":") ? "[\(host)]" : host] + allowedHosts.map { $0.lowercased() })
+    }
 
     public init(storePath: String) {
         self.storePath = storePath

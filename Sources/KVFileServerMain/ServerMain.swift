@@ -27,6 +27,7 @@ struct ServerMain: AsyncParsableCommand {
         configuration.durability = options.durabilityMode
         configuration.lockTimeoutMilliseconds = options.lockTimeout
         configuration.subscriberBacklog = options.subscriberBacklog
+        configuration.allowedHosts = options.allowHost
         configuration.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in

@@ -58,3 +58,24 @@ import Testing
         #expect(server.stop() == 0)
     }
 }
+
+@Suite struct ServerHostTests {
+    /// Defect: the Host header was not checked, so a page whose DNS name was
+    /// rebound to 127.0.0.1 could read `/?key=` and `/all` of a local server.
+    @Test func aForeignHostNameIsRefusedOnLoopback() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("h.kv"), arguments: ["--allow-host", "kv.internal"], scratch: dir)
+        let client = server.client()
+        #expect(try client.request("PUT", "/v1/keys/secret", body: Array("1".utf8)).status == 201)
+        for host in ["evil.example", "evil.example:5000", "127.0.0.1.evil.example"] {
+            let response = try client.request("GET", "/all", headers: ["Host": host])
+            #expect(response.status == 403, "\(host)")
+            #expect(response.json["error"] as? String == "host_not_allowed")
+            #expect(!response.text.contains("secret"))
+        }
+        for host in ["localhost:\(server.port)", "127.0.0.1", "[::1]:\(server.port)", "KV.internal:80"] {
+            #expect(try client.request("GET", "/?key=secret", headers: ["Host": host]).status == 200, "\(host)")
+        }
+        #expect(server.stop() == 0)
+    }
+}
