@@ -79,10 +79,10 @@ struct KVService: HTTPResponder {
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             return try compatAll()
         case "/v1/keys":
-            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             return try listKeys(query)
         case "/v1/stat":
-            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET") }
+            guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             return .json(StatJSON.document(try store.stats()))
         case "/v1/compact":
             guard request.method == .post else { throw Self.methodNotAllowed("POST") }
@@ -290,6 +290,8 @@ struct KVService: HTTPResponder {
             return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
+        } catch is NIOTooManyBytesError {
+            throw tooLarge  // a chunked body (no Content-Length) that goes past the limit
         }
     }
 

@@ -3,6 +3,7 @@ import KVFile
 import KVFileServeOptions
 import KVFileServer
 import Logging
+import NIOCore
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -37,6 +38,8 @@ struct ServerMain: AsyncParsableCommand {
         }
         var logger = Logger(label: "kvfile-server")
         logger.logLevel = configuration.logLevel
+        var info = stat()
+        let storeExisted = stat(options.store, &info) == 0
         do {
             try await ServerRunner.run(configuration, logger: logger)
         } catch let error as KVFileError {
@@ -44,9 +47,37 @@ struct ServerMain: AsyncParsableCommand {
             throw ExitCode(error.exitStatus)  // the same codes as kvfile(1)
         } catch {
             // Mostly: the address cannot be bound (in use, not local, no permission).
-            FileHandleStderr.write("kvfile-server: cannot serve on \(options.host):\(options.port): \(error)\n")
+            if !storeExisted { Self.removeEmptyStore(options.store) }
+            let reason: String
+            if let io = error as? IOError {
+                reason = String(cString: strerror(io.errnoCode)) + " (errno \(io.errnoCode))"
+                    + (io.errnoCode == EADDRINUSE ? ". Another program listens there: choose another --port, or --port 0 for a free one." : "")
+            } else {
+                reason = "\(error)"
+            }
+            FileHandleStderr.write("kvfile-server: cannot serve on \(options.host):\(options.port): \(reason)\n")
             throw ExitCode(74)
         }
+    }
+
+    /// A start that failed leaves no store behind that it created: only when
+    /// it holds no record at all (nothing was written to it).
+    static func removeEmptyStore(_ path: String, withContentTypes: Bool = true) {
+        if withContentTypes { removeEmptyStore(path + "/server-content-types", withContentTypes: false) }
+        guard let store = try? Store(path: path, options: .reader), let stats = try? store.stats(),
+              stats.keys == 0, stats.newestSeq == 0, stats.hintBytes == 0 else { return }
+        try? store.close()
+        guard let directory = opendir(path) else { return }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(directory)
+        let ours = names.allSatisfy { $0 == "kvfile.lock" || $0 == "kvfile.watch" || ($0.hasSuffix(".kvseg") && $0.count == 14) }
+        guard ours else { return }
+        for name in names { unlink(path + "/" + name) }
+        rmdir(path)
     }
 }
 

@@ -32,6 +32,14 @@ import Testing
         let response = try server.client().request("POST", "/v1/health")
         #expect(response.status == 405)
         #expect(response.header("allow") == "GET, HEAD")
+        // Allow lists every method a route takes (HEAD included where GET is).
+        for (path, allowed) in [("/", "GET, HEAD, PUT"), ("/all", "GET, HEAD"), ("/v1/keys", "GET, HEAD"), ("/v1/stat", "GET, HEAD"),
+                                ("/v1/keys/k", "GET, HEAD, PUT, DELETE"), ("/v1/compact", "POST")] {
+            let refused = try server.client().request("PATCH", path)
+            #expect(refused.status == 405, "\(path)")
+            #expect(refused.header("allow") == allowed, "\(path)")
+            if path != "/v1/compact" { #expect(try server.client().request("HEAD", path == "/" ? "/?key=k" : path).status != 405, "HEAD \(path)") }
+        }
         #expect(server.stop() == 0)
     }
 }
@@ -77,5 +85,54 @@ import Testing
             #expect(try client.request("GET", "/?key=secret", headers: ["Host": host]).status == 200, "\(host)")
         }
         #expect(server.stop() == 0)
+    }
+}
+
+@Suite struct ServerHTTPCorrectnessTests {
+    /// Defect: a body over --max-body sent chunked (no Content-Length) got
+    /// 500 with an empty body; it is 413 with the JSON error like any other.
+    @Test func aChunkedBodyOverTheLimitGets413() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("c.kv"), arguments: ["--max-body", "1000"], scratch: dir)
+        let connection = try Connection(port: server.port)
+        let chunk = [UInt8](repeating: 65, count: 600)
+        var raw = Array("PUT /v1/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".utf8)
+        for _ in 0..<3 { raw += Array("258\r\n".utf8) + chunk + Array("\r\n".utf8) }
+        raw += Array("0\r\n\r\n".utf8)
+        try connection.send(raw)
+        var response: [UInt8] = []
+        while true {
+            let part = try connection.receive()
+            if part.isEmpty { break }
+            response += part
+        }
+        let parsed = try HTTPClient.parse(response, method: "PUT")
+        #expect(parsed.status == 413)
+        #expect(parsed.json["error"] as? String == "too_large")
+        #expect(try server.client().get("/v1/keys/big").status == 404)
+        #expect(server.stop() == 0)
+    }
+}
+
+@Suite struct ServerStartTests {
+    /// Defects: a start that failed (port in use) left a new, empty store
+    /// directory behind, and the bind error ended in a stray ")".
+    @Test func aFailedStartLeavesNoStoreAndSaysWhy() throws {
+        let dir = TemporaryDirectory()
+        let first = try ServerProcess(store: dir.sub("first.kv"), scratch: dir)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile-server")
+        process.arguments = [dir.sub("second.kv"), "--port", String(first.port)]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 74)
+        #expect(text.contains("cannot serve on 127.0.0.1:\(first.port): Address already in use (errno 98)"), "\(text)")
+        #expect(!text.contains(")) "))
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("second.kv")))
+        #expect(first.stop() == 0)
     }
 }
