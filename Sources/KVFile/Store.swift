@@ -284,6 +284,41 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Sets `key` to `value` when `condition` holds, in one atomic step.
+    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
+        try Limits.check(keyLength: key.count, valueLength: value.count,
+                         key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
+        var current: UInt64 = 0
+        let receipt = try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
+            current = existing?.seq ?? 0
+            guard condition.holds(for: current) else { return nil }
+            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+            return existing == nil ? .created : .updated
+        }
+        return receipt.map { .written($0) } ?? .conditionFailed(currentVersion: current)
+    }
+
+    /// Sets `key` to `value` (both arrays) when `condition` holds.
+    public func put(_ key: [UInt8], _ value: [UInt8], if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
+        try withBytes(key) { (key) throws(KVFileError) -> ConditionalWriteResult in
+            try withBytes(value) { (value) throws(KVFileError) -> ConditionalWriteResult in try put(key: key, value: value, if: condition) }
+        }
+    }
+
+    /// Removes `key` when `condition` holds, in one atomic step.
+    public func delete(key: UnsafeRawBufferPointer, if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
+        try Limits.check(keyLength: key.count, valueLength: nil)
+        var current: UInt64 = 0
+        var held = false
+        let receipt = try writeOne(key: key, value: nil) { existing throws(KVFileError) -> Operation? in
+            current = existing?.seq ?? 0
+            held = condition.holds(for: current)
+            return held && existing != nil ? .deleted : nil
+        }
+        if let receipt { return .written(receipt) }
+        return held ? .nothingToDelete : .conditionFailed(currentVersion: current)
+    }
+
     /// Writes one record under the write lock. `decide` sees the key's current
     /// location and returns the operation to record, or nil to write nothing.
     /// Returns what was written, or nil when nothing was.

@@ -62,7 +62,7 @@ struct KVService: HTTPResponder {
             switch request.method {
             case .get, .head: return try getKey(key, request: request)
             case .put: return try await putKey(key, request: request)
-            case .delete: return try await deleteKey(key)
+            case .delete: return try await deleteKey(key, request: request)
             default: throw Self.methodNotAllowed("GET, HEAD, PUT, DELETE")
             }
         }
@@ -120,19 +120,42 @@ struct KVService: HTTPResponder {
             throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
         }
         let etag = "\"\(seq)\""
-        if let match = request.headers[.ifNoneMatch], match == etag || match == "*" {
+        if let tags = EntityTags(request.headers[.ifNoneMatch]), tags.matchesWeakly(seq) {
             return Response(status: .notModified, headers: [.eTag: etag])
         }
         let headers: HTTPFields = [.contentType: contentTypes.type(of: key, seq: seq), .eTag: etag]
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
+    /// The condition `If-Match` / `If-None-Match: *` put on a write (lost-update protection), if any.
+    private static func writeCondition(_ request: Request) -> WriteCondition? {
+        if let tags = EntityTags(request.headers[.ifMatch]) { return tags.ifMatchCondition }
+        if let tags = EntityTags(request.headers[.ifNoneMatch]), tags.any { return .absent }
+        return nil
+    }
+
+    private static func preconditionFailed(_ key: [UInt8], current: UInt64) -> APIError {
+        var error = APIError(.preconditionFailed, "precondition_failed",
+                             current == 0 ? "key \(describe(key)) has no value, so the precondition does not hold; nothing was written"
+                                 : "key \(describe(key)) is at version \(current) (ETag \"\(current)\"), so the precondition does not hold; nothing was written")
+        if current > 0 { error.headers[.eTag] = "\"\(current)\"" }
+        return error
+    }
+
     private func putKey(_ key: [UInt8], request: Request) async throws -> Response {
         var body = try await collectBody(request)
-        let receipt = try body.withUnsafeReadableBytes { value in
-            try key.withUnsafeBytes { key in try store.put(key: key, value: value) }
+        let condition = Self.writeCondition(request)
+        let result = try body.withUnsafeReadableBytes { value in
+            try key.withUnsafeBytes { key -> ConditionalWriteResult in
+                if let condition { return try store.put(key: key, value: value, if: condition) }
+                return .written(try store.put(key: key, value: value))
+            }
         }
         body.clear()
+        guard case .written(let receipt) = result else {
+            if case .conditionFailed(let current) = result { throw Self.preconditionFailed(key, current: current) }
+            throw APIError(.internalServerError, "internal", "unexpected outcome of a put")
+        }
         try contentTypes.record(request.headers[.contentType], for: key, seq: receipt.seq)
         try await committer?.waitDurable()
         let created = receipt.operation == .created
@@ -142,8 +165,16 @@ struct KVService: HTTPResponder {
             body: ResponseBody(byteBuffer: ByteBuffer(string: "{\"result\":\"\(created ? "created" : "updated")\",\"seq\":\(receipt.seq)}\n")))
     }
 
-    private func deleteKey(_ key: [UInt8]) async throws -> Response {
-        guard try store.delete(key) else {
+    private func deleteKey(_ key: [UInt8], request: Request) async throws -> Response {
+        let condition = Self.writeCondition(request)
+        if let condition {
+            let result = try key.withUnsafeBytes { try store.delete(key: $0, if: condition) }
+            switch result {
+            case .conditionFailed(let current): throw Self.preconditionFailed(key, current: current)
+            case .nothingToDelete: throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
+            case .written: break
+            }
+        } else if try !store.delete(key) {
             throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
         }
         try contentTypes.forget(key)

@@ -136,3 +136,38 @@ import Testing
         #expect(first.stop() == 0)
     }
 }
+
+@Suite struct ConditionalRequestTests {
+    /// Defect: `If-None-Match` matched only one exact strong tag, and `If-Match`
+    /// / `If-None-Match: *` were ignored on writes: no lost-update protection.
+    @Test func conditionalRequestsFollowRFC9110() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("c.kv"), scratch: dir)
+        let client = server.client()
+        let created = try client.request("PUT", "/v1/keys/k", headers: ["If-None-Match": "*"], body: Array("1".utf8))
+        #expect(created.status == 201)
+        let version = try #require(created.header("etag"))
+        #expect(try client.request("PUT", "/v1/keys/k", headers: ["If-None-Match": "*"], body: Array("x".utf8)).status == 412)
+
+        // GET: weak tags and lists match (weak comparison).
+        #expect(try client.get("/v1/keys/k", headers: ["If-None-Match": "W/\(version)"]).status == 304)
+        #expect(try client.get("/v1/keys/k", headers: ["If-None-Match": "\"999\", \(version)"]).status == 304)
+        #expect(try client.get("/v1/keys/k", headers: ["If-None-Match": "\"999\""]).status == 200)
+
+        // PUT/DELETE with If-Match: compare-and-set by ETag (strong comparison).
+        let stale = try client.request("PUT", "/v1/keys/k", headers: ["If-Match": "\"999\""], body: Array("2".utf8))
+        #expect(stale.status == 412)
+        #expect(stale.json["error"] as? String == "precondition_failed")
+        #expect(stale.header("etag") == version)
+        #expect(try client.request("PUT", "/v1/keys/k", headers: ["If-Match": "W/\(version)"], body: Array("2".utf8)).status == 412)
+        let swapped = try client.request("PUT", "/v1/keys/k", headers: ["If-Match": "\"1000\", \(version)"], body: Array("2".utf8))
+        #expect(swapped.status == 200)
+        let newVersion = try #require(swapped.header("etag"))
+        #expect(try client.get("/v1/keys/k").text == "2")
+        #expect(try client.request("DELETE", "/v1/keys/k", headers: ["If-Match": version]).status == 412)
+        #expect(try client.request("DELETE", "/v1/keys/k", headers: ["If-Match": newVersion]).status == 204)
+        #expect(try client.request("PUT", "/v1/keys/k", headers: ["If-Match": "*"], body: Array("3".utf8)).status == 412)
+        #expect(try client.get("/v1/keys/k").status == 404)
+        #expect(server.stop() == 0)
+    }
+}

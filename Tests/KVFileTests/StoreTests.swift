@@ -299,3 +299,36 @@ import Testing
         #expect(try contents(final) == model)
     }
 }
+
+@Suite struct CompareAndSetTests {
+    /// Two threads try to move the same version at once: exactly one wins.
+    @Test func exactlyOneOfTwoRacingCompareAndSetsWins() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.sub("cas"))
+        for round in 0..<200 {
+            let key = bytes("k\(round % 7)")
+            let version = try key.withUnsafeBytes { raw in try store.withVersionedValue(forKey: raw) { _, seq in seq } }
+            let wins = Locked(0)
+            let group = DispatchGroup()
+            for thread in 0..<2 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    if case .written = try? store.put(key, bytes("round \(round) thread \(thread)"), if: .version(anyOf: [version])) {
+                        wins.withLock { $0 += 1 }
+                    }
+                }.start()
+            }
+            group.wait()
+            #expect(wins.withLock { $0 } == 1, "round \(round)")
+        }
+        guard case .written(let receipt) = try store.put(bytes("new"), bytes("1"), if: .absent) else {
+            Issue.record("a put if absent of a new key was refused")
+            return
+        }
+        #expect(try store.put(bytes("new"), bytes("2"), if: .absent) == .conditionFailed(currentVersion: receipt.seq))
+        #expect(try bytes("new").withUnsafeBytes { try store.delete(key: $0, if: .version(anyOf: [receipt.seq + 100])) } == .conditionFailed(currentVersion: receipt.seq))
+        #expect(try store.getString("new") == "1")
+        try store.close()
+    }
+}
