@@ -29,6 +29,9 @@ struct GetCommand: ParsableCommand {
     @Flag(name: .long, help: "Print every pair instead of one value.")
     var all = false
 
+    @Flag(name: .customLong("version"), help: "Print the key's version (the sequence number of the write that set its value) instead of the value, for put/delete --if-version.")
+    var printVersion = false
+
     @Option(name: .long, help: "With --all: text, json or ndjson.")
     var format: PairFormat = .text
 
@@ -42,6 +45,12 @@ struct GetCommand: ParsableCommand {
             let store = try access.openForReading()
             guard let key else {
                 try Dumper.dump(store, format: format, prefix: [])
+                return .success
+            }
+            if printVersion {
+                let version = try RawArguments.bytes(of: key).withUnsafeBytes { raw in try store.withVersionedValue(forKey: raw) { _, seq in seq } }
+                guard version > 0 else { return .notFound }
+                Array("\(version)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
                 return .success
             }
             guard let value = try store.get(RawArguments.bytes(of: key)) else { return .notFound }

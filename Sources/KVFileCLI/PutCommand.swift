@@ -21,6 +21,7 @@ struct PutCommand: ParsableCommand {
               kvfile put ./cache.kv photo < photo.jpg
               date | kvfile put ./cache.kv last-run
               kvfile put --if-absent ./locks.kv nightly-job "$$" || echo "already running"
+              v=$(kvfile get --version ./s.kv n); kvfile put --if-version "$v" ./s.kv n "$((n+1))"
             """
     )
 
@@ -30,6 +31,11 @@ struct PutCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Write only when the key has no value; exit 1 otherwise.")
     var ifAbsent = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Write only while the key is at this version (`kvfile get --version`; 0: no value); exit 1 otherwise. Compare-and-set.",
+        valueName: "n"))
+    var ifVersion: UInt64?
 
     @Argument(help: "The key (1 to 4096 bytes).")
     var key: String
@@ -54,7 +60,15 @@ struct PutCommand: ParsableCommand {
             }
             let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let written: Bool
-            if ifAbsent {
+            if let ifVersion {
+                switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion])) {
+                case .written: written = true
+                case .conditionFailed(let current):
+                    Terminal.error("not written: the key is at version \(current), not \(ifVersion)")
+                    written = false
+                case .nothingToDelete: written = false
+                }
+            } else if ifAbsent {
                 written = try store.putIfAbsent(RawArguments.bytes(of: key), bytes)
             } else {
                 try store.put(RawArguments.bytes(of: key), bytes)

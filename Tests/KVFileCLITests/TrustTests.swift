@@ -243,3 +243,44 @@ import Testing
         #expect(get.stderr.contains("the segment is missing"))
     }
 }
+
+@Suite struct ScriptFeatureTests {
+    /// Two shell loops incrementing one counter 200 times each end at 400
+    /// (the README's old get-then-put recipe lost increments).
+    @Test func concurrentIncrementsFromTwoProcessesAllCount() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("c")
+        let loop = #"for i in $(seq 1 200); do "$0" incr "$1" n > /dev/null || exit 1; done"#
+        let a = try Background("/bin/sh", ["-c", loop, kvfileBinary, store], output: dir.sub("a"))
+        let b = try Background("/bin/sh", ["-c", loop, kvfileBinary, store], output: dir.sub("b"))
+        #expect(a.waitForExit(seconds: 120) && a.process.terminationStatus == 0)
+        #expect(b.waitForExit(seconds: 120) && b.process.terminationStatus == 0)
+        #expect(try kvfile("get", store, "n").text == "400")
+        #expect(try kvfile("decr", store, "n", "-5").text == "405\n")
+        #expect(try kvfile("put", store, "word", "abc").status == 0)
+        let notNumber = try kvfile("incr", store, "word")
+        #expect(notNumber.status == 65)
+        #expect(try kvfile("get", store, "word").text == "abc")
+        #expect(try kvfile("put", store, "max", "9223372036854775807").status == 0)
+        #expect(try kvfile("incr", store, "max").status == 65)
+    }
+
+    /// Compare-and-set from the shell: a stale version is refused (exit 1).
+    @Test func putAndDeleteIfVersion() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("v")
+        #expect(try kvfile("put", store, "k", "1").status == 0)
+        let version = try kvfile("get", "--version", store, "k").text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(UInt64(version) != nil)
+        #expect(try kvfile("put", "--if-version", version, store, "k", "2").status == 0)
+        let stale = try kvfile("put", "--if-version", version, store, "k", "3")
+        #expect(stale.status == 1)
+        #expect(stale.stderr.contains("not written"))
+        #expect(try kvfile("get", store, "k").text == "2")
+        #expect(try kvfile("delete", "--if-version", version, store, "k").status == 1)
+        let now = try kvfile("get", "--version", store, "k").text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try kvfile("delete", "--if-version", now, store, "k").status == 0)
+        #expect(try kvfile("get", "--version", store, "k").status == 1)
+        #expect(try kvfile("put", "--if-version", "0", store, "k", "new").status == 0)
+    }
+}

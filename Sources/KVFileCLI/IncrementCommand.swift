@@ -1,0 +1,109 @@
+import ArgumentParser
+import KVFile
+
+/// `kvfile incr` and `kvfile decr`: a counter stored as decimal text.
+struct IncrementCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "incr",
+        abstract: "Add to a counter atomically and print its new value.",
+        discussion: """
+            The value is decimal text (so `kvfile get` prints a number); a key \\
+            without a value counts as 0. The read, the addition and the write \\
+            happen while this process holds the store's writer lock, so \\
+            concurrent increments from any number of processes all count. Exits \\
+            65 when the value is not an integer (or the result would overflow a \\
+            64-bit integer); nothing is written then.
+
+            Examples:
+              kvfile incr ./app.kv visits
+              kvfile incr ./app.kv stock -5
+              kvfile decr ./app.kv stock 2
+            """,
+        aliases: []
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var write: WriteOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: "The counter's key.")
+    var key: String
+
+    @Argument(help: "How much to add (default 1; negative numbers work).")
+    var by: String?
+
+    func run() throws {
+        try runReportingErrors { try Counter.add(access: access, write: write, lock: lock, key: key, by: by, sign: 1) }
+    }
+}
+
+struct DecrementCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decr",
+        abstract: "Subtract from a counter atomically and print its new value.",
+        discussion: """
+            As `kvfile incr`, subtracting (default 1).
+
+            Examples:
+              kvfile decr ./app.kv tokens
+              kvfile decr ./app.kv tokens 10
+            """
+    )
+
+    @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var write: WriteOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: "The counter's key.")
+    var key: String
+
+    @Argument(help: "How much to subtract (default 1).")
+    var by: String?
+
+    func run() throws {
+        try runReportingErrors { try Counter.add(access: access, write: write, lock: lock, key: key, by: by, sign: -1) }
+    }
+}
+
+enum Counter {
+    static func add(access: StoreAccessOptions, write: WriteOptions, lock: LockOptions, key: String, by: String?, sign: Int64) throws -> CLIExitCode {
+        let amountText = by.map(RawArguments.text(of:)) ?? "1"
+        guard let amount = Int64(amountText) else {
+            throw CLIError(message: "the amount must be an integer, not \(amountText)", code: .usage)
+        }
+        let keyBytes = RawArguments.bytes(of: key)
+        let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
+        // This process is the store's one writer while it holds the lock: nothing changes the key in between.
+        let current = try store.get(keyBytes)
+        let old: Int64
+        if let current {
+            guard let text = String(validating: current, as: UTF8.self), let number = Int64(text.trimmingWhitespace) else {
+                try store.close()
+                throw CLIError(message: "the value of the key is not an integer, so it cannot be a counter: \(String(decoding: current.prefix(40), as: UTF8.self))",
+                               code: .invalidInput)
+            }
+            old = number
+        } else {
+            old = 0
+        }
+        let (step, stepOverflow) = amount.multipliedReportingOverflow(by: sign)
+        let (new, overflow) = old.addingReportingOverflow(step)
+        guard !overflow && !stepOverflow else {
+            try store.close()
+            throw CLIError(message: "\(old) \(sign > 0 ? "+" : "-") \(amount) overflows a 64-bit integer; nothing was written", code: .invalidInput)
+        }
+        try store.put(keyBytes, Array(String(new).utf8))
+        try store.close()
+        Array("\(new)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
+        return .success
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces, tabs and newlines.
+    var trimmingWhitespace: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return self[start...end]
+    }
+}
