@@ -507,13 +507,22 @@ public final class Store: @unchecked Sendable {
     private func syncUpTo(_ position: UInt64) throws(KVFileError) {
         guard let writer, let groupCommit else { return }
         try groupCommit.waitDurable(position) { () throws(KVFileError) -> UInt64 in
-            try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
-            let (segment, end) = lock.withReadLock { (writer.segment, writer.position) }
-            // What earlier syncs made durable in this segment, told on this one (kvfile(5), "Block map").
-            let durable = groupCommit.durablePosition
-            if UInt32(truncatingIfNeeded: durable >> 32) == segment.id { segment.storeWatermark(Int(durable & 0xFFFF_FFFF)) }
-            try failure.syncData(segment, store: path)
-            return end
+            // Held throughout: no seal or close cuts a segment under the watermark's store.
+            try syncMutex.withLock { () throws(KVFileError) -> UInt64 in
+                while true {
+                    try sealPendingLocked(writer)
+                    // The position covered must lie in the segment synced, with every segment before it sealed:
+                    // a roll between the seal and this read leaves a segment to seal first.
+                    let (segment, end, rolled, isClosed) = lock.withReadLock { (writer.segment, writer.position, sealPending.load(ordering: .relaxed), closed) }
+                    if rolled { continue }
+                    if isClosed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }
+                    // What earlier syncs made durable in this segment, told on this one (kvfile(5), "Block map").
+                    let durable = groupCommit.durablePosition
+                    if UInt32(truncatingIfNeeded: durable >> 32) == segment.id { segment.storeWatermark(Int(durable & 0xFFFF_FFFF)) }
+                    try failure.syncData(segment, store: path)
+                    return end
+                }
+            }
         }
     }
 
@@ -595,7 +604,11 @@ public final class Store: @unchecked Sendable {
         }
         defer { lockFile = nil }
         if let segment {
-            try lock.withWriteLock { () throws(KVFileError) in try writer!.syncForClose(failure: failure) }
+            // After any group-commit sync under way: none may store into the map once the file is cut.
+            try syncMutex.withLock { () throws(KVFileError) in
+                try lock.withWriteLock { () throws(KVFileError) in try writer!.syncForClose(failure: failure) }
+            }
+            _ = segment
         }
     }
 

@@ -149,13 +149,17 @@ func copyStore(_ from: String, to: String) throws {
         let segment = path + "/" + segmentFiles(path)[0]
         var data = fileBytes(segment)
         let records = recordOffsets(segment)
-        // Zeros past the end (a file system that extended the file but lost the data).
-        writeFile(segment, data + [UInt8](repeating: 0, count: 8192))
+        // A writer that reopened the closed file (its list and trailer became
+        // zeros, the map's space came back) and died before writing anything.
+        try Store(path: path).abandonForCrashTest()
+        #expect(fileBytes(segment).count > data.count)
         let reopened = try Store(path: path)
         #expect(try contents(reopened) == model)
         try reopened.close()
-        // A page the OS never wrote back, followed by pages it did.
+        // A page the OS never wrote back, followed by pages it did (while a
+        // writer had the segment open: a closed file holds only synced pages).
         try #require(data.count > 12288)
+        try Store(path: path).abandonForCrashTest()
         data = fileBytes(segment)
         for i in 4096..<8192 { data[i] = 0 }
         writeFile(segment, data)

@@ -97,3 +97,71 @@ import Testing
         #expect(repaired == [bytes("before"): bytes("1"), bytes("after"): bytes("3")])
     }
 }
+
+/// Defects found by a review of format version 2 before it shipped.
+@Suite struct FormatReviewTests {
+    /// A value ending in a well-formed closing trailer (and a list) for a file
+    /// cut right after it is not believed: the records end where the scan
+    /// ends, not where a value says.
+    @Test func aValueShapedLikeAClosingTrailerIsNotBelieved() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("fake")
+        let store = try Store(path: path)
+        try store.put("a", "1")
+        let recordStart = try store.stats().segmentDetails.last!.bytes
+        // The carrier record will end exactly where the file is cut below; its value
+        // ends in a list and a trailer naming its own start as the records' end.
+        var random = SystemRandomNumberGenerator()
+        var value = (0..<100).map { _ in UInt8.random(in: 0...255, using: &random) }  // incompressible: stored as is
+        let probe = encodeRecord(.created, seq: 2, key: bytes("carrier"), value: value + [UInt8](repeating: 0, count: 40), compress: false)
+        let recordEnd = recordStart + probe.count
+        let list = BlockMap.listMarker + [UInt8(recordStart - 40)]
+        let listCRC = list.withUnsafeBytes { CRC32C.checksum($0.baseAddress!, $0.count) }
+        let fake = list + BlockMap.trailer(BlockMap.Closed(recordsEnd: recordStart, listBytes: list.count, listCRC: listCRC), segmentID: 1)
+        value += (0..<(40 - fake.count)).map { _ in UInt8.random(in: 0...255, using: &random) } + fake
+        #expect(encodeRecord(.created, seq: 2, key: bytes("carrier"), value: value, compress: false).count == probe.count)
+        try store.put(bytes("carrier"), value)
+        try store.close()
+        // Cut the file right after the carrier (as no writer does, but a damaged copy could be).
+        let segment = path + "/" + segmentFiles(path)[0]
+        writeFile(segment, Array(fileBytes(segment)[0..<recordEnd]))
+        let reader = try Store(path: path, options: .reader)
+        #expect(try reader.get(bytes("carrier")) == value)
+        let writer = try Store(path: path)
+        #expect(try writer.get(bytes("carrier")) == value)
+        try writer.close()
+    }
+
+    /// A flipped bit in a closed file stays corruption even when a later value
+    /// is a long run of zeros (which once passed for a page never written).
+    @Test func damageBeforeAZeroFilledValueIsStillCorruption() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("zeros")
+        let store = try Store(path: path)
+        try store.put("a", "first value here")
+        try store.put(bytes("zeros"), [UInt8](repeating: 0, count: 16 << 10))
+        try store.put("c", "3")
+        try store.close()
+        let segment = path + "/" + segmentFiles(path)[0]
+        let first = recordOffsets(segment)[0]
+        var data = fileBytes(segment)
+        data[first.offset + first.size - 2] ^= 0x01
+        writeFile(segment, data)
+        #expect { try Store(path: path) } throws: { ($0 as? KVFileError)?.code == .corrupt }
+        #expect(fileBytes(segment) == data, "the writer changed a damaged file")
+    }
+
+    /// A segment whose header never reached the disk while its size did
+    /// (after a power loss, a roll's new segment) opens as empty, not corrupt.
+    @Test func aNewSegmentWithAZeroHeaderIsACreationCutShort() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("zero-header")
+        try Store(path: path).put("a", "1")
+        writeFile(path + "/00000002.kvseg", [UInt8](repeating: 0, count: 8192))
+        #expect(try contents(Store(path: path, options: .reader)) == [bytes("a"): bytes("1")])
+        let writer = try Store(path: path)
+        try writer.put("b", "2")
+        try writer.close()
+        #expect(try contents(Store(path: path, options: .reader)) == [bytes("a"): bytes("1"), bytes("b"): bytes("2")])
+    }
+}

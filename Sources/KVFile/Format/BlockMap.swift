@@ -12,10 +12,14 @@
 // previous sync covered, and at close what that last sync covers).
 //
 // A writer closing the store cuts the file after its records and writes
-// there the size of every record (one uvarint each, in file order), then a
-// 24-byte closing trailer: "kvfileM\n", u32 records end, u32 bytes of the
-// list, u32 CRC-32C of the list, u32 CRC-32C(segment u32 LE, the 20 bytes
-// before it). Only the active segment can be closed so.
+// there a list: 5 marker bytes ff ff ff ff f0 (their kind byte has reserved
+// bits set, so the list never reads as a record), then the size of every
+// record (one uvarint each, in file order); then a 24-byte closing trailer:
+// "kvfileM\n", u32 records end, u32 bytes of the list, u32 CRC-32C of the
+// list, u32 CRC-32C(segment u32 LE, the 20 bytes before it). A reader
+// believes the trailer only where the records really end (the scan stops
+// at the marker) and when the list checks out. Only the active segment can
+// be closed so.
 //
 // Only the writer writes entries, and only where it puts a record, so bytes
 // inside values are never taken for a record start: recovery and salvage
@@ -45,6 +49,9 @@ enum BlockMap {
     static let trailerMagic: Magic = (0x6B, 0x76, 0x66, 0x69, 0x6C, 0x65, 0x4D, 0x0A)
     /// Bytes of the closing trailer.
     static let trailerSize = 24
+
+    /// The first bytes of the list of sizes: they cannot start a record.
+    static let listMarker: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xF0]
 
     /// What a sound closing trailer says.
     struct Closed: Equatable {
@@ -83,10 +90,11 @@ enum BlockMap {
 
     /// The record starts a list of sizes names, when it matches its checksum and the records' end.
     static func recordStarts(list: UnsafeRawBufferPointer, closed: Closed) -> [Int]? {
-        guard list.count == closed.listBytes, let p = list.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
-              (list.isEmpty ? CRC32C.checksum(p, 0) : CRC32C.checksum(p, list.count)) == closed.listCRC else { return nil }
+        guard list.count == closed.listBytes, list.count >= listMarker.count, let p = list.baseAddress,
+              list.prefix(listMarker.count).elementsEqual(listMarker),
+              CRC32C.checksum(p, list.count) == closed.listCRC else { return nil }
         var starts: [Int] = []
-        var position = 0
+        var position = listMarker.count
         var offset = RecordFormat.segmentHeaderSize
         while position < list.count {
             guard case .value(let size, let length) = Varint.read(p + position, available: list.count - position), size > 0,

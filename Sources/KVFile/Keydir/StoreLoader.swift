@@ -87,6 +87,8 @@ struct StoreLoader {
                 // No hint file: the seal never finished, so the tail may be torn like an active one.
                 segment.length = at
                 if writer {
+                    // Synced before it is cut: a cut file holds only synced records (kvfile(5), "Layouts").
+                    try Syscalls.fdatasync(segment.fd, path: segmentPath)
                     try Syscalls.ftruncate(segment.fd, at, path: segmentPath)
                     try Syscalls.fdatasync(segment.fd, path: segmentPath)
                 }
@@ -144,8 +146,17 @@ struct StoreLoader {
         let segment: Segment
         do throws(KVFileError) {
             var size = try Syscalls.fileSize(fd, path: segmentPath)
+            // A header that never reached the disk (the file's size did, after a
+            // power loss) reads as zeros: a creation cut short, like a short file.
+            var cutShort = size < RecordFormat.segmentHeaderSize
+            if !cutShort { cutShort = try headerIsZeros(fd: fd, path: segmentPath) }
+            if cutShort && !writer {
+                // A reader waits for the writer to finish it (it is looked at again on the next catch-up).
+                Syscalls.close(fd)
+                return
+            }
             let header: SegmentHeader
-            if size < RecordFormat.segmentHeaderSize {
+            if cutShort {
                 // Created but its header never fully written: an empty segment.
                 header = SegmentWriter.activeHeader(id: id, baseSeq: state.nextSeq, capacity: segmentSize)
                 if writer {
@@ -173,23 +184,27 @@ struct StoreLoader {
         state.add(segment)
         try catchUp(segment, state: state, hints: hints)
         if writer && segment.mapOffset > 0 {
-            // Appending resumes after the last record: a closed file's map and
-            // trailer (or a torn tail's bytes) become zeros, the open map's space
-            // is reserved (the segment writer writes its entries anew), and the
-            // file keeps its size meanwhile, so no moment shows a file cut short.
+            // Appending resumes after the last record. First the open map's space
+            // is reserved (the file is in the open layout from then on, never cut
+            // short); then what lies past the records — a closed file's list and
+            // trailer, or a torn tail's bytes — becomes zeros, and so do map entries
+            // of blocks past them and a watermark beyond them (the segment writer
+            // writes the entries of the records anew).
             let size = try Syscalls.fileSize(segment.fd, path: segment.path)
+            try Syscalls.reserve(segment.fd, from: segment.mapOffset, to: BlockMap.regionEnd(mapOffset: segment.mapOffset), path: segment.path)
             let stale = min(size, segment.mapOffset)
             if stale > segment.length {
                 let block = (segment.length + BlockMap.blockSize - 1) / BlockMap.blockSize * BlockMap.blockSize
                 memset(segment.writableBase + segment.length, 0, min(stale, block) - segment.length)
                 if stale > block && !Syscalls.release(segment.fd, from: block, to: stale, path: segment.path) {
-                    // No holes on this file system: cut instead, the records synced first.
-                    try Syscalls.fdatasync(segment.fd, path: segment.path)
-                    try Syscalls.ftruncate(segment.fd, segment.length, path: segment.path)
+                    memset(segment.writableBase + block, 0, stale - block)  // no holes on this file system
                 }
-                try Syscalls.fdatasync(segment.fd, path: segment.path)
             }
-            try Syscalls.reserve(segment.fd, from: segment.mapOffset, to: BlockMap.regionEnd(mapOffset: segment.mapOffset), path: segment.path)
+            let firstStale = segment.mapOffset + (segment.length / BlockMap.blockSize + 1) * BlockMap.entrySize
+            let mapEnd = segment.mapOffset + BlockMap.size(mapOffset: segment.mapOffset)
+            if firstStale < mapEnd { memset(segment.writableBase + firstStale, 0, mapEnd - firstStale) }
+            memset(segment.writableBase + mapEnd, 0, BlockMap.watermarkSize)
+            try Syscalls.fdatasync(segment.fd, path: segment.path)
             segment.allocated = segment.length
         }
     }
@@ -376,6 +391,7 @@ struct StoreLoader {
             if !more { return end }
             switch end {
             case .clean(let at):
+                if at < start + n { return end }  // the records end inside the chunk (a closed file's list follows)
                 start = at
             case .corrupt:
                 return end  // a readable record after the damage lies inside the chunk
@@ -406,6 +422,12 @@ struct StoreLoader {
             layoutNow((try? Syscalls.fileSize(segment.fd, path: segment.path)) ?? fileSize)
         }
         return (.blockMap(probe), layout)
+    }
+
+    private func headerIsZeros(fd: Int32, path: String) throws(KVFileError) -> Bool {
+        var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
+        let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
+        return n == RecordFormat.segmentHeaderSize && raw.allSatisfy { $0 == 0 }
     }
 
     private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {

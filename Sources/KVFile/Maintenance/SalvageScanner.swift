@@ -79,7 +79,13 @@ enum SalvageScanner {
         guard segment.count >= RecordFormat.segmentHeaderSize,
               case .success(let header) = SegmentHeader.decode(segment.baseAddress!, available: segment.count, expectedID: id)
         else { return segment.count }
-        return SegmentLayout.of(header, bytes: segment, isActive: isActive).recordEnd
+        let layout = SegmentLayout.of(header, bytes: segment, isActive: isActive)
+        // A closed file: its records end where the trailer says, when the list there checks out.
+        if let closed = layout.closed, closed.recordsEnd + closed.listBytes <= segment.count,
+           BlockMap.recordStarts(list: UnsafeRawBufferPointer(rebasing: segment[closed.recordsEnd..<(closed.recordsEnd + closed.listBytes)]), closed: closed) != nil {
+            return closed.recordsEnd
+        }
+        return layout.recordEnd
     }
 
     /// Calls `body` for each record of each complete batch and returns the

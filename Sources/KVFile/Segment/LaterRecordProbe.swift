@@ -37,9 +37,22 @@ struct LaterRecordProbe {
         let now = layoutNow?() ?? layout
         // The file was closed meanwhile: its records end here (what follows is its map).
         if damage >= now.recordEnd { return false }
-        if now.complete { return !hasZeroBlock(from: damage, to: now.recordEnd) }
-        if let end = watermark(), damage < end { return !hasZeroBlock(from: damage, to: min(end, recordEnd)) }
+        // Every record of a complete file, and below the watermark, was synced: damage there is never a torn write.
+        if now.complete { return true }
+        if let end = watermark(), damage < end { return true }
+        // A block whose rest is zeros from the damage on was not written back since the
+        // last sync (it held synced records, then zeros): no sync covered anything after it.
+        let blockEnd = min((damage / BlockMap.blockSize + 1) * BlockMap.blockSize, recordEnd)
+        if isZero(from: damage + 1, to: blockEnd) && view(damage, 1).first == 0 { return false }
         return provenRecord(after: damage) != nil
+    }
+
+    /// True when the records end at `at` and what follows is the closing list
+    /// and trailer the layout names: checked here, where the records really end.
+    func isClosedEnd(at end: Int) -> Bool {
+        guard let closed = (layoutNow?() ?? layout).closed, closed.recordsEnd == end else { return false }
+        let list = view(end, closed.listBytes)
+        return list.count == closed.listBytes && BlockMap.recordStarts(list: list, closed: closed) != nil
     }
 
     /// The watermark stored after the open map's entries, if any.
@@ -48,18 +61,6 @@ struct LaterRecordProbe {
         let bytes = view(at, BlockMap.watermarkSize)
         guard bytes.count == BlockMap.watermarkSize else { return nil }
         return BlockMap.watermarkEnd(bytes.baseAddress!, segmentID: segmentID)
-    }
-
-    /// True when a whole block in [the block of `from`, `to`) holds only zeros.
-    private func hasZeroBlock(from: Int, to: Int) -> Bool {
-        let size = BlockMap.blockSize
-        var start = from / size * size
-        while start + size <= to {
-            let bytes = view(start, size)
-            if bytes.count == size && isZero(bytes) { return true }
-            start += size
-        }
-        return false
     }
 
     /// True when [from, to) holds only zeros.

@@ -18,7 +18,7 @@ struct SegmentLayout: Equatable {
     var legacy = false
 
     /// - Parameters:
-    ///   - isActive: the segment a writer appends to (the only one that can be closed with a trailer).
+    ///   - isActive: the segment a writer appends to (kept for callers' clarity; any segment may be found closed).
     ///   - trailer: reads the file's last 24 bytes (only asked for a possibly closed file).
     static func of(_ header: SegmentHeader, fileSize: Int, isActive: Bool, trailer: () -> UnsafeRawBufferPointer) -> SegmentLayout {
         if header.version < 2 { return SegmentLayout(recordEnd: fileSize, complete: false, legacy: true) }
@@ -30,9 +30,12 @@ struct SegmentLayout: Equatable {
             return SegmentLayout(recordEnd: mapOffset, complete: false, mapStart: mapOffset,
                                  mapBlocks: mapOffset / BlockMap.blockSize, watermarkAt: mapOffset + BlockMap.size(mapOffset: mapOffset))
         }
-        if isActive, let closed = BlockMap.closed(trailer: trailer(), segmentID: header.segmentID, fileSize: fileSize) {
-            // Closed: records, the list of their sizes, the trailer.
-            return SegmentLayout(recordEnd: closed.recordsEnd, complete: true, closed: closed)
+        // Closing happens to the active segment; a later segment may exist when the next writer's
+        // roll outran its reopen's sync (a crash in between), so any segment may be found closed.
+        if let closed = BlockMap.closed(trailer: trailer(), segmentID: header.segmentID, fileSize: fileSize) {
+            // Closed: records, the list of their sizes, the trailer. The scan runs to the file's
+            // end; the trailer is believed only where the records really end (see ``LaterRecordProbe``).
+            return SegmentLayout(recordEnd: fileSize, complete: true, closed: closed)
         }
         // Cut to its records after they were synced (a seal, or a writer reopening a closed file).
         return SegmentLayout(recordEnd: fileSize, complete: true)

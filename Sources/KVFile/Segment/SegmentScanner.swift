@@ -99,6 +99,7 @@ enum SegmentScanner {
         case .notJudged:
             return .tornTail(at: baseOffset + at, reason: reason)
         case .blockMap(let probe):
+            if batchStart == at && probe.isClosedEnd(at: baseOffset + at) { return .clean(end: baseOffset + at) }
             guard probe.isCorruption(at: baseOffset + at) else {
                 return .tornTail(at: baseOffset + batchStart, reason: reason)
             }

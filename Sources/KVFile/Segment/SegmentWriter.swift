@@ -238,12 +238,14 @@ final class SegmentWriter {
         try failure.check()
         let end = segment.length
         let list = GrowableBuffer(capacity: 1 << 12)
+        BlockMap.listMarker.withUnsafeBytes { list.append($0) }
         hints.forEachSize { list.appendVarint(UInt64($0)) }
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
-        segment.storeWatermark(end)
         try Syscalls.pwriteAll(segment.fd, UnsafeRawBufferPointer(start: list.base, count: list.count), at: end, path: segment.path)
         try failure.syncData(segment, store: directory)
+        // Now every record is on disk: the open layout may say so too (if the cut below is lost, or not yet seen).
+        segment.storeWatermark(end)
         try Syscalls.ftruncate(segment.fd, end + list.count, path: segment.path)
         segment.allocated = min(segment.allocated, end + list.count)
     }
