@@ -230,9 +230,11 @@ func recordLines(_ storePath: String) throws -> [String] {
         old.version = 1
         #expect(hex(old.encoded()) == "6b7666696c65530a" + "0100" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000000" + "0c813b5e")
         // The closed layout's sizes and trailer, the first map entry and a watermark.
-        let sizes: [UInt8] = [24]
-        let closed = BlockMap.Closed(recordsEnd: 64, listBytes: 1, listCRC: sizes.withUnsafeBytes { CRC32C.checksum($0.baseAddress!, 1) })
-        #expect(hex(BlockMap.trailer(closed, segmentID: 1)) == "6b7666696c654d0a" + "40000000" + "01000000" + "f1ccfac8" + "68add56a")
+        let list: [UInt8] = BlockMap.listMarker + [24]
+        #expect(hex(list) == "fffffffff018")
+        let closed = BlockMap.Closed(recordsEnd: 64, listBytes: list.count, listCRC: list.withUnsafeBytes { CRC32C.checksum($0.baseAddress!, $0.count) })
+        #expect(hex(BlockMap.trailer(closed, segmentID: 1)) == "6b7666696c654d0a" + "40000000" + "06000000" + "214ee221" + "28ebf57d")
+        #expect(list.withUnsafeBytes { BlockMap.recordStarts(list: $0, closed: closed) } == [40])
         let entry = BlockMap.entry(segmentID: 1, block: 0, start: 40)
         #expect(hex(withUnsafeBytes(of: entry.littleEndian) { Array($0) }) == "290035e6")
         let (end, crc) = BlockMap.watermark(segmentID: 1, end: 64)
