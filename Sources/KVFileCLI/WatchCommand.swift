@@ -44,6 +44,7 @@ struct WatchCommand: ParsableCommand {
             Examples:
               kvfile watch ./cache.kv
               kvfile watch ./cache.kv --topic kvs_deleted --count 1
+              kvfile watch ./cache.kv --prefix user: --prefix session:
               kvfile watch ./cache.kv --since 41 --json-values | jq .new_value
               kvfile watch ./cache.kv --exec 'logger -t kvfile "$KVFILE_TOPIC"'
             """
@@ -60,6 +61,9 @@ struct WatchCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Only this topic (kvs_created, kvs_updated, kvs_deleted; repeatable).", valueName: "topic"))
     var topic: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Only keys that start with this (repeatable; bytes as given).", valueName: "prefix"))
+    var prefix: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Exit after this many events.", valueName: "n"))
     var count: Int?
@@ -95,10 +99,12 @@ struct WatchCommand: ParsableCommand {
             let start: FeedStart = fromStart ? .beginning : since.map { .after(seq: $0) } ?? .now
             let tailer = try LogTailer(path: store, start: start)
             let topics = Set(topic.compactMap(Self.topic(named:)))
+            let prefixes = prefix.map(RawArguments.bytes(of:))
             let out = OutputBuffer()
             var delivered = 0
             while !watchStopRequested.load(ordering: .relaxed) {
-                for event in try tailer.poll() where topics.isEmpty || topics.contains(event.topic) {
+                for event in try tailer.poll() where (topics.isEmpty || topics.contains(event.topic))
+                    && (prefixes.isEmpty || prefixes.contains(where: { event.key.starts(with: $0) })) {
                     let line = EventJSON.line(event, embedJSON: jsonValues)
                     if let exec {
                         Handler.run(exec, input: line, event: event)

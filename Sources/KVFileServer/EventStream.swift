@@ -12,7 +12,8 @@ import NIOPosix
 ///     data: <the event JSON, exactly as `kvfile watch` prints it>
 ///
 /// Resume with `Last-Event-ID` (or `?since=SEQ`); `?from_start=1` begins with
-/// the oldest change the log holds; `?topic=` filters (repeatable or
+/// the oldest change the log holds; `?prefix=P` (repeatable) keeps the
+/// events of keys under a prefix; `?topic=` filters (repeatable or
 /// comma-separated). A stream that cannot go on sends `event: kvfile_error`
 /// with `{"error":…,"message":…}` and closes: `history_compacted`,
 /// `slow_subscriber`, `shutting_down` or `feed_failed`.
@@ -26,6 +27,8 @@ struct EventStream {
     let hub: SubscriptionHub
     var start: Start
     var topics: Set<ChangeEvent.Topic>
+    /// Only events of keys that start with one of these (none: every key).
+    var prefixes: [[UInt8]]
     var embedJSON: Bool
 
     /// Parses the request's resume point and filters.
@@ -33,6 +36,7 @@ struct EventStream {
         self.hub = hub
         start = .now
         topics = []
+        prefixes = []
         embedJSON = false
         for (name, value) in query {
             let text = String(decoding: value, as: UTF8.self)
@@ -49,6 +53,8 @@ struct EventStream {
                     }
                     topics.insert(topic)
                 }
+            case "prefix":
+                prefixes.append(value)
             case "json_values":
                 embedJSON = text != "0" && text != "false"
             default:
@@ -76,7 +82,9 @@ struct EventStream {
     }
 
     private func run(_ writer: inout any ResponseBodyWriter) async throws {
-        try await writer.write(ByteBuffer(string: ": kvfile change feed\nretry: 1000\n\n"))
+        // A comment only: a block with nothing but `retry:` makes some clients (httpx-sse) report an empty event.
+        try await writer.write(ByteBuffer(string: ": kvfile change feed\n\n"))
+        var retrySent = false
         var last: UInt64
         var catchUp: LogTailer?
         var subscription: Subscription?
@@ -122,7 +130,7 @@ struct EventStream {
                 var buffer = ByteBuffer()
                 for event in events {
                     last = event.seq
-                    append(event, to: &buffer)
+                    append(event, to: &buffer, retrySent: &retrySent)
                 }
                 if buffer.readableBytes > 0 { try await writer.write(buffer) }
             }
@@ -133,7 +141,7 @@ struct EventStream {
             switch item {
             case .event(let event):
                 var buffer = ByteBuffer()
-                append(event, to: &buffer)
+                append(event, to: &buffer, retrySent: &retrySent)
                 if buffer.readableBytes > 0 { try await writer.write(buffer) }
             case .keepAlive:
                 try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
@@ -158,10 +166,15 @@ struct EventStream {
         try await NIOThreadPool.singleton.runIfActive { [path = hub.storePath] in try LogTailer(path: path, start: start) }
     }
 
-    private func append(_ event: ChangeEvent, to buffer: inout ByteBuffer) {
+    private func append(_ event: ChangeEvent, to buffer: inout ByteBuffer, retrySent: inout Bool) {
         guard topics.isEmpty || topics.contains(event.topic) else { return }
+        guard prefixes.isEmpty || prefixes.contains(where: { event.key.starts(with: $0) }) else { return }
         var line = EventJSON.line(event, embedJSON: embedJSON)
         line.removeLast()
+        if !retrySent {
+            buffer.writeString("retry: 1000\n")  // with the first event: reconnect after a second
+            retrySent = true
+        }
         buffer.writeString("id: \(event.seq)\nevent: \(event.topic.rawValue)\ndata: ")
         buffer.writeString(line)
         buffer.writeString("\n\n")

@@ -284,3 +284,17 @@ import Testing
         #expect(try kvfile("put", "--if-version", "0", store, "k", "new").status == 0)
     }
 }
+
+@Suite struct WatchPrefixTests {
+    @Test func watchPrefixKeepsOnlyKeysUnderIt() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("w")
+        for key in ["user:1", "other", "job:7", "userless", "user:2"] { _ = try kvfile("put", store, key, "v") }
+        let watched = try kvfile("watch", store, "--from-start", "--prefix", "user:", "--prefix", "job:", "--count", "3")
+        #expect(watched.status == 0)
+        let keys = watched.text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["key"] as? String
+        }
+        #expect(keys == ["user:1", "job:7", "user:2"])
+    }
+}

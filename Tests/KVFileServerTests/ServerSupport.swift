@@ -260,6 +260,7 @@ struct SSEEvent: Equatable {
     var id: String?
     var event: String?
     var data: String
+    var retry: String? = nil
     var seq: UInt64? { id.flatMap(UInt64.init) }
 }
 
@@ -275,6 +276,8 @@ final class SSEClient: @unchecked Sendable {  // used by one thread at a time
     private(set) var closed = false
     /// Comment lines seen (`: keep-alive` and the like).
     private(set) var comments: [String] = []
+    /// Blocks that carried fields but no event (some clients report those as empty events).
+    private(set) var blocksWithoutEvent = 0
 
     init(port: UInt16, path: String = "/v1/events", headers: [String: String] = [:], timeoutSeconds: Int = 20) throws {
         connection = try Connection(port: port, timeoutSeconds: timeoutSeconds)
@@ -323,10 +326,12 @@ final class SSEClient: @unchecked Sendable {  // used by one thread at a time
                     case "id": event.id = value; sawField = true
                     case "event": event.event = value; sawField = true
                     case "data": event.data += event.data.isEmpty ? value : "\n" + value; sawField = true
+                    case "retry": event.retry = value; sawField = true
                     default: break
                     }
                 }
                 if sawField && (event.id != nil || !event.data.isEmpty) { return event }
+                if sawField { blocksWithoutEvent += 1 }
                 continue
             }
             if closed || decoder.finished { return nil }

@@ -171,3 +171,23 @@ import Testing
         #expect(server.stop() == 0)
     }
 }
+
+@Suite struct EventFilterTests {
+    /// Defect: the stream opened with a block holding only `retry:`, which
+    /// httpx-sse reports as an empty event on every connection. `retry:` now
+    /// comes with the first event. And `?prefix=` keeps the keys under a prefix.
+    @Test func retryComesWithTheFirstEventAndPrefixFilters() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("p.kv"), scratch: dir)
+        let sse = try SSEClient(port: server.port, path: "/v1/events?prefix=user%3A&prefix=job%3A")
+        for key in ["user:1", "other", "job:7", "userless", "user:2"] {
+            _ = try server.client().put("/v1/keys/\(key)", "v")
+        }
+        let events = try sse.next(3)
+        #expect(events.map { jsonObject($0.data)["key"] as? String } == ["user:1", "job:7", "user:2"])
+        #expect(events.first?.retry == "1000")
+        #expect(events.dropFirst().allSatisfy { $0.retry == nil })
+        #expect(sse.blocksWithoutEvent == 0)
+        #expect(server.stop() == 0)
+    }
+}
