@@ -207,6 +207,17 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Up to `limit` live keys that start with `prefix` and sort after
+    /// `after`, sorted by bytes: a page of keys. Pass the last key of a page
+    /// as `after` to get the next one. Memory grows with `limit`, not with
+    /// the store (one pass over the index).
+    public func keys(prefix: [UInt8] = [], after: [UInt8]?, limit: Int) throws(KVFileError) -> [[UInt8]] {
+        try lock.withReadLock { () throws(KVFileError) -> [[UInt8]] in
+            try checkOpen()
+            return StoreSnapshot.keys(of: state, prefix: prefix, after: after, limit: limit)
+        }
+    }
+
     /// Counts and sizes, as `kvfile stat` shows them.
     public func stats() throws(KVFileError) -> StoreStats {
         try lock.withReadLock { () throws(KVFileError) -> StoreStats in

@@ -20,3 +20,58 @@ enum StoreSnapshot {
         return entries
     }
 }
+
+extension StoreSnapshot {
+    /// The `limit` smallest live keys that start with `prefix` and sort after
+    /// `after` (bytewise), in order: one pass over the index keeping only
+    /// `limit` keys (a heap), not a sorted copy of every key.
+    static func keys(of state: StoreState, prefix: [UInt8], after: [UInt8]?, limit: Int) -> [[UInt8]] {
+        guard limit > 0 else { return [] }
+        var heap = KeyHeap()  // the largest kept key on top
+        state.keydir.forEach { key, _ in
+            if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
+            if let after, !after.lexicographicallyPrecedes(key) { return }
+            if heap.count == limit {
+                guard key.lexicographicallyPrecedes(heap.top!) else { return }
+                heap.replaceTop(Array(key))
+            } else {
+                heap.push(Array(key))
+            }
+        }
+        return heap.sorted()
+    }
+}
+
+/// A binary max-heap of keys ordered bytewise.
+struct KeyHeap {
+    private var items: [[UInt8]] = []
+    var count: Int { items.count }
+    var top: [UInt8]? { items.first }
+
+    mutating func push(_ key: [UInt8]) {
+        items.append(key)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[parent].lexicographicallyPrecedes(items[child]) else { break }
+            items.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    mutating func replaceTop(_ key: [UInt8]) {
+        items[0] = key
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var largest = parent
+            if left < items.count && items[largest].lexicographicallyPrecedes(items[left]) { largest = left }
+            if right < items.count && items[largest].lexicographicallyPrecedes(items[right]) { largest = right }
+            if largest == parent { return }
+            items.swapAt(parent, largest)
+            parent = largest
+        }
+    }
+
+    func sorted() -> [[UInt8]] { items.sorted { $0.lexicographicallyPrecedes($1) } }
+}

@@ -33,7 +33,7 @@ struct KVFileCommand: ParsableCommand {
             """,
         version: KVFileVersion.current,
         subcommands: [
-            PutCommand.self, GetCommand.self, DeleteCommand.self, IncrementCommand.self, DecrementCommand.self, DumpCommand.self, LoadCommand.self,
+            PutCommand.self, GetCommand.self, DeleteCommand.self, IncrementCommand.self, DecrementCommand.self, KeysCommand.self, DumpCommand.self, LoadCommand.self,
             StatCommand.self, CheckCommand.self, CompactCommand.self, WatchCommand.self, ServeCommand.self,
         ]
     )

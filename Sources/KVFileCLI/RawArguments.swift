@@ -21,7 +21,9 @@ enum RawArguments {
             let bytes = Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
             let text = String(decoding: bytes, as: UTF8.self)
             let valid = String(validating: bytes, as: UTF8.self) != nil
+            // "-0" is `keys -0` (NUL-separated output); other "-N…" are numbers.
             let negativeNumber = bytes.count >= 2 && bytes[0] == UInt8(ascii: "-") && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[1])
+                && bytes != Array("-0".utf8)
             guard !valid || negativeNumber else {
                 result.append(text)
                 continue

@@ -298,3 +298,23 @@ import Testing
         #expect(keys == ["user:1", "job:7", "user:2"])
     }
 }
+
+@Suite struct KeysCommandTests {
+    @Test func keysPrintsSortedKeysPagedWithACursor() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("k")
+        let lines = (0..<25_000).map { #"{"key":"k\#(String(format: "%05d", $0))","value":"v"}"# }.joined(separator: "\n") + "\n"
+            + #"{"key":"other","value":"v"}"# + "\n" + #"{"key":"k\nnewline","value":"v"}"# + "\n"
+        #expect(try kvfile("load", store, "-q", input: Array(lines.utf8)).status == 0)
+        let all = try kvfile("keys", store, "-0")
+        #expect(all.status == 0)
+        let keys = all.stdout.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+        #expect(keys.count == 25_002)
+        #expect(keys == keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        #expect(keys.contains("k\nnewline"))
+        let page = try kvfile("keys", store, "--prefix", "k0", "--after", "k00099", "--limit", "3").text
+        #expect(page == "k00100\nk00101\nk00102\n")
+        #expect(try kvfile("keys", store, "--prefix", "oth").text == "other\n")
+        #expect(try kvfile("keys", store, "--prefix", "none").text.isEmpty)
+    }
+}
