@@ -44,6 +44,10 @@ struct KVService: HTTPResponder {
             response = error.response
         } catch let error as KVFileError {
             response = Self.apiError(for: error).response
+            // The operator must see failures of the store itself (I/O errors, a failed sync, damage) at the default level.
+            if response.status.code >= 500 {
+                context.logger.error("\(request.method) \(request.uri) → \(response.status.code): \(error.message)")
+            }
         }
         context.logger.debug("\(request.method) \(request.uri) → \(response.status.code)")
         return response

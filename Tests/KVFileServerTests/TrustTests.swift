@@ -23,6 +23,8 @@ import Testing
         #expect(health.status == 503)
         #expect(health.json["status"] as? String == "failing")
         #expect(try client.request("PUT", "/v1/keys/c", body: Array("3".utf8)).status == 503)
+        // Failures of the store are logged at the default level, not only with --log-level debug.
+        #expect(server.errors.contains("error") && server.errors.contains("were removed while it was open"), "\(server.errors)")
         _ = server.stop()
     }
 
