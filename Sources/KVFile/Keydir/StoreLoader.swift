@@ -112,6 +112,11 @@ struct StoreLoader {
         _ = madvise(mapping, size, MADV_SEQUENTIAL)
         let id = segment.id
         let bytes = UnsafeRawBufferPointer(start: mapping, count: size)
+        if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length,
+           recorded <= segment.mappedLength, (try? Syscalls.fileSize(segment.fd, path: segment.path)) == recorded {
+            // The seal finished while we opened the segment (cut, then the hint): read it as sealed.
+            segment.length = recorded
+        }
         if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length {
             // The segment changed after it was sealed (cut short or grown): its
             // records no longer agree with the hint, which stays as evidence.
