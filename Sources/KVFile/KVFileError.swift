@@ -83,7 +83,7 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
     static func corrupt(_ path: String, offset: Int, _ what: String) -> KVFileError {
         KVFileError(
             .corrupt,
-            "\(path): corrupt at byte offset \(offset): \(what). Run `kvfile check --repair` on the store to salvage every readable record.",
+            "\(path): corrupt at byte offset \(offset): \(what)",
             path: path, offset: offset)
     }
 }

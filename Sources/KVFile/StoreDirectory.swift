@@ -9,7 +9,7 @@ enum StoreDirectory {
         switch try Syscalls.kind(of: directory) {
         case .missing:
             if options.readOnly || !options.createIfMissing {
-                throw KVFileError(.storeNotFound, "no store at \(directory): the directory does not exist. A write such as `kvfile put \(directory) KEY VALUE` creates it.", path: directory)
+                throw KVFileError(.storeNotFound, "no store at \(directory): the directory does not exist", path: directory)
             }
             try Syscalls.makeDirectory(directory)
             return []
@@ -121,7 +121,7 @@ enum Limits {
     @inline(__always)
     static func checkSequence(_ first: UInt64, count: Int, store: String) throws(KVFileError) {
         if first > RecordFormat.maxSeq - UInt64(count) + 1 {
-            throw KVFileError(.capacityExhausted, "store \(store) has used up its sequence numbers (the last is \(RecordFormat.maxSeq)); copy it into a new store with `kvfile dump` and `kvfile load`", path: store)
+            throw KVFileError(.capacityExhausted, "store \(store) has used up its sequence numbers (the last is \(RecordFormat.maxSeq))", path: store)
         }
     }
 

@@ -33,11 +33,31 @@ func runReportingErrors(_ body: () throws -> CLIExitCode) throws {
     do {
         code = try body()
     } catch let error as KVFileError {
-        Terminal.error(error.message)
+        Terminal.error(error.message + Remedy.text(for: error))
         throw ExitCode(CLIExitCode(error).rawValue)
     } catch let error as CLIError {
         Terminal.error(error.message)
         throw ExitCode(error.code.rawValue)
     }
     if code != .success { throw ExitCode(code.rawValue) }
+}
+
+/// What to do about an engine error, said by the tool (the library states facts only).
+enum Remedy {
+    static func text(for error: KVFileError) -> String {
+        switch error.code {
+        case .corrupt:
+            return ". Run `kvfile check --repair` on the store to salvage every readable record."
+        case .storeNotFound:
+            return ". A write such as `kvfile put \(error.path ?? "STORE") KEY VALUE` creates it."
+        case .locked:
+            return ". Wait for that writer to finish, or allow a longer wait (--lock-timeout)."
+        case .capacityExhausted where error.message.contains("sequence numbers"):
+            return "; copy it into a new store with `kvfile dump` and `kvfile load`."
+        case .syncFailed, .storeRemoved:
+            return ". Check the disk and the store directory, then run the command again."
+        default:
+            return ""
+        }
+    }
 }

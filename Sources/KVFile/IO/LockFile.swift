@@ -55,7 +55,7 @@ final class LockFile {
         }
         return KVFileError(
             .locked,
-            "store \(directory) is locked by \(holder); waited \(waited) ms. Wait for that writer to finish, or allow a longer wait (--lock-timeout).",
+            "store \(directory) is locked by \(holder); waited \(waited) ms",
             path: path)
     }
 }
