@@ -27,6 +27,11 @@ public struct ServeOptions: ParsableArguments {
         valueName: "name"))
     public var allowHost: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Let pages of this origin (such as https://app.example) use the API from a browser: CORS headers and preflights (repeatable). Pages of other origins get none.",
+        valueName: "origin"))
+    public var corsOrigin: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Largest request body accepted, in bytes.", valueName: "bytes"))
     public var maxBody: Int = 16 << 20
 
@@ -80,6 +85,7 @@ public struct ServeOptions: ParsableArguments {
                       "--subscriber-backlog", String(subscriberBacklog), "--log-level", logLevel]
         if let token { result += ["--token", token] }
         for name in allowHost { result += ["--allow-host", name] }
+        for origin in corsOrigin { result += ["--cors-origin", origin] }
         return result
     }
 }

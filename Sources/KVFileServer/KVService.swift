@@ -23,6 +23,8 @@ struct KVService: HTTPResponder {
     let configuration: ServerConfiguration
     private let expectedAuthorization: [UInt8]?
     private let acceptedHosts: Set<String>?
+    private let crossOrigin: CrossOrigin
+    private let tickets = EventTickets()
 
     init(store: Store, contentTypes: ContentTypes, committer: DurableCommitter?, hub: SubscriptionHub, configuration: ServerConfiguration) {
         self.store = store
@@ -32,13 +34,17 @@ struct KVService: HTTPResponder {
         self.configuration = configuration
         expectedAuthorization = configuration.token.map { Array("Bearer \($0)".utf8) }
         acceptedHosts = configuration.acceptedHosts
+        crossOrigin = CrossOrigin(allowed: Set(configuration.corsOrigins))
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
-        let response: Response
+        var response: Response
         do {
             try checkHost(request)
-            try authorize(request)
+            if request.method == .options && request.headers[.accessControlRequestMethod] != nil {
+                return crossOrigin.preflight(request)
+            }
+            if !isEventStreamWithTicket(request) { try authorize(request) }
             response = try await route(request)
         } catch let error as APIError {
             response = error.response
@@ -49,8 +55,17 @@ struct KVService: HTTPResponder {
                 context.logger.error("\(request.method) \(request.uri) → \(response.status.code): \(error.message)")
             }
         }
+        crossOrigin.decorate(&response, for: request)
         context.logger.debug("\(request.method) \(request.uri) → \(response.status.code)")
         return response
+    }
+
+    /// `GET /v1/events?ticket=T` with a ticket issued a moment ago stands in for the token.
+    private func isEventStreamWithTicket(_ request: Request) -> Bool {
+        guard expectedAuthorization != nil, request.method == .get, URLText.normalizedPath(request.uri.path) == "/v1/events",
+              let query = try? URLText.query(request.uri.query),
+              let ticket = query.last(where: { $0.name == "ticket" }).map({ String(decoding: $0.value, as: UTF8.self) }) else { return false }
+        return tickets.redeem(ticket)
     }
 
     // MARK: routing
@@ -90,7 +105,17 @@ struct KVService: HTTPResponder {
             return .json(StatJSON.document(try store.stats()))
         case "/v1/compact":
             guard request.method == .post else { throw Self.methodNotAllowed("POST") }
+            // A page can send a POST without asking first: only allowed origins' pages may compact.
+            if crossOrigin.isForeign(request) {
+                throw APIError(.forbidden, "cross_origin", "POST /v1/compact from a page of another origin is refused; allow its origin with --cors-origin")
+            }
             return try await compact()
+        case "/v1/events/ticket":
+            guard request.method == .post else { throw Self.methodNotAllowed("POST") }
+            if crossOrigin.isForeign(request) {
+                throw APIError(.forbidden, "cross_origin", "tickets are not given to pages of other origins; allow its origin with --cors-origin")
+            }
+            return .json("{\"ticket\":\(JSONText.quoted(tickets.issue())),\"expires_in\":60}\n")
         case "/v1/health":
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             do throws(KVFileError) {

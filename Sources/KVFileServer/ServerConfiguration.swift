@@ -28,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Host names accepted besides the loopback ones while bound to loopback.
     public var allowedHosts: [String] = []
+    /// Origins whose pages may use the API from a browser (CORS).
+    public var corsOrigins: [String] = []
 
     /// The Host names (without port, lowercased) requests may carry, or nil
     /// for any: a server bound to loopback serves only loopback names (a

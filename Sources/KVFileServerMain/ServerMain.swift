@@ -29,6 +29,7 @@ struct ServerMain: AsyncParsableCommand {
         configuration.lockTimeoutMilliseconds = options.lockTimeout
         configuration.subscriberBacklog = options.subscriberBacklog
         configuration.allowedHosts = options.allowHost
+        configuration.corsOrigins = options.corsOrigin
         configuration.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in

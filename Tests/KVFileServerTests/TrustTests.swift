@@ -193,3 +193,46 @@ import Testing
         #expect(server.stop() == 0)
     }
 }
+
+@Suite struct BrowserAccessTests {
+    /// CORS is opt-in: pages of an allowed origin get preflights and headers,
+    /// others get none, and cannot make the server compact with a bare POST.
+    @Test func corsOnlyForAllowedOriginsAndNoCrossSiteCompaction() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("cors.kv"), arguments: ["--cors-origin", "https://app.example"], scratch: dir)
+        let client = server.client()
+        let preflight = try client.request("OPTIONS", "/v1/keys/k", headers: ["Origin": "https://app.example", "Access-Control-Request-Method": "PUT"])
+        #expect(preflight.status == 204)
+        #expect(preflight.header("access-control-allow-origin") == "https://app.example")
+        #expect(preflight.header("access-control-allow-methods")?.contains("PUT") == true)
+        let refused = try client.request("OPTIONS", "/v1/keys/k", headers: ["Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"])
+        #expect(refused.status == 403)
+        #expect(refused.header("access-control-allow-origin") == nil)
+        _ = try client.request("PUT", "/v1/keys/k", body: Array("v".utf8))
+        #expect(try client.get("/v1/keys/k", headers: ["Origin": "https://app.example"]).header("access-control-allow-origin") == "https://app.example")
+        #expect(try client.get("/v1/keys/k", headers: ["Origin": "https://evil.example"]).header("access-control-allow-origin") == nil)
+        let compact = try client.request("POST", "/v1/compact", headers: ["Origin": "https://evil.example", "Content-Type": "text/plain"])
+        #expect(compact.status == 403)
+        #expect(compact.json["error"] as? String == "cross_origin")
+        #expect(try client.request("POST", "/v1/compact").status == 200)
+        #expect(server.stop() == 0)
+    }
+
+    /// A browser's EventSource cannot send Authorization: it opens the stream
+    /// with a one-time ticket instead of putting the token in the URL.
+    @Test func eventSourceOpensWithAOneTimeTicket() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("t.kv"), arguments: ["--token", "s3cret"], scratch: dir)
+        #expect(try SSEClient(port: server.port).status == 401)
+        let issued = try HTTPClient(port: server.port, token: "s3cret").request("POST", "/v1/events/ticket")
+        #expect(issued.status == 200)
+        let ticket = try #require(issued.json["ticket"] as? String)
+        #expect(try HTTPClient(port: server.port).request("POST", "/v1/events/ticket").status == 401)
+        let stream = try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)")
+        #expect(stream.status == 200)
+        _ = try HTTPClient(port: server.port, token: "s3cret").request("PUT", "/v1/keys/k", body: Array("v".utf8))
+        #expect(try stream.next(1).map(\.seq) == [1])
+        #expect(try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)").status == 401, "a ticket works once")
+        #expect(server.stop() == 0)
+    }
+}
