@@ -253,7 +253,9 @@ public final class Store: @unchecked Sendable {
     /// and whether it created the key or replaced a value.
     @discardableResult
     public func put(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> WriteReceipt {
-        try put(key, value, onlyIfAbsent: false)!
+        try withBytes(key) { (key) throws(KVFileError) -> WriteReceipt in
+            try withBytes(value) { (value) throws(KVFileError) -> WriteReceipt in try put(key: key, value: value) }
+        }
     }
 
     /// Sets `key` to `value`, both as UTF-8.
@@ -266,30 +268,30 @@ public final class Store: @unchecked Sendable {
     /// The check and the write are one atomic step.
     @discardableResult
     public func putIfAbsent(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> Bool {
-        try put(key, value, onlyIfAbsent: true) != nil
-    }
-
-    private func put(_ key: [UInt8], _ value: [UInt8], onlyIfAbsent: Bool) throws(KVFileError) -> WriteReceipt? {
-        try withBytes(key) { (key) throws(KVFileError) -> WriteReceipt? in
-            try withBytes(value) { (value) throws(KVFileError) -> WriteReceipt? in
-                try put(key: key, value: value, onlyIfAbsent: onlyIfAbsent)
-            }
-        }
+        if case .written = try put(key, value, if: .absent) { return true }
+        return false
     }
 
     /// Sets `key` to `value` from raw buffers, without making arrays: the
     /// fastest way to write. The buffers are copied before this returns.
     @discardableResult
     public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) -> WriteReceipt {
-        try put(key: key, value: value, onlyIfAbsent: false)!
+        var current: UInt64 = 0
+        return try put(key: key, value: value, condition: nil, current: &current)!
     }
 
-    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, onlyIfAbsent: Bool) throws(KVFileError) -> WriteReceipt? {
+    /// One put, with or without a condition checked under the write lock;
+    /// nil (and the key's version in `current`) when the condition does not hold.
+    @inline(__always)
+    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, condition: WriteCondition?, current: inout UInt64) throws(KVFileError) -> WriteReceipt? {
         // The key is copied for the message only when the value is too large.
         try Limits.check(keyLength: key.count, valueLength: value.count,
                          key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
         return try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
-            if onlyIfAbsent && existing != nil { return nil }
+            if let condition {
+                current = existing?.seq ?? 0
+                guard condition.holds(for: current) else { return nil }
+            }
             try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
             return existing == nil ? .created : .updated
         }
@@ -297,15 +299,8 @@ public final class Store: @unchecked Sendable {
 
     /// Sets `key` to `value` when `condition` holds, in one atomic step.
     public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
-        try Limits.check(keyLength: key.count, valueLength: value.count,
-                         key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
         var current: UInt64 = 0
-        let receipt = try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
-            current = existing?.seq ?? 0
-            guard condition.holds(for: current) else { return nil }
-            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
-            return existing == nil ? .created : .updated
-        }
+        let receipt = try put(key: key, value: value, condition: condition, current: &current)
         return receipt.map { .written($0) } ?? .conditionFailed(currentVersion: current)
     }
 
@@ -524,9 +519,11 @@ public final class Store: @unchecked Sendable {
                     try sealPendingLocked(writer)
                     // The position covered must lie in the segment synced, with every segment before it sealed:
                     // a roll between the seal and this read leaves a segment to seal first.
-                    let (segment, end, rolled, isClosed) = lock.withReadLock { (writer.segment, writer.position, sealPending.load(ordering: .relaxed), closed) }
+                    let (segment, end, rolled) = try lock.withReadLock { () throws(KVFileError) in
+                        try checkOpen()
+                        return (writer.segment, writer.position, sealPending.load(ordering: .relaxed))
+                    }
                     if rolled { continue }
-                    if isClosed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }
                     // What earlier syncs made durable in this segment, told on this one (kvfile(5), "Block map").
                     let durable = groupCommit.durablePosition
                     if UInt32(truncatingIfNeeded: durable >> 32) == segment.id { segment.storeWatermark(Int(durable & 0xFFFF_FFFF)) }
@@ -608,18 +605,17 @@ public final class Store: @unchecked Sendable {
             lockFile = nil
             throw error
         }
-        let segment: Segment? = lock.withWriteLock {
-            if closed { return nil }
+        let closing = lock.withWriteLock {
+            if closed { return false }
             closed = true
-            return writer?.segment
+            return true
         }
         defer { lockFile = nil }
-        if let segment {
+        if closing, let writer {
             // After any group-commit sync under way: none may store into the map once the file is cut.
             try syncMutex.withLock { () throws(KVFileError) in
-                try lock.withWriteLock { () throws(KVFileError) in try writer!.syncForClose(failure: failure) }
+                try lock.withWriteLock { () throws(KVFileError) in try writer.syncForClose(failure: failure) }
             }
-            _ = segment
         }
     }
 

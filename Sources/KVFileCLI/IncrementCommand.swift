@@ -7,11 +7,11 @@ struct IncrementCommand: ParsableCommand {
         commandName: "incr",
         abstract: "Add to a counter atomically and print its new value.",
         discussion: """
-            The value is decimal text (so `kvfile get` prints a number); a key \\
-            without a value counts as 0. The read, the addition and the write \\
-            happen while this process holds the store's writer lock, so \\
-            concurrent increments from any number of processes all count. Exits \\
-            65 when the value is not an integer (or the result would overflow a \\
+            The value is decimal text (so `kvfile get` prints a number); a key \
+            without a value counts as 0. The read, the addition and the write \
+            happen while this process holds the store's writer lock, so \
+            concurrent increments from any number of processes all count. Exits \
+            65 when the value is not an integer (or the result would overflow a \
             64-bit integer); nothing is written then.
 
             Examples:
@@ -22,18 +22,13 @@ struct IncrementCommand: ParsableCommand {
         aliases: []
     )
 
-    @OptionGroup var access: StoreAccessOptions
-    @OptionGroup var write: WriteOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: "The counter's key.")
-    var key: String
+    @OptionGroup var counter: CounterArguments
 
     @Argument(help: "How much to add (default 1; negative numbers work).")
     var by: String?
 
     func run() throws {
-        try runReportingErrors { try Counter.add(access: access, write: write, lock: lock, key: key, by: by, sign: 1) }
+        try runReportingErrors { try Counter.add(counter, by: by, sign: 1) }
     }
 }
 
@@ -50,23 +45,29 @@ struct DecrementCommand: ParsableCommand {
             """
     )
 
+    @OptionGroup var counter: CounterArguments
+
+    @Argument(help: "How much to subtract (default 1).")
+    var by: String?
+
+    func run() throws {
+        try runReportingErrors { try Counter.add(counter, by: by, sign: -1) }
+    }
+}
+
+/// The store and key `incr` and `decr` share.
+struct CounterArguments: ParsableArguments {
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
     @OptionGroup var lock: LockOptions
 
     @Argument(help: "The counter's key.")
     var key: String
-
-    @Argument(help: "How much to subtract (default 1).")
-    var by: String?
-
-    func run() throws {
-        try runReportingErrors { try Counter.add(access: access, write: write, lock: lock, key: key, by: by, sign: -1) }
-    }
 }
 
 enum Counter {
-    static func add(access: StoreAccessOptions, write: WriteOptions, lock: LockOptions, key: String, by: String?, sign: Int64) throws -> CLIExitCode {
+    static func add(_ counter: CounterArguments, by: String?, sign: Int64) throws -> CLIExitCode {
+        let (access, write, lock, key) = (counter.access, counter.write, counter.lock, counter.key)
         let amountText = by.map(RawArguments.text(of:)) ?? "1"
         guard let amount = Int64(amountText) else {
             throw CLIError(message: "the amount must be an integer, not \(amountText)", code: .usage)

@@ -6,10 +6,10 @@ struct KeysCommand: ParsableCommand {
         commandName: "keys",
         abstract: "Print the keys, sorted, one per line.",
         discussion: """
-            Keys only, sorted by their bytes, one per line (with -0, each \\
-            ended by a NUL byte instead, for xargs -0; keys may hold newlines). \\
-            --limit N stops after N keys; --after KEY starts after KEY, so the \\
-            last key of one page is the cursor of the next. Memory stays small \\
+            Keys only, sorted by their bytes, one per line (with -0, each \
+            ended by a NUL byte instead, for xargs -0; keys may hold newlines). \
+            --limit N stops after N keys; --after KEY starts after KEY, so the \
+            last key of one page is the cursor of the next. Memory stays small \
             however many keys the store holds. Never takes the writer's lock.
 
             Examples:

@@ -165,7 +165,7 @@ extension Store {
                 pending.removeAll(keepingCapacity: true)
             }
             let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
-                                              rule: segment.damageRule(fileSize: segment.length, isActive: false).0) {
+                                              rule: segment.damageRule(fileSize: segment.length).0) {
                 (offset, header, _) throws(KVFileError) in
                 pending.append((offset, header))
                 if pending.count == 4096 { try copyPending() }

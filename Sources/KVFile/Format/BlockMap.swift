@@ -18,8 +18,8 @@
 // "kvfileM\n", u32 records end, u32 bytes of the list, u32 CRC-32C of the
 // list, u32 CRC-32C(segment u32 LE, the 20 bytes before it). A reader
 // believes the trailer only where the records really end (the scan stops
-// at the marker) and when the list checks out. Only the active segment can
-// be closed so.
+// at the marker) and when the list checks out. A writer closes the active
+// segment so; a later segment may exist if the next writer crashed early.
 //
 // Only the writer writes entries, and only where it puts a record, so bytes
 // inside values are never taken for a record start: recovery and salvage
@@ -61,6 +61,12 @@ enum BlockMap {
         var listBytes: Int
         /// CRC-32C of the list.
         var listCRC: UInt32
+
+        /// The record starts its list names in `file` (the whole file), when the list checks out.
+        func recordStarts(in file: UnsafeRawBufferPointer) -> [Int]? {
+            guard recordsEnd + listBytes <= file.count else { return nil }
+            return BlockMap.recordStarts(list: UnsafeRawBufferPointer(rebasing: file[recordsEnd..<(recordsEnd + listBytes)]), closed: self)
+        }
     }
 
     /// The closing trailer for `closed`, for segment `segmentID`.

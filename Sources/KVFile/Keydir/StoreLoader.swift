@@ -59,7 +59,7 @@ struct StoreLoader {
             size = try Syscalls.fileSize(fd, path: segmentPath)
             let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
             // A seal cut short may have left the block map past the records: they end before it.
-            let records = SegmentLayout.of(header, fileSize: size, isActive: false) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+            let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
             segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: records, mapCapacity: size)
         } catch {
             Syscalls.close(fd)
@@ -71,7 +71,7 @@ struct StoreLoader {
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
             let hints = HintBuilder()
             let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
-                                              rule: segment.damageRule(fileSize: size, isActive: false).0) {
+                                              rule: segment.damageRule(fileSize: size).0) {
                 (offset, header, record) throws(KVFileError) in
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
                 state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
@@ -221,7 +221,7 @@ struct StoreLoader {
         let rule: DamageRule
         let layout: SegmentLayout
         if writer {
-            (rule, layout) = segment.damageRule(fileSize: size, isActive: true)
+            (rule, layout) = segment.damageRule(fileSize: size)
         } else {
             (rule, layout) = copyingRule(segment, fileSize: size)
         }
@@ -280,11 +280,6 @@ struct StoreLoader {
 
     /// Loads every segment of the directory, the sealed ones first; returns the
     /// active segment's hint entries (for a writer).
-    /// The active segment among `ids`: the highest one compaction did not write.
-    func activeSegmentID(_ ids: [UInt32]) -> UInt32? {
-        ids.reversed().first { !((try? isCompactionOutput($0)) ?? true) }
-    }
-
     func loadAll(_ ids: [UInt32], into state: StoreState) throws(KVFileError) -> HintBuilder {
         var activeID: UInt32?
         for id in ids.reversed() where try !isCompactionOutput(id) {
@@ -417,7 +412,7 @@ struct StoreLoader {
         let view = PreadView(fd: segment.fd, path: segment.path)
         let header = segment.header
         let layoutNow = { (size: Int) -> SegmentLayout in
-            SegmentLayout.of(header, fileSize: size, isActive: true) { view.view(max(0, size - BlockMap.trailerSize), BlockMap.trailerSize) }
+            SegmentLayout.of(header, fileSize: size) { view.view(max(0, size - BlockMap.trailerSize), BlockMap.trailerSize) }
         }
         let layout = layoutNow(fileSize)
         if layout.legacy { return (.anyReadableRecord, layout) }

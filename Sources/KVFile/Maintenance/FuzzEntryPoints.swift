@@ -33,14 +33,14 @@ public enum FuzzEntryPoints {
            case .success(let decoded) = SegmentHeader.decode(input.baseAddress!, available: input.count, expectedID: input.baseAddress!.loadLE(at: 12, as: UInt32.self)) {
             header = decoded
         }
-        for rule in [DamageRule.anyReadableRecord, .forSegment(header, layout: .of(header, bytes: input, isActive: true), bytes: input)] {
+        for rule in [DamageRule.anyReadableRecord, .forSegment(header, layout: .of(header, bytes: input), bytes: input)] {
             var previous = -1
             _ = try? SegmentScanner.scan(input, baseOffset: 0, rule: rule) { offset, header, _ throws(KVFileError) in
                 precondition(offset > previous && offset + header.totalLength <= input.count, "scanned record out of order or bounds")
                 previous = offset
             }
         }
-        for resync in [SalvageScanner.Resync.anyReadableRecord(input), .knownStarts(input, header: header, layout: .of(header, bytes: input, isActive: true), hintStarts: [40, 100, input.count / 2])] {
+        for resync in [SalvageScanner.Resync.anyReadableRecord(input), .knownStarts(input, header: header, layout: .of(header, bytes: input), hintStarts: [40, 100, input.count / 2])] {
             _ = try? SalvageScanner.scan(input, resync: resync) { offset, header, _ throws(KVFileError) in
                 precondition(offset + header.totalLength <= input.count, "salvaged record out of bounds")
             }

@@ -33,8 +33,7 @@ enum SalvageScanner {
         static func knownStarts(_ segment: UnsafeRawBufferPointer, header: SegmentHeader, layout: SegmentLayout, hintStarts: [Int]) -> Resync {
             let recordEnd = layout.recordEnd
             var starts = Set(hintStarts.filter { $0 >= RecordFormat.segmentHeaderSize && $0 < recordEnd })
-            if let closed = layout.closed, closed.recordsEnd + closed.listBytes <= segment.count,
-               let listed = BlockMap.recordStarts(list: UnsafeRawBufferPointer(rebasing: segment[closed.recordsEnd..<(closed.recordsEnd + closed.listBytes)]), closed: closed) {
+            if let listed = layout.closed?.recordStarts(in: segment) {
                 starts.formUnion(listed)
             }
             if layout.mapBlocks > 0, let base = segment.baseAddress {
@@ -60,7 +59,7 @@ enum SalvageScanner {
 
     /// The resync for segment `id` whose bytes are `segment`, with the starts
     /// its hint file at `hintPath` names when that file is intact.
-    static func resync(for segment: UnsafeRawBufferPointer, id: UInt32, isActive: Bool, hintPath: String) -> Resync {
+    static func resync(for segment: UnsafeRawBufferPointer, id: UInt32, hintPath: String) -> Resync {
         guard segment.count >= RecordFormat.segmentHeaderSize,
               case .success(let header) = SegmentHeader.decode(segment.baseAddress!, available: segment.count, expectedID: id),
               header.version >= 2
@@ -71,18 +70,17 @@ enum SalvageScanner {
                 starts.append(entry.offset)
             }
         }
-        return .knownStarts(segment, header: header, layout: .of(header, bytes: segment, isActive: isActive), hintStarts: starts)
+        return .knownStarts(segment, header: header, layout: .of(header, bytes: segment), hintStarts: starts)
     }
 
     /// The end of the record area of a segment (see ``SegmentLayout``).
-    static func recordEnd(of segment: UnsafeRawBufferPointer, id: UInt32, isActive: Bool) -> Int {
+    static func recordEnd(of segment: UnsafeRawBufferPointer, id: UInt32) -> Int {
         guard segment.count >= RecordFormat.segmentHeaderSize,
               case .success(let header) = SegmentHeader.decode(segment.baseAddress!, available: segment.count, expectedID: id)
         else { return segment.count }
-        let layout = SegmentLayout.of(header, bytes: segment, isActive: isActive)
+        let layout = SegmentLayout.of(header, bytes: segment)
         // A closed file: its records end where the trailer says, when the list there checks out.
-        if let closed = layout.closed, closed.recordsEnd + closed.listBytes <= segment.count,
-           BlockMap.recordStarts(list: UnsafeRawBufferPointer(rebasing: segment[closed.recordsEnd..<(closed.recordsEnd + closed.listBytes)]), closed: closed) != nil {
+        if let closed = layout.closed, closed.recordStarts(in: segment) != nil {
             return closed.recordsEnd
         }
         return layout.recordEnd

@@ -147,7 +147,7 @@ public enum StoreCheck {
             outcome.damageAt = 0
             return outcome
         }
-        let layout = SegmentLayout.of(header, bytes: data.bytes, isActive: isActive)
+        let layout = SegmentLayout.of(header, bytes: data.bytes)
         outcome.recordEnd = layout.recordEnd
         let rule = DamageRule.forSegment(header, layout: layout, bytes: data.bytes)
         let start = RecordFormat.segmentHeaderSize

@@ -26,7 +26,6 @@ public enum StoreRepair {
         if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
         try StoreDirectory.removeLeftovers(path, names: current)
         let ids = FileNames.segmentIDs(in: current)
-        let activeID = StoreLoader(directory: path, writer: false, segmentSize: 0).activeSegmentID(ids)
 
         var report = RepairReport()
         let keydir = Keydir()
@@ -45,9 +44,8 @@ public enum StoreRepair {
                 report.dropped.append(CheckProblem(severity: .error, file: name, offset: 0, message: "segment header unreadable; records read anyway"))
                 damagedIDs.append(id)
             }
-            let isActive = id == activeID
-            let damage = try SalvageScanner.scan(data.bytes, recordEnd: SalvageScanner.recordEnd(of: data.bytes, id: id, isActive: isActive),
-                                                 resync: SalvageScanner.resync(for: data.bytes, id: id, isActive: isActive,
+            let damage = try SalvageScanner.scan(data.bytes, recordEnd: SalvageScanner.recordEnd(of: data.bytes, id: id),
+                                                 resync: SalvageScanner.resync(for: data.bytes, id: id,
                                                                                hintPath: path + "/" + FileNames.hint(id))) {
                 (offset, header, record) throws(KVFileError) in
                 report.recordsRead += 1

@@ -2,12 +2,11 @@
 /// it, looking only where the block map says records start (see
 /// man/kvfile.5, "Recovery"): bytes inside values are never read as records.
 ///
-/// A file that ends where its records end (a writer syncs the records, then
-/// cuts the map off, when it closes or seals the segment; compaction's
-/// outputs never have a map) holds only whole, synced records: any damage
-/// in it is corruption.
+/// A complete file (closed, cut by a seal after a sync, or compaction's
+/// output) holds only whole, synced records: any damage in it is
+/// corruption, and so is damage below the watermark.
 ///
-/// Blocks after the damage are read in order. A block of zeros (a page the
+/// Past the watermark, blocks after the damage are read in order. A block of zeros (a page the
 /// OS never wrote back before a crash) ends the search: nothing after it was
 /// synced, so nothing after it was acknowledged. A block whose map entry
 /// names a start where a valid record lies proves that the writer went on
@@ -28,10 +27,7 @@ struct LaterRecordProbe {
     /// True when damage at `damage` is corruption, not a torn tail: it lies
     /// where every record was whole on stable storage (the file is complete,
     /// or below the watermark), or the map proves a record written after it.
-    /// Zeros are never corruption: only zeros from the damage on are nothing
-    /// written yet, and a block of zeros between the damage and that point is
-    /// a page a cut-short sync never wrote, which only unacknowledged writes
-    /// can be in (damage to written bytes never makes a whole block zero).
+    /// Zeros from the damage to where records end are nothing written yet.
     func isCorruption(at damage: Int) -> Bool {
         if isZero(from: damage, to: recordEnd) { return false }
         let now = layoutNow?() ?? layout
@@ -43,7 +39,7 @@ struct LaterRecordProbe {
         // A block whose rest is zeros from the damage on was not written back since the
         // last sync (it held synced records, then zeros): no sync covered anything after it.
         let blockEnd = min((damage / BlockMap.blockSize + 1) * BlockMap.blockSize, recordEnd)
-        if isZero(from: damage + 1, to: blockEnd) && view(damage, 1).first == 0 { return false }
+        if isZero(from: damage, to: blockEnd) { return false }
         return provenRecord(after: damage) != nil
     }
 
@@ -51,8 +47,7 @@ struct LaterRecordProbe {
     /// and trailer the layout names: checked here, where the records really end.
     func isClosedEnd(at end: Int) -> Bool {
         guard let closed = (layoutNow?() ?? layout).closed, closed.recordsEnd == end else { return false }
-        let list = view(end, closed.listBytes)
-        return list.count == closed.listBytes && BlockMap.recordStarts(list: list, closed: closed) != nil
+        return BlockMap.recordStarts(list: view(end, closed.listBytes), closed: closed) != nil
     }
 
     /// The watermark stored after the open map's entries, if any.
@@ -142,9 +137,9 @@ extension DamageRule {
 
 extension Segment {
     /// How damage in this segment is judged, over its mapping up to `fileSize`.
-    func damageRule(fileSize: Int, isActive: Bool) -> (DamageRule, SegmentLayout) {
+    func damageRule(fileSize: Int) -> (DamageRule, SegmentLayout) {
         let bytes = UnsafeRawBufferPointer(start: base, count: min(fileSize, mappedLength))
-        let layout = SegmentLayout.of(header, bytes: bytes, isActive: isActive)
+        let layout = SegmentLayout.of(header, bytes: bytes)
         return (.forSegment(header, layout: layout, bytes: bytes), layout)
     }
 }

@@ -17,10 +17,8 @@ struct SegmentLayout: Equatable {
     /// The version-1 rule applies (no map, no completeness).
     var legacy = false
 
-    /// - Parameters:
-    ///   - isActive: the segment a writer appends to (kept for callers' clarity; any segment may be found closed).
-    ///   - trailer: reads the file's last 24 bytes (only asked for a possibly closed file).
-    static func of(_ header: SegmentHeader, fileSize: Int, isActive: Bool, trailer: () -> UnsafeRawBufferPointer) -> SegmentLayout {
+    /// `trailer` reads the file's last 24 bytes (only asked for a possibly closed file).
+    static func of(_ header: SegmentHeader, fileSize: Int, trailer: () -> UnsafeRawBufferPointer) -> SegmentLayout {
         if header.version < 2 { return SegmentLayout(recordEnd: fileSize, complete: false, legacy: true) }
         if header.compacted { return SegmentLayout(recordEnd: fileSize, complete: true) }
         let mapOffset = Int(header.mapOffset)
@@ -42,8 +40,8 @@ struct SegmentLayout: Equatable {
     }
 
     /// The layout of a file whose first `bytes.count` bytes are at hand.
-    static func of(_ header: SegmentHeader, bytes: UnsafeRawBufferPointer, isActive: Bool) -> SegmentLayout {
-        of(header, fileSize: bytes.count, isActive: isActive) {
+    static func of(_ header: SegmentHeader, bytes: UnsafeRawBufferPointer) -> SegmentLayout {
+        of(header, fileSize: bytes.count) {
             let start = max(0, bytes.count - BlockMap.trailerSize)
             return UnsafeRawBufferPointer(rebasing: bytes[start...])
         }
