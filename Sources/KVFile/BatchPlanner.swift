@@ -8,7 +8,7 @@ enum BatchPlanner {
         var value: [UInt8]?
     }
 
-    static func plan(_ batch: WriteBatch, keydir: Keydir) -> [Record] {
+    static func plan(_ batch: WriteBatch, keydir: SharedIndex) -> [Record] {
         var existsAfter: [[UInt8]: Bool] = [:]
         var records: [Record] = []
         records.reserveCapacity(batch.count)

@@ -66,7 +66,7 @@ enum RecordReader {
 
     @inline(__always)
     private static func checkedHeader(in segment: Segment, offset: Int, size: Int, key: UnsafeRawBufferPointer) throws(KVFileError) -> RecordHeader {
-        guard offset >= RecordFormat.segmentHeaderSize, offset + size <= segment.length else {
+        guard offset >= RecordFormat.segmentHeaderSize, offset + size <= segment.indexReadLimit else {
             throw KVFileError.corrupt(segment.path, offset: offset, "record lies past the end of the segment")
         }
         switch RecordCodec.decode(segment.base + offset, available: size) {

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// One process at a time may open a store for writing (an OS lock on
 /// `kvfile.lock` enforces it); any number may open it read-only at the same
-/// time and call ``refresh()`` to see newer writes. A `Store` is safe to share
+/// time. Readers share the writer's index file (`kvfile.index`) and see each
+/// write as soon as its `put` returns; a reader of a store whose index cannot
+/// be used builds an index in memory and calls ``refresh()`` to see newer writes. A `Store` is safe to share
 /// between threads and tasks: reads run in parallel, writes one at a time.
 ///
 /// ```swift
@@ -72,18 +74,21 @@ public final class Store: @unchecked Sendable {
         var loader = StoreLoader(directory: directory, writer: writing, segmentSize: options.segmentSize)
 
         var names = try StoreDirectory.prepare(directory, options: options)
+        var activeHints = HintBuilder()
         if writing {
             lockFile = try LockFile.acquire(directory: directory, timeoutMilliseconds: options.lockTimeoutMilliseconds)
             // Another writer may have changed the directory while we waited.
             names = try Syscalls.listDirectory(directory)
-            if try StoreDirectory.finishInterruptedCompaction(directory, names: names) {
-                names = try Syscalls.listDirectory(directory)
-            }
+            let interrupted = try StoreDirectory.finishInterruptedCompaction(directory, names: names)
+            if interrupted { names = try Syscalls.listDirectory(directory) }
             try StoreDirectory.removeLeftovers(directory, names: names)
+            (state, activeHints) = try IndexedOpen.openWriter(names: names, loader: &loader, compactionWasInterrupted: interrupted)
+        } else if let shared = try IndexedOpen.openReader(names: names, loader: &loader) {
+            state = shared
+        } else {
+            state = try StoreDirectory.load(names: names, loader: &loader).state
         }
-        let (loaded, activeHints) = try StoreDirectory.load(names: names, loader: &loader)
         self.loader = loader
-        state = loaded
 
         if writing {
             if state.activeSegment == nil {
@@ -142,9 +147,8 @@ public final class Store: @unchecked Sendable {
     /// it into an array. The bytes are valid only inside `body`, which must
     /// not write to this store.
     public func withValue<R>(forKey key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
-        try lock.withReadLock { () throws -> R in
-            try checkOpen()
-            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return try body(nil) }
+        try withLocation(key) { location throws -> R in
+            guard let location else { return try body(nil) }
             return try RecordReader.withValue(at: location, key: key, in: state, body)
         }
     }
@@ -154,26 +158,57 @@ public final class Store: @unchecked Sendable {
     public func withVersionedValue<R>(
         forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
     ) throws -> R {
-        try lock.withReadLock { () throws -> R in
-            try checkOpen()
-            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return try body(nil, 0) }
+        try withLocation(key) { location throws -> R in
+            guard let location else { return try body(nil, 0) }
             return try RecordReader.withValue(at: location, key: key, in: state) { try body($0, location.seq) }
         }
     }
 
     private func get(raw key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8]? {
-        try lock.withReadLock { () throws(KVFileError) -> [UInt8]? in
-            try checkOpen()
-            guard !key.isEmpty, let location = state.keydir.lookup(key) else { return nil }
-            return try RecordReader.value(at: location, key: key, in: state)
+        var attempt = 0
+        while true {
+            let (value, problem) = try lock.withReadLock { () throws(KVFileError) -> ([UInt8]?, IndexProbe?) in
+                try checkOpen()
+                guard !key.isEmpty else { return (nil, nil) }
+                switch state.index.probe(key) {
+                case .found(let location): return (try RecordReader.value(at: location, key: key, in: state), nil)
+                case .notFound: return (nil, nil)
+                case let problem: return (nil, problem)
+                }
+            }
+            guard let problem else { return value }
+            try mendIndex(problem, attempt: attempt)
+            attempt += 1
+        }
+    }
+
+    /// Calls `body` under the read lock with where `key` lives (nil: nowhere).
+    private func withLocation<R>(_ key: UnsafeRawBufferPointer, _ body: (KeyLocation?) throws -> R) throws -> R {
+        var attempt = 0
+        while true {
+            let (result, problem) = try lock.withReadLock { () throws -> (R?, IndexProbe?) in
+                try checkOpen()
+                guard !key.isEmpty else { return (try body(nil), nil) }
+                switch state.index.probe(key) {
+                case .found(let location): return (try body(location), nil)
+                case .notFound: return (try body(nil), nil)
+                case let problem: return (nil, problem)
+                }
+            }
+            guard let problem else { return result! }
+            try mendIndex(problem, attempt: attempt)
+            attempt += 1
         }
     }
 
     /// True when `key` has a value.
     public func contains(_ key: [UInt8]) throws(KVFileError) -> Bool {
-        try lock.withReadLock { () throws(KVFileError) -> Bool in
-            try checkOpen()
-            return key.withUnsafeBytes { $0.isEmpty ? false : state.keydir.lookup($0) != nil }
+        do {
+            return try key.withUnsafeBytes { raw in try withLocation(raw) { $0 != nil } }
+        } catch let error as KVFileError {
+            throw error
+        } catch {
+            throw KVFileError(.io, "\(error)")
         }
     }
 
@@ -181,16 +216,14 @@ public final class Store: @unchecked Sendable {
     public func contains(_ key: String) throws(KVFileError) -> Bool { try contains(Array(key.utf8)) }
 
     /// The number of live keys.
-    public var count: Int { lock.withReadLock { state.keydir.count } }
+    public var count: Int { lock.withReadLock { state.index.count } }
 
     /// Calls `body` with every live key and its value, sorted by key bytes,
     /// as they were when the call began. Only keys starting with `prefix`
     /// when one is given. Other threads may read and write meanwhile.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
-        let snapshot = try lock.withReadLock { () throws(KVFileError) -> [SnapshotEntry] in
-            try checkOpen()
-            return StoreSnapshot.entries(of: state, prefix: prefix)
-        }
+        try openNewSegments()
+        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
         for entry in snapshot {
             let value = try withBytes(entry.key) { (key) throws(KVFileError) in
                 try RecordReader.value(in: entry.segment, offset: Int(entry.offset), size: Int(entry.size), key: key)
@@ -201,10 +234,8 @@ public final class Store: @unchecked Sendable {
 
     /// Every live key starting with `prefix`, sorted by bytes.
     public func keys(prefix: [UInt8] = []) throws(KVFileError) -> [[UInt8]] {
-        try lock.withReadLock { () throws(KVFileError) -> [[UInt8]] in
-            try checkOpen()
-            return StoreSnapshot.entries(of: state, prefix: prefix).map(\.key)
-        }
+        try openNewSegments()
+        return try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }.map(\.key)
     }
 
     /// Up to `limit` live keys that start with `prefix` and sort after
@@ -212,15 +243,14 @@ public final class Store: @unchecked Sendable {
     /// as `after` to get the next one. Memory grows with `limit`, not with
     /// the store (one pass over the index).
     public func keys(prefix: [UInt8] = [], after: [UInt8]?, limit: Int) throws(KVFileError) -> [[UInt8]] {
-        try lock.withReadLock { () throws(KVFileError) -> [[UInt8]] in
-            try checkOpen()
-            return StoreSnapshot.keys(of: state, prefix: prefix, after: after, limit: limit)
-        }
+        try openNewSegments()
+        return try snapshot { StoreSnapshot.keys(of: $0, prefix: prefix, after: after, limit: limit) }
     }
 
     /// Counts and sizes, as `kvfile stat` shows them.
     public func stats() throws(KVFileError) -> StoreStats {
-        try lock.withReadLock { () throws(KVFileError) -> StoreStats in
+        try openNewSegments()
+        return try lock.withReadLock { () throws(KVFileError) -> StoreStats in
             try checkOpen()
             var stats = state.stats()
             stats.lastCompaction = lastCompaction
@@ -229,9 +259,17 @@ public final class Store: @unchecked Sendable {
     }
 
     /// For a read-only store: reads what writers appended since open or the
-    /// last refresh. A writer's store is always current, so this does nothing.
+    /// last refresh. A writer's store, and a reader of a shared index, are
+    /// always current (the reader only opens segments that appeared).
     public func refresh() throws(KVFileError) {
         guard writer == nil else { return }
+        if state.index.path != nil {
+            // A shared index is always current: only segments may be new.
+            return try lock.withWriteLock { () throws(KVFileError) in
+                try checkOpen()
+                try refreshSharedIndex()
+            }
+        }
         try lock.withWriteLock { () throws(KVFileError) in
             try checkOpen()
             let names = try Syscalls.listDirectory(path)
@@ -242,9 +280,77 @@ public final class Store: @unchecked Sendable {
                 caughtUp = false  // a compaction removed a file while we read: read afresh
             }
             if !caughtUp {
-                state = try StoreDirectory.load(names: names, loader: &loader, expectedKeys: state.keydir.count).state
+                state = try StoreDirectory.load(names: names, loader: &loader, expectedKeys: state.index.count).state
             }
         }
+    }
+
+    /// A reader of a shared index met something it cannot read past: opens new
+    /// segments, or opens the index again, or (at last) builds an index of its own.
+    private func mendIndex(_ problem: IndexProbe, attempt: Int) throws(KVFileError) {
+        try lock.withWriteLock { () throws(KVFileError) in
+            try checkOpen()
+            guard state.index.path != nil, !state.index.writable else { return }
+            if case .unknownSegment = problem, attempt < 3 { return try refreshSharedIndex() }
+            let names = try Syscalls.listDirectory(path)
+            if attempt < 2, case .replaced = problem, let shared = try IndexedOpen.openReader(names: names, loader: &loader) {
+                state = shared
+                return
+            }
+            state = try StoreDirectory.load(names: names, loader: &loader).state
+        }
+    }
+
+    /// `take` applied to the state under the read lock. A reader of a shared
+    /// index that writes keep changing (or that names new segments) looks
+    /// again, and at last takes it from a point-in-time copy of its own.
+    private func snapshot<R>(_ take: (StoreState) -> R?) throws(KVFileError) -> R {
+        for _ in 0..<3 {
+            let taken = try lock.withReadLock { () throws(KVFileError) -> R? in
+                try checkOpen()
+                return take(state)
+            }
+            if let taken { return taken }
+            try openNewSegments()
+        }
+        var copyLoader = StoreLoader(directory: path, writer: false, segmentSize: options.segmentSize)
+        let copy = try StoreDirectory.load(names: Syscalls.listDirectory(path), loader: &copyLoader).state
+        return take(copy)!
+    }
+
+    /// A reader of a shared index opens the segments that appeared since (its
+    /// index may name records in them), before it walks every key.
+    private func openNewSegments() throws(KVFileError) {
+        guard writer == nil, lock.withReadLock({ state.index.path != nil && !state.index.writable }) else { return }
+        try lock.withWriteLock { () throws(KVFileError) in
+            try checkOpen()
+            if state.index.path != nil && !state.index.writable { try refreshSharedIndex() }
+        }
+    }
+
+    /// Opens segments that appeared and forgets those compaction removed (under the write lock).
+    private func refreshSharedIndex() throws(KVFileError) {
+        let names = try Syscalls.listDirectory(path)
+        if state.index.state == IndexFormat.stateReplaced {
+            if let shared = try IndexedOpen.openReader(names: names, loader: &loader) {
+                state = shared
+            } else {
+                state = try StoreDirectory.load(names: names, loader: &loader).state
+            }
+            return
+        }
+        let ids = try loader.resolveSegments(names)
+        for id in state.segmentIDs where !ids.contains(id) { state.remove(id) }
+        for id in ids where state.segment(id) == nil {
+            do throws(KVFileError) {
+                try loader.openForIndex(id, into: state)
+            } catch where error.errno == ENOENT {
+                continue  // removed meanwhile
+            }
+        }
+        state.nextSeq = max(state.nextSeq, state.index.nextSeq)
+        state.newestSeq = state.nextSeq - 1
+        state.recomputeOldestSeq()
     }
 
     // MARK: writing
@@ -292,7 +398,7 @@ public final class Store: @unchecked Sendable {
                 current = existing?.seq ?? 0
                 guard condition.holds(for: current) else { return nil }
             }
-            try Limits.checkKeydirRoom(state.keydir, keyLength: key.count, isNew: existing == nil)
+            try Limits.checkIndexRoom(state.index, newKeys: existing == nil ? 1 : 0)
             return existing == nil ? .created : .updated
         }
     }
@@ -344,7 +450,7 @@ public final class Store: @unchecked Sendable {
             try failure.check()
             // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
-            guard let operation = try decide(state.keydir.lookup(key)) else { return nil }
+            guard let operation = try decide(state.index.lookup(key)) else { return nil }
             let seq = state.nextSeq
             try Limits.checkSequence(seq, count: 1, store: path)
             receipt = WriteReceipt(seq: seq, operation: operation)
@@ -356,8 +462,11 @@ public final class Store: @unchecked Sendable {
                 operation: operation, continues: false, seq: seq, timestamp: timestamp,
                 key: key, value: value, prepared: prepared)
             state.nextSeq = seq + 1
+            state.index.beginChange()
             apply(staged, key: key, writer: writer)
             writer.commitStaged()
+            state.noteCommitted(logEnd: writer.position)
+            state.index.endChange()
             return writer.position
         }
         guard let position else { return nil }
@@ -402,9 +511,9 @@ public final class Store: @unchecked Sendable {
             try checkOpen()
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
-            let records = BatchPlanner.plan(batch, keydir: state.keydir)
+            let records = BatchPlanner.plan(batch, keydir: state.index)
             if records.isEmpty { return nil }
-            try Limits.checkKeydirRoom(state.keydir, newKeyLengths: records.lazy.filter { $0.operation == .created }.map(\.key.count))
+            try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             timestamp = Syscalls.wallClockMilliseconds()
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
@@ -435,10 +544,13 @@ public final class Store: @unchecked Sendable {
                 staged.append(one)
             }
             state.nextSeq = firstSeq + UInt64(records.count)
+            state.index.beginChange()
             for (index, record) in records.enumerated() {
                 record.key.withUnsafeBytes { apply(staged[index], key: $0, writer: writer) }
             }
             writer.commitStaged()
+            state.noteCommitted(logEnd: writer.position)
+            state.index.endChange()
             return writer.position
         }
         guard let position else { return }
@@ -614,7 +726,12 @@ public final class Store: @unchecked Sendable {
         if closing, let writer {
             // After any group-commit sync under way: none may store into the map once the file is cut.
             try syncMutex.withLock { () throws(KVFileError) in
-                try lock.withWriteLock { () throws(KVFileError) in try writer.syncForClose(failure: failure) }
+                try lock.withWriteLock { () throws(KVFileError) in
+                    try writer.syncForClose(failure: failure)
+                    // After the log is on disk: the index says it covers all of it and was closed cleanly.
+                    state.noteCommitted(logEnd: writer.position)
+                    try state.index.closeCleanly()
+                }
             }
         }
     }

@@ -51,14 +51,18 @@ enum StoreDirectory {
 
     /// Loads the store's segments into a fresh state. A reader retries when a
     /// file vanishes under it (a compaction finishing in another process).
-    static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0, deferAbove: UInt64? = nil) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
+    /// The index goes to anonymous memory, or to `indexFile` (created there).
+    static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0, deferAbove: UInt64? = nil,
+                     indexFile: String? = nil) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
         var names = names
         var attempt = 0
         while true {
             do {
                 let ids = try loader.resolveSegments(names)
                 let expected = expectedKeys > 0 ? expectedKeys : estimateRecords(loader.directory, ids: ids)
-                let state = StoreState(directory: loader.directory, keydir: Keydir(expectedKeys: expected))
+                let index = try indexFile.map { (path) throws(KVFileError) in try SharedIndex.create(path: path, expectedKeys: expected) }
+                    ?? SharedIndex.anonymous(expectedKeys: expected)
+                let state = StoreState(directory: loader.directory, index: index)
                 state.deferAbove = deferAbove
                 let hints = try loader.loadAll(ids, into: state)
                 return (state, hints)
@@ -125,13 +129,9 @@ enum Limits {
         }
     }
 
-    static func checkKeydirRoom(_ keydir: Keydir, keyLength: Int, isNew: Bool) throws(KVFileError) {
-        if isNew { try checkKeydirRoom(keydir, newKeyLengths: CollectionOfOne(keyLength)) }
-    }
-
-    static func checkKeydirRoom(_ keydir: Keydir, newKeyLengths: some Sequence<Int>) throws(KVFileError) {
-        if !keydir.hasRoom(forKeyLengths: newKeyLengths) {
-            throw KVFileError(.capacityExhausted, "the keydir is full (4 GiB of keys in memory); delete keys or split the data over several stores")
+    static func checkIndexRoom(_ index: SharedIndex, newKeys: Int) throws(KVFileError) {
+        if newKeys > 0 && !index.hasRoom(forNewKeys: newKeys) {
+            throw KVFileError(.capacityExhausted, "the index is full (\(IndexFormat.maxCapacity * 7 / 10) keys)")
         }
     }
 

@@ -8,16 +8,26 @@ struct SnapshotEntry {
 }
 
 enum StoreSnapshot {
-    static func entries(of state: StoreState, prefix: [UInt8]) -> [SnapshotEntry] {
-        var entries: [SnapshotEntry] = []
-        entries.reserveCapacity(prefix.isEmpty ? state.keydir.count : 16)
-        state.keydir.forEach { key, location in
-            if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
-            guard let segment = state.segment(location.segment) else { return }
-            entries.append(SnapshotEntry(key: Array(key), segment: segment, offset: location.offset, size: location.size))
+    /// Nil when the state is a shared index that a writer changed while it was
+    /// walked, or that names segments this process has not opened.
+    static func entries(of state: StoreState, prefix: [UInt8]) -> [SnapshotEntry]? {
+        consistently(state) {
+            var entries: [SnapshotEntry] = []
+            entries.reserveCapacity(prefix.isEmpty ? state.index.count : 16)
+            let unreadable = state.index.forEach { key, location in
+                if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
+                guard let segment = state.segment(location.segment) else { return }
+                entries.append(SnapshotEntry(key: Array(key), segment: segment, offset: location.offset, size: location.size))
+            }
+            entries.sort { $0.key.lexicographicallyPrecedes($1.key) }
+            return unreadable == 0 ? entries : nil
         }
-        entries.sort { $0.key.lexicographicallyPrecedes($1.key) }
-        return entries
+    }
+
+    /// `body`'s result, taken while no write was applied (a shared index; any other is guarded by the store's lock).
+    private static func consistently<R>(_ state: StoreState, _ body: () -> R?) -> R? {
+        if state.index.writable { return body() }
+        return state.index.readConsistently(attempts: 3, body) ?? nil
     }
 }
 
@@ -25,20 +35,22 @@ extension StoreSnapshot {
     /// The `limit` smallest live keys that start with `prefix` and sort after
     /// `after` (bytewise), in order: one pass over the index keeping only
     /// `limit` keys (a heap), not a sorted copy of every key.
-    static func keys(of state: StoreState, prefix: [UInt8], after: [UInt8]?, limit: Int) -> [[UInt8]] {
+    static func keys(of state: StoreState, prefix: [UInt8], after: [UInt8]?, limit: Int) -> [[UInt8]]? {
         guard limit > 0 else { return [] }
-        var heap = KeyHeap()  // the largest kept key on top
-        state.keydir.forEach { key, _ in
-            if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
-            if let after, !after.lexicographicallyPrecedes(key) { return }
-            if heap.count == limit {
-                guard key.lexicographicallyPrecedes(heap.top!) else { return }
-                heap.replaceTop(Array(key))
-            } else {
-                heap.push(Array(key))
+        return consistently(state) {
+            var heap = KeyHeap()  // the largest kept key on top
+            let unreadable = state.index.forEach { key, _ in
+                if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
+                if let after, !after.lexicographicallyPrecedes(key) { return }
+                if heap.count == limit {
+                    guard key.lexicographicallyPrecedes(heap.top!) else { return }
+                    heap.replaceTop(Array(key))
+                } else {
+                    heap.push(Array(key))
+                }
             }
+            return unreadable == 0 ? heap.sorted() : nil
         }
-        return heap.sorted()
     }
 }
 

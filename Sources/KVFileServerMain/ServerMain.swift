@@ -75,7 +75,7 @@ struct ServerMain: AsyncParsableCommand {
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(directory)
-        let ours = names.allSatisfy { $0 == "kvfile.lock" || $0 == "kvfile.watch" || ($0.hasSuffix(".kvseg") && $0.count == 14) }
+        let ours = names.allSatisfy { $0 == "kvfile.lock" || $0 == "kvfile.watch" || $0 == "kvfile.index" || ($0.hasSuffix(".kvseg") && $0.count == 14) }
         guard ours else { return }
         for name in names { unlink(path + "/" + name) }
         rmdir(path)

@@ -67,6 +67,7 @@ func copyStore(_ from: String, to: String) throws {
         let work = dir.sub("work")
         for cut in RecordFormat.segmentHeaderSize...recordsEnd {
             try copyStore(original, to: work)
+            simulateEarlierBoot(work)  // only a power loss cuts a file short like this
             // A write cut short leaves zeros where it did not get to; the file keeps its size.
             writeFile(work + segment, Array(full[0..<cut]) + [UInt8](repeating: 0, count: recordsEnd - cut) + Array(full[recordsEnd...]))
             let complete = records.filter { $0.offset + $0.size <= cut }.count
@@ -97,11 +98,18 @@ func copyStore(_ from: String, to: String) throws {
             let owner = records.last { $0.offset <= index }!
             let recordsEnd = records.last!.offset + records.last!.size
             do {
+                // Open goes through the index and reads no record; reading them all meets the damage.
                 let store = try Store(path: work, options: .reader)
-                // A closed file holds only synced records: damage in them is never a torn tail.
-                // Past them lie the list of record sizes (used only by salvage) and the closing trailer.
-                #expect(index >= recordsEnd && index < full.count - BlockMap.trailerSize, "flip at \(index) opened")
-                #expect(try contents(store) == states[records.count], "flip at \(index)")
+                let read = try contents(store)
+                #expect(read == states[records.count], "flip at \(index)")
+                if index < recordsEnd {
+                    // In a record no live key names: a closed file holds only synced records, so check calls it damage.
+                    let report = try StoreCheck.run(path: work)
+                    #expect(report.problems.contains { $0.severity == .error && $0.offset == owner.offset }, "flip at \(index): \(report.problems)")
+                } else {
+                    // Past them lie the list of record sizes (used only by salvage) and the closing trailer.
+                    #expect(index < full.count - BlockMap.trailerSize, "flip at \(index) read back")
+                }
             } catch let error as KVFileError {
                 #expect(error.code == .corrupt)
                 // A damaged trailer leaves a file cut to its records, with the map where records would go on.
@@ -123,6 +131,7 @@ func copyStore(_ from: String, to: String) throws {
         let recordsEnd = records.last!.offset + records.last!.size
         for i in (batchLast.offset + batchLast.size - 1)..<recordsEnd { full[i] = 0 }
         writeFile(segment, full)
+        simulateEarlierBoot(path)
         let store = try Store(path: path)
         #expect(try contents(store) == states[4])
         // The writer erased the unfinished batch; closing cuts the file after the records before it.
@@ -163,6 +172,7 @@ func copyStore(_ from: String, to: String) throws {
         data = fileBytes(segment)
         for i in 4096..<8192 { data[i] = 0 }
         writeFile(segment, data)
+        simulateEarlierBoot(path)
         let firstDamaged = records.first { $0.offset + $0.size > 4096 }!
         let survivors = records.filter { $0.offset < firstDamaged.offset }.count
         // check says what open does: a torn tail, not damage.
@@ -192,13 +202,20 @@ func copyStore(_ from: String, to: String) throws {
         let original = fileBytes(truncated)
         writeFile(truncated, Array(original.dropLast(7)))
         try FileManager.default.removeItem(atPath: path + "/" + hints[1])
+        // The index needs no hint file; a writer opening through it writes the missing one.
         let reader = try Store(path: path, options: .reader)
         #expect(try contents(reader) == model)
-        let writer = try Store(path: path, options: options)
+        var writer = try Store(path: path, options: options)
+        #expect(try contents(writer) == model)
+        try writer.close()
+        #expect(FileManager.default.fileExists(atPath: path + "/" + hints[1]))
+        // Building the index reads them, and rewrites the damaged one from its segment.
+        forgetIndex(path)
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+        writer = try Store(path: path, options: options)
         #expect(try contents(writer) == model)
         try writer.close()
         #expect(fileBytes(truncated) == original)
-        #expect(FileManager.default.fileExists(atPath: path + "/" + hints[1]))
     }
 
     @Test func damageInASealedSegmentIsReportedWithFileAndOffset() throws {
@@ -224,8 +241,9 @@ func copyStore(_ from: String, to: String) throws {
         }
         #expect(try reader.getString("k4") == "value number 4")
 
-        // Without the hint file the scan finds it at open.
+        // Without the hint file (and the index) the scan finds it at open.
         try FileManager.default.removeItem(atPath: path + "/" + FileNames.hint(1))
+        forgetIndex(path)
         #expect { try Store(path: path, options: .reader) } throws: { error in
             (error as? KVFileError)?.offset == victim.offset
         }

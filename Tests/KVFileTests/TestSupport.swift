@@ -76,3 +76,21 @@ final class Locked<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// What a power loss does to the index file besides the log: the next open
+/// finds it left open in an earlier boot (it then builds the index from the log).
+/// Tests that damage the log the way a power loss would call this, so that
+/// what they check is the log's recovery.
+func simulateEarlierBoot(_ store: String) {
+    let path = store + "/" + IndexFormat.fileName
+    var data = fileBytes(path)
+    guard data.count >= IndexFormat.tablesStart else { return }
+    for i in IndexFormat.bootAt..<(IndexFormat.bootAt + 16) { data[i] = 0 }
+    data[IndexFormat.stateAt] = UInt8(IndexFormat.stateOpen)
+    writeFile(path, data)
+}
+
+/// Removes the index file: the next open builds it from the log.
+func forgetIndex(_ store: String) {
+    try? FileManager.default.removeItem(atPath: store + "/" + IndexFormat.fileName)
+}

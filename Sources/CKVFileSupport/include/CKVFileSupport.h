@@ -38,4 +38,11 @@ void kvf_futex_wake_all(uint32_t *word);
 static inline uint32_t kvf_word_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
 static inline void kvf_word_increment(uint32_t *word) { __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST); }
 
+/// Loads and stores of 64-bit words other processes share through a mapping
+/// (the index file): acquire and release order, never torn.
+static inline uint64_t kvf_load_acquire_u64(const void *address) { return __atomic_load_n((const uint64_t *)address, __ATOMIC_ACQUIRE); }
+static inline void kvf_store_release_u64(void *address, uint64_t value) { __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELEASE); }
+static inline uint64_t kvf_load_relaxed_u64(const void *address) { return __atomic_load_n((const uint64_t *)address, __ATOMIC_RELAXED); }
+static inline void kvf_store_relaxed_u64(void *address, uint64_t value) { __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELAXED); }
+
 #endif

@@ -191,7 +191,7 @@ public final class LogTailer: @unchecked Sendable {
 
     private func event(for record: DeferredRecord) throws(KVFileError) -> ChangeEvent? {
         let old: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
-            guard let location = state.keydir.lookup(key) else { return nil }
+            guard let location = state.index.lookup(key) else { return nil }
             return try RecordReader.value(at: location, key: key, in: state)
         }
         let new: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in

@@ -134,10 +134,10 @@ extension Store {
                     for index in pending.indices {
                         // Lookups are cache misses: start the slot of the one eight ahead
                         // now, and the entries of the one four ahead (its slot is in by then).
-                        if index + 8 < pending.count { state.keydir.prefetch(key(index + 8)) }
-                        if index + 4 < pending.count { state.keydir.prefetchEntries(key(index + 4)) }
+                        if index + 8 < pending.count { state.index.prefetch(key(index + 8)) }
+                        if index + 4 < pending.count { state.index.prefetchEntries(key(index + 4)) }
                         let record = pending[index]
-                        guard record.header.operation != .deleted, let location = state.keydir.lookup(key(index)) else { continue }
+                        guard record.header.operation != .deleted, let location = state.index.lookup(key(index)) else { continue }
                         live[index] = location.segment == segment.id && Int(location.offset) == record.offset
                     }
                     return live
@@ -181,7 +181,7 @@ extension Store {
         // segment compaction leaves alone may hold an older one (Bitcask's rule).
         let needed = lock.withReadLock {
             tombstones.filter { key, tombstone in
-                plan.nonInputMinSeq < tombstone.seq && key.withUnsafeBytes { state.keydir.lookup($0) == nil }
+                plan.nonInputMinSeq < tombstone.seq && key.withUnsafeBytes { state.index.lookup($0) == nil }
             }
         }
         dropped += tombstones.count - needed.count
@@ -236,14 +236,14 @@ extension Store {
                 var aheadSegment: Segment?
                 for position in index..<end {
                     if position + 8 < end, let ahead = segment(moves[position + 8].oldSegment, cached: &aheadSegment) {
-                        state.keydir.prefetch(key(moves[position + 8], in: ahead))
+                        state.index.prefetch(key(moves[position + 8], in: ahead))
                     }
                     if position + 4 < end, let ahead = segment(moves[position + 4].oldSegment, cached: &aheadSegment) {
-                        state.keydir.prefetchEntries(key(moves[position + 4], in: ahead))
+                        state.index.prefetchEntries(key(moves[position + 4], in: ahead))
                     }
                     let move = moves[position]
                     guard let old = segment(move.oldSegment, cached: &oldSegment),
-                          state.keydir.relocate(key(move, in: old), from: move.oldSegment, offset: move.oldOffset,
+                          state.index.relocate(key(move, in: old), from: move.oldSegment, offset: move.oldOffset,
                                                 to: move.newSegment, newOffset: move.newOffset) != nil
                     else { continue }
                     old.liveBytes -= Int(move.size)

@@ -2,6 +2,7 @@
 
 enum FileNames {
     static let lock = "kvfile.lock"
+    static let index = IndexFormat.fileName
     static let segmentSuffix = ".kvseg"
     static let hintSuffix = ".kvhint"
     static let temporarySuffix = ".tmp"
@@ -18,13 +19,15 @@ enum FileNames {
         case segment(UInt32)
         case hint(UInt32)
         case lock
+        case index
         case temporary
         case other
     }
 
     static func classify(_ name: String) -> Kind {
         if name == lock { return .lock }
-        if name.hasSuffix(temporarySuffix) && (name.contains(segmentSuffix) || name.contains(hintSuffix) || name.hasPrefix("kvfile.compaction")) {
+        if name == index { return .index }
+        if name.hasSuffix(temporarySuffix) && (name.contains(segmentSuffix) || name.contains(hintSuffix) || name.hasPrefix("kvfile.compaction") || name == index + temporarySuffix) {
             return .temporary
         }
         if let id = number(name, suffix: segmentSuffix) { return .segment(id) }

@@ -30,8 +30,41 @@ final class HintBuilder {
         entryCount += 1
     }
 
-    /// Calls `body` with the record size of each entry, in order.
-    func forEachSize(_ body: (Int) -> Void) {
+    /// Records before this offset have no entry here: a writer reopened the
+    /// segment through the index without reading them.
+    private(set) var coveredFrom = RecordFormat.segmentHeaderSize
+    /// Their sizes as uvarints, when the closed list gave them.
+    private var priorSizes: [UInt8]?
+
+    init() {}
+
+    /// A builder for records appended after `offset`; `priorSizes` are the
+    /// sizes (uvarints) of the records before it, when known.
+    init(resumingAt offset: Int, priorSizes: [UInt8]?) {
+        coveredFrom = offset
+        self.priorSizes = offset == RecordFormat.segmentHeaderSize ? nil : priorSizes
+    }
+
+    /// True when every record of the segment has an entry.
+    var isComplete: Bool { coveredFrom == RecordFormat.segmentHeaderSize }
+    /// True when the offset and size of every record are known.
+    var sizesKnown: Bool { isComplete || priorSizes != nil }
+
+    /// Calls `body` with the offset and size of each record, in order: all of
+    /// them when `sizesKnown`, else those after `coveredFrom`.
+    func forEachRecord(_ body: (_ offset: Int, _ size: Int) -> Void) {
+        var offset = RecordFormat.segmentHeaderSize
+        if let priorSizes {
+            priorSizes.withUnsafeBytes { raw in
+                var position = 0
+                while position < raw.count, case .value(let size, let length) = Varint.read(raw.baseAddress! + position, available: raw.count - position) {
+                    body(offset, Int(size))
+                    offset += Int(size)
+                    position += length
+                }
+            }
+        }
+        offset = coveredFrom
         let p = UnsafeRawPointer(entries.base)
         var position = 0
         for _ in 0..<entryCount {
@@ -42,9 +75,29 @@ final class HintBuilder {
                 position += length
                 if index == 0 { fields.0 = v } else if index == 1 { fields.1 = v } else { fields.2 = v }
             }
-            body(Int(fields.1))
+            body(offset, Int(fields.1))
+            offset += Int(fields.1)
             position += Int(fields.2)
         }
+    }
+
+    /// This builder with entries for the records before `coveredFrom` too,
+    /// read from `segment` (whose records there are whole).
+    func completed(scanning segment: Segment) throws(KVFileError) -> HintBuilder {
+        if isComplete { return self }
+        let full = HintBuilder()
+        let end = try SegmentScanner.scan(
+            UnsafeRawBufferPointer(start: segment.base + RecordFormat.segmentHeaderSize, count: coveredFrom - RecordFormat.segmentHeaderSize),
+            baseOffset: RecordFormat.segmentHeaderSize, rule: .notJudged) { (_, header, record) throws(KVFileError) in
+            full.add(operation: header.operation, seq: header.seq, size: header.totalLength,
+                     key: UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
+        }
+        guard case .clean(let at) = end, at == coveredFrom else {
+            throw KVFileError.corrupt(segment.path, offset: coveredFrom, "the records before the end the index recorded do not read back whole")
+        }
+        full.entries.append(UnsafeRawBufferPointer(start: entries.base, count: entries.count))
+        full.entryCount += entryCount
+        return full
     }
 
     /// The complete hint file for segment `segmentID` whose file is `segmentLength` bytes.

@@ -34,6 +34,9 @@ struct SegmentHeader: Equatable {
         p.storeLE(CRC32C.checksum(UnsafeRawPointer(p), 36), at: 36)
     }
 
+    /// The header's stored CRC-32C (the index's segment table keeps it, to know the segment is the same file).
+    var checksum: UInt32 { encoded().withUnsafeBytes { $0.baseAddress!.loadLE(at: 36, as: UInt32.self) } }
+
     func encoded() -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: RecordFormat.segmentHeaderSize) { buffer, count in
             encode(to: UnsafeMutableRawPointer(buffer.baseAddress!))

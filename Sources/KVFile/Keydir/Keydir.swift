@@ -3,19 +3,8 @@ import Glibc
 #endif
 import CKVFileSupport
 
-/// Where the latest record of a key lives.
-struct KeyLocation: Equatable {
-    var segment: UInt32
-    var offset: UInt32
-    /// Bytes of the whole record. 0 marks a key deleted at `seq`; such marks
-    /// exist only while a keydir is being loaded.
-    var size: UInt32
-    var seq: UInt64
-
-    var isDeletionMark: Bool { size == 0 }
-}
-
-/// The in-memory hash index: every live key → its latest record.
+/// An in-memory hash index of keys copied out of the files: repair uses it
+/// while it reads damaged segments, whose records the store's index cannot name.
 ///
 /// Built for memory (see issue "keydir ≤ 48 B per 16-byte key"): entries are
 /// packed into one arena as [segment u32][offset u32][size u32]

@@ -131,8 +131,8 @@ struct StoreLoader {
                 segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
         }
         let problem = try HintFileReader.read(bytes, segmentID: id, segmentLength: segment.length) { (entry) throws(KVFileError) in
-            state.keydir.prefetch(entry.key)
-            window.push(entry, halfway: { state.keydir.prefetchEntries($0.key) }, apply: apply)
+            state.index.prefetch(entry.key)
+            window.push(entry, halfway: { state.index.prefetchEntries($0.key) }, apply: apply)
         }
         if problem == nil {
             // The rest (a damaged file is scanned from the segment instead).
@@ -145,7 +145,13 @@ struct StoreLoader {
     /// Opens the active segment and scans it. A writer cuts a torn tail off;
     /// a reader just stops before it. With `hints`, the hint entries of its
     /// records are collected for the writer, which keeps adding to them.
-    func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?) throws(KVFileError) {
+    ///
+    /// With `resumeAt` (a writer opening through its index, which covers the
+    /// records before that offset) only the records from there on are read;
+    /// the returned builder then stands for the segment's hint entries.
+    @discardableResult
+    func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?, resumeAt: Int? = nil) throws(KVFileError) -> HintBuilder? {
+        var hints = hints
         let segmentPath = path(FileNames.segment(id))
         let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
         let segment: Segment
@@ -158,7 +164,7 @@ struct StoreLoader {
             if cutShort && !writer {
                 // A reader waits for the writer to finish it (it is looked at again on the next catch-up).
                 Syscalls.close(fd)
-                return
+                return hints
             }
             let header: SegmentHeader
             if cutShort {
@@ -187,6 +193,15 @@ struct StoreLoader {
             throw error
         }
         state.add(segment)
+        if let resumeAt, resumeAt > RecordFormat.segmentHeaderSize {
+            let size = try Syscalls.fileSize(segment.fd, path: segment.path)
+            let layout = segment.damageRule(fileSize: size).1
+            guard resumeAt <= min(layout.closed?.recordsEnd ?? layout.recordEnd, segment.recordCapacity) else {
+                throw KVFileError.corrupt(segment.path, offset: resumeAt, "the index names records up to \(resumeAt), past the end of the segment's records")
+            }
+            segment.length = resumeAt
+            hints = HintBuilder(resumingAt: resumeAt, priorSizes: try closedListSizes(segment, layout: layout, recordsEnd: resumeAt))
+        }
         try catchUp(segment, state: state, hints: hints)
         if writer && segment.mapOffset > 0 {
             // Appending resumes after the last record. First the open map's space
@@ -212,6 +227,16 @@ struct StoreLoader {
             try Syscalls.fdatasync(segment.fd, path: segment.path)
             segment.allocated = segment.length
         }
+        return hints
+    }
+
+    /// The sizes (uvarints) of the records of a closed segment whose records end at `recordsEnd`, from its list.
+    private func closedListSizes(_ segment: Segment, layout: SegmentLayout, recordsEnd: Int) throws(KVFileError) -> [UInt8]? {
+        guard let closed = layout.closed, closed.recordsEnd == recordsEnd else { return nil }
+        var list = [UInt8](repeating: 0, count: closed.listBytes)
+        let n = try withMutableBytes(&list) { (bytes) throws(KVFileError) in try Syscalls.preadFully(segment.fd, bytes, at: recordsEnd, path: segment.path) }
+        guard n == list.count, list.withUnsafeBytes({ BlockMap.recordStarts(list: $0, closed: closed) }) != nil else { return nil }
+        return Array(list[BlockMap.listMarker.count...])
     }
 
     /// Reads the records appended to `segment` since `segment.length` up to where they may end.
@@ -252,9 +277,9 @@ struct StoreLoader {
             }
             end = try SegmentScanner.scan(UnsafeRawBufferPointer(start: segment.base + from, count: size - from), baseOffset: from, rule: rule) {
                 (offset, header, record) throws(KVFileError) in
-                state.keydir.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
+                state.index.prefetch(UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
                 try window.push((offset, header, record), halfway: { item in
-                    state.keydir.prefetchEntries(UnsafeRawBufferPointer(start: item.record + item.header.keyOffset, count: item.header.keyLength))
+                    state.index.prefetchEntries(UnsafeRawBufferPointer(start: item.record + item.header.keyOffset, count: item.header.keyLength))
                 }, apply: applyItem)
             }
             try window.flush(apply: applyItem)
@@ -430,7 +455,7 @@ struct StoreLoader {
         return n == RecordFormat.segmentHeaderSize && raw.allSatisfy { $0 == 0 }
     }
 
-    private func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {
+    func readHeader(fd: Int32, id: UInt32, path: String, fileSize: Int) throws(KVFileError) -> SegmentHeader {
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
         let result = raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }

@@ -1,7 +1,7 @@
 /// Everything an open store knows in memory. Guarded by the store's lock.
 final class StoreState {
     let directory: String
-    let keydir: Keydir
+    let index: SharedIndex
     /// Open segments by id; nil where a number is unused.
     private(set) var segmentsByID: [Segment?] = [nil]
     /// Ids of open segments, ascending.
@@ -26,9 +26,9 @@ final class StoreState {
         segments.filter(\.isCompactionOutput).map { $0.header.baseSeq &- 1 }.max() ?? 0
     }
 
-    init(directory: String, keydir: Keydir) {
+    init(directory: String, index: SharedIndex) {
         self.directory = directory
-        self.keydir = keydir
+        self.index = index
     }
 
     var activeSegment: Segment? { activeID.flatMap { segment($0) } }
@@ -54,11 +54,30 @@ final class StoreState {
         if index >= segmentsByID.count {
             segmentsByID.append(contentsOf: repeatElement(nil, count: index - segmentsByID.count + 1))
         }
+        // Replacing the one with its number (opened first without reading it): see `IndexedOpen`.
+        if segmentsByID[index] == nil {
+            segmentIDs.append(segment.id)
+            segmentIDs.sort()
+        }
         segmentsByID[index] = segment
-        segmentIDs.append(segment.id)
-        segmentIDs.sort()
+        attach(segment)
         if !segment.isCompactionOutput && segment.id > (activeID ?? 0) { activeID = segment.id }
         nextSeq = max(nextSeq, segment.header.baseSeq)
+    }
+
+    /// Lets the index read keys from `segment` and keep its counts in the
+    /// index's segment table (a new entry starts from the segment's own counts).
+    private func attach(_ segment: Segment) {
+        index.addSegment(segment)
+        guard segment.indexEntry == nil else { return }
+        if let entry = index.segmentEntry(segment.id, create: false) {
+            segment.indexEntry = entry
+        } else if let entry = index.segmentEntry(segment.id, create: true) {
+            let counts = (segment.liveBytes, segment.minSeq, segment.hintBytes)
+            entry.storeLE(segment.header.checksum, at: 4)
+            segment.indexEntry = entry
+            (segment.liveBytes, segment.minSeq, segment.hintBytes) = counts
+        }
     }
 
     /// Forgets a segment (compaction replaced it). Its mapping lives on while something references it.
@@ -66,7 +85,12 @@ final class StoreState {
         guard let segment = segment(id) else { return }
         segmentsByID[Int(id)] = nil
         segmentIDs.removeAll { $0 == id }
-        _ = segment
+        index.removeSegment(id)
+        if index.writable { index.dropSegmentEntry(id) }
+        // Its counts stay readable (a compaction's result reports them).
+        let counts = (segment.liveBytes, segment.minSeq, segment.hintBytes)
+        segment.indexEntry = nil
+        (segment.liveBytes, segment.minSeq, segment.hintBytes) = counts
     }
 
     var segments: [Segment] { segmentIDs.compactMap { segmentsByID[Int($0)] } }
@@ -99,7 +123,7 @@ final class StoreState {
         notice(seq: location.seq, in: holder)
         var location = location
         if operation == .deleted { location.size = 0 }
-        let (applied, replaced) = keydir.applyLoaded(key, location)
+        let (applied, replaced) = index.applyLoaded(key, location)
         guard applied else { return }
         if let replaced, !replaced.isDeletionMark { segment(replaced.segment)?.liveBytes -= Int(replaced.size) }
         if operation == .deleted {
@@ -109,6 +133,14 @@ final class StoreState {
         }
     }
 
+    /// After a write: the index covers the log up to `logEnd` (what a writer
+    /// reopening after a crash catches up from).
+    @inline(__always)
+    func noteCommitted(logEnd: UInt64) {
+        index.logEnd = logEnd
+        index.nextSeq = nextSeq
+    }
+
     /// Applies a record the writer just wrote: newer than everything known.
     @inline(__always)
     func applyNewest(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
@@ -116,9 +148,9 @@ final class StoreState {
         notice(seq: location.seq, in: holder)
         let old: KeyLocation?
         if operation == .deleted {
-            old = keydir.remove(key)
+            old = index.remove(key)
         } else {
-            old = keydir.set(key, location)
+            old = index.set(key, location)
             holder?.liveBytes += Int(location.size)
         }
         if let old { segment(old.segment)?.liveBytes -= Int(old.size) }
@@ -127,14 +159,14 @@ final class StoreState {
     /// Ends a load or catch-up: removes the deletion marks it left.
     /// Throws ``KVFileError/Code/capacityExhausted`` when the keydir could not hold every key.
     func finishLoading() throws(KVFileError) {
-        if keydir.isFull {
+        if index.isFull {
             throw KVFileError(.capacityExhausted,
-                "store \(directory) has more keys than the in-memory index holds (\(Keydir.maxArena >> 30) GiB of keys); it cannot be opened whole",
+                "store \(directory) has more keys than the index holds (\(IndexFormat.maxCapacity * 7 / 10) keys); it cannot be opened whole",
                 path: directory)
         }
         for key in deletionMarks {
             key.withUnsafeBytes { raw in
-                if let location = keydir.lookup(raw), location.isDeletionMark { keydir.remove(raw) }
+                if let location = index.lookup(raw), location.isDeletionMark { index.remove(raw) }
             }
         }
         deletionMarks.removeAll()
@@ -146,10 +178,10 @@ final class StoreState {
         let hintBytes = all.reduce(0) { $0 + $1.hintBytes }
         let recordBytes = all.reduce(0) { $0 + max(0, $1.length - RecordFormat.segmentHeaderSize) }
         return StoreStats(
-            keys: keydir.count, segments: all.count, segmentBytes: segmentBytes, hintBytes: hintBytes,
-            liveBytes: keydir.liveBytes, deadBytes: recordBytes - keydir.liveBytes,
+            keys: index.count, segments: all.count, segmentBytes: segmentBytes, hintBytes: hintBytes,
+            liveBytes: index.liveBytes, deadBytes: recordBytes - index.liveBytes,
             oldestSeq: oldestSeq, newestSeq: newestSeq, formatVersion: Int(RecordFormat.version),
-            keydirBytes: keydir.memoryBytes,
+            keydirBytes: index.memoryBytes,
             segmentDetails: all.map { segment in
                 let records = max(0, segment.length - RecordFormat.segmentHeaderSize)
                 return SegmentStats(

@@ -25,6 +25,8 @@ public enum StoreRepair {
         var current = try Syscalls.listDirectory(path)
         if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
         try StoreDirectory.removeLeftovers(path, names: current)
+        // The index describes the files as they were; the next writer builds it from what repair leaves.
+        try SharedIndex.remove(directory: path)
         let ids = FileNames.segmentIDs(in: current)
 
         var report = RepairReport()

@@ -24,12 +24,48 @@ final class Segment: @unchecked Sendable {
         set { lengthStorage.store(newValue, ordering: .releasing) }
     }
     private let lengthStorage: Atomic<Int>
+    /// The segment's entry in the index's segment table, where the counts
+    /// below are kept (nil until the segment joins an index).
+    var indexEntry: UnsafeMutableRawPointer?
+    private var localCounts: (live: Int, minSeq: UInt64, hint: Int) = (0, UInt64.max, 0)
+
     /// Bytes of records that are the latest for their key.
-    var liveBytes = 0
+    var liveBytes: Int {
+        get { indexEntry.map { Int(Int64(bitPattern: UnsafeRawPointer($0).loadLE(at: 16, as: UInt64.self))) } ?? localCounts.live }
+        set { if let indexEntry { indexEntry.storeLE(UInt64(bitPattern: Int64(newValue)), at: 16) } else { localCounts.live = newValue } }
+    }
     /// The smallest sequence number of a record in the segment (UInt64.max while it has none).
-    var minSeq = UInt64.max
-    /// Size of its hint file (0 while it has none).
-    var hintBytes = 0
+    var minSeq: UInt64 {
+        get { indexEntry.map { UnsafeRawPointer($0).loadLE(at: 8, as: UInt64.self) } ?? localCounts.minSeq }
+        set { if let indexEntry { indexEntry.storeLE(newValue, at: 8) } else { localCounts.minSeq = newValue } }
+    }
+    /// Size of its hint file (0 while it has none). Set once the segment is
+    /// sealed (or found sealed), which the index's entry also records its size at.
+    var hintBytes: Int {
+        get { indexEntry.map { Int(UnsafeRawPointer($0).loadLE(at: 28, as: UInt32.self)) } ?? localCounts.hint }
+        set {
+            guard let indexEntry else { return localCounts.hint = newValue }
+            indexEntry.storeLE(UInt32(clamping: newValue), at: 28)
+            indexEntry.storeLE(UInt32(clamping: length), at: 24)
+        }
+    }
+
+    /// The size the index recorded when the segment was sealed (0: not sealed, or no index).
+    var sealedLength: Int { indexEntry.map { Int(UnsafeRawPointer($0).loadLE(at: 24, as: UInt32.self)) } ?? 0 }
+
+    /// How far records may be read: the reserved space of the writer's active
+    /// segment, the file's size as a reader of a shared index last saw it, else the known length.
+    @inline(__always) var indexReadLimit: Int { max(length, allocated, fileSizeSeen.load(ordering: .relaxed)) }
+    private let fileSizeSeen = Atomic<Int>(0)
+
+    /// For a reader of a shared index: the file may have grown since it was
+    /// opened (a writer appends to it); looks at its size again.
+    @discardableResult
+    func refreshReadLimit() -> Int {
+        let size = min((try? Syscalls.fileSize(fd, path: path)) ?? 0, mappedLength)
+        fileSizeSeen.store(size, ordering: .relaxed)
+        return indexReadLimit
+    }
     /// Written by compaction.
     var isCompactionOutput: Bool { header.compacted }
     /// For the writer's active segment: the file's size, which runs ahead of
@@ -49,6 +85,13 @@ final class Segment: @unchecked Sendable {
         let at = mapOffset + block * BlockMap.entrySize
         guard mapOffset > 0, at + BlockMap.entrySize <= mappedLength else { return }
         writableBase.storeLE(BlockMap.entry(segmentID: id, block: block, start: start), at: at)
+    }
+
+    /// True when the map has no entry for `block` (writer only).
+    func mapEntryIsEmpty(block: Int) -> Bool {
+        let at = mapOffset + block * BlockMap.entrySize
+        guard mapOffset > 0, block >= 0, at + BlockMap.entrySize <= mappedLength else { return true }
+        return base.loadLE(at: at, as: UInt32.self) == 0
     }
 
     /// Stores the watermark: records below `end` are whole on stable storage

@@ -31,12 +31,13 @@ final class SegmentWriter {
         self.segment = active
         self.hints = hints
         // The block map of the records already there (it may have been cut off or lost).
-        var offset = RecordFormat.segmentHeaderSize
-        active.storeMapEntry(block: 0, start: offset)
-        hints.forEachSize { size in
-            noteRecordStart(offset)
-            offset += size
+        active.storeMapEntry(block: 0, start: RecordFormat.segmentHeaderSize)
+        if !hints.sizesKnown {
+            // Reopened through the index after a crash: the map of the records before is intact.
+            let block = hints.coveredFrom / BlockMap.blockSize
+            mappedBlock = active.mapEntryIsEmpty(block: block) ? block - 1 : block
         }
+        hints.forEachRecord { offset, _ in noteRecordStart(offset) }
     }
 
     /// The last block whose map entry is written.
@@ -203,7 +204,8 @@ final class SegmentWriter {
     /// hint file's size, for the caller to record under the store's lock.
     static func seal(_ pending: PendingSeal, directory: String, failure: WriterFailure) throws(KVFileError) -> Int {
         try trimAndSync(pending.segment, directory: directory, failure: failure, durableCut: true)
-        let hintBytes = try HintWriter.write(pending.hints, segmentID: pending.segment.id,
+        let hints = try pending.hints.completed(scanning: pending.segment)
+        let hintBytes = try HintWriter.write(hints, segmentID: pending.segment.id,
                                              segmentLength: pending.segment.length, directory: directory)
         try Syscalls.syncDirectory(directory)
         return hintBytes
@@ -239,7 +241,8 @@ final class SegmentWriter {
         let end = segment.length
         let list = GrowableBuffer(capacity: 1 << 12)
         BlockMap.listMarker.withUnsafeBytes { list.append($0) }
-        hints.forEachSize { list.appendVarint(UInt64($0)) }
+        if !hints.sizesKnown { hints = try hints.completed(scanning: segment) }
+        hints.forEachRecord { _, size in list.appendVarint(UInt64(size)) }
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
         try Syscalls.pwriteAll(segment.fd, UnsafeRawBufferPointer(start: list.base, count: list.count), at: end, path: segment.path)

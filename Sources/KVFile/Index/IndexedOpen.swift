@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// Opening a store through its index file (man/kvfile.5, "The index file"):
+/// a writer uses the index when it matches the log (catching up from the
+/// log end it records) and builds it anew when it does not; a reader uses it
+/// when it matches and otherwise builds an index of its own in memory.
+enum IndexedOpen {
+    static func path(_ directory: String) -> String { directory + "/" + IndexFormat.fileName }
+
+    // MARK: writers
+
+    /// Opens the store for the writer (the lock is held): through the index
+    /// file, or by building it. Returns the state and the active segment's hint entries.
+    static func openWriter(names: [String], loader: inout StoreLoader, compactionWasInterrupted: Bool) throws(KVFileError) -> (StoreState, HintBuilder) {
+        let indexPath = path(loader.directory)
+        var existing: SharedIndex?
+        if !compactionWasInterrupted, names.contains(IndexFormat.fileName) {
+            existing = try? SharedIndex.open(path: indexPath, writable: true)
+        }
+        if let index = existing {
+            let ids = try loader.resolveSegments(names)
+            if problem(with: index, ids: ids, writer: true) == nil {
+                do throws(KVFileError) {
+                    return try resume(index, ids: ids, loader: loader)
+                } catch where error.code == .corrupt {
+                    // The index names what the log does not hold: build it again (which reports real damage in the log).
+                }
+            }
+        }
+        let temporary = indexPath + FileNames.temporarySuffix
+        let (state, hints) = try StoreDirectory.load(names: names, loader: &loader, indexFile: temporary)
+        // Readers that mapped the old file see that it was replaced.
+        existing?.retire()
+        try Syscalls.rename(temporary, indexPath)
+        state.index.path = indexPath
+        state.index.markAllPagesDirty()
+        state.index.nextSeq = state.nextSeq
+        if let active = state.activeSegment { state.index.logEnd = UInt64(active.id) << 32 | UInt64(active.length) }
+        return (state, hints)
+    }
+
+    /// Opens the segments without reading what the index covers, and reads what it does not.
+    private static func resume(_ index: SharedIndex, ids: [UInt32], loader: StoreLoader) throws(KVFileError) -> (StoreState, HintBuilder) {
+        let state = StoreState(directory: loader.directory, index: index)
+        let wasOpen = index.state == IndexFormat.stateOpen
+        index.markOpen()
+        if wasOpen { index.markAllPagesDirty() }
+        var activeID: UInt32?
+        for id in ids.reversed() where try !loader.isCompactionOutput(id) {
+            activeID = id
+            break
+        }
+        let logEnd = index.logEnd
+        let endSegment = UInt32(truncatingIfNeeded: logEnd >> 32)
+        let endOffset = Int(logEnd & 0xFFFF_FFFF)
+        if endSegment != 0 && (!ids.contains(endSegment) || (activeID ?? 0) < endSegment) {
+            throw KVFileError.corrupt(path(loader.directory), offset: IndexFormat.logEndAt, "the index ends in segment \(endSegment), which the log does not hold")
+        }
+        state.nextSeq = max(1, index.nextSeq)
+        // Every segment is open before any record is applied: a probe reads the keys of the records slots name.
+        for id in ids { try loader.openForIndex(id, into: state) }
+        for id in ids where id != activeID {
+            let compacted = try loader.isCompactionOutput(id)
+            if id < endSegment || compacted {
+                try loader.openSealed(id, into: state, alreadyOpen: true)
+            } else {
+                // Rolled away after the index's end: read it whole (records the index has are skipped).
+                try loader.loadSealed(id, into: state)
+            }
+        }
+        var hints = HintBuilder()
+        if let activeID {
+            hints = try loader.loadActive(activeID, into: state, hints: hints, resumeAt: activeID == endSegment ? endOffset : nil) ?? hints
+        }
+        try checkSegmentsMatch(state)
+        if wasOpen { index.finishInterruptedMigrationStep() }
+        try state.finishLoading()
+        state.recomputeOldestSeq()
+        state.newestSeq = state.nextSeq - 1
+        return (state, hints)
+    }
+
+    /// Each segment is the file the index was made with (its header checksum
+    /// is in the segment table), and a sealed one still has the size it was sealed with.
+    private static func checkSegmentsMatch(_ state: StoreState) throws(KVFileError) {
+        for segment in state.segments {
+            guard let entry = segment.indexEntry, UnsafeRawPointer(entry).loadLE(at: 4, as: UInt32.self) == segment.header.checksum else {
+                throw KVFileError.corrupt(path(state.directory), offset: IndexFormat.segmentTableAt,
+                                          "the index's segment table does not describe \(FileNames.segment(segment.id))")
+            }
+            let sealed = segment.sealedLength
+            if sealed > 0 && segment.id != state.activeID, let size = try? Syscalls.fileSize(segment.fd, path: segment.path), size != sealed {
+                throw KVFileError.corrupt(segment.path, offset: min(size, sealed), "the segment is \(size) bytes but was sealed at \(sealed)")
+            }
+        }
+    }
+
+    // MARK: readers
+
+    /// Opens the store for a reader through the index file; nil when there is
+    /// none or it does not match the log (the caller builds an index in memory).
+    static func openReader(names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState? {
+        guard names.contains(IndexFormat.fileName),
+              let index = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+        var names = names
+        for _ in 0..<20 {
+            let ids = try loader.resolveSegments(names)
+            guard problem(with: index, ids: ids, writer: false) == nil else { return nil }
+            do throws(KVFileError) {
+                let state = StoreState(directory: loader.directory, index: index)
+                for id in ids { try loader.openForIndex(id, into: state) }
+                try checkSegmentsMatch(state)
+                if index.state == IndexFormat.stateClosed {
+                    // Closed cleanly: the log must end where the index says.
+                    guard let active = state.activeSegment, let end = active.closedRecordsEnd(),
+                          UInt64(active.id) << 32 | UInt64(end) == index.logEnd else { return nil }
+                }
+                state.nextSeq = max(1, index.nextSeq)
+                state.recomputeOldestSeq()
+                state.newestSeq = state.nextSeq - 1
+                return state
+            } catch where error.errno == ENOENT {
+                // A compaction in another process removed a file meanwhile: look again.
+                names = try Syscalls.listDirectory(loader.directory)
+            } catch where error.code == .corrupt {
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Why `index` cannot serve this log as it is (nil: it can).
+    static func problem(with index: SharedIndex, ids: [UInt32], writer: Bool) -> String? {
+        switch index.state {
+        case IndexFormat.stateClosed:
+            guard index.headerChecksumHolds else { return "its header fails its checksum" }
+            // A writer checks every page now; readers check each page they read, when they read it.
+            if writer, let bad = index.firstBadPage() { return "the page at offset \(bad) fails its checksum" }
+            guard index.listedSegments() == ids else { return "it lists other segments than the directory holds" }
+        case IndexFormat.stateOpen:
+            // Left open: by a writer at work now, or one that died; in this boot the page cache holds all it did.
+            guard index.bootMatches else { return "a writer left it open before the machine last started" }
+            guard !index.layoutTorn else { return "a writer died while resizing it" }
+            if writer { guard index.listedSegments() == ids else { return "it lists other segments than the directory holds" } }
+        default:
+            return "it was replaced"
+        }
+        return nil
+    }
+}
+
+extension StoreLoader {
+    /// Opens a sealed segment for a writer whose index covers its records; one
+    /// whose seal never finished (no hint file) is read and sealed as at any open.
+    func openSealed(_ id: UInt32, into state: StoreState, alreadyOpen: Bool = false) throws(KVFileError) {
+        guard temporaryOutputs.isEmpty, (try Syscalls.openIfExists(hintPath(id), O_RDONLY)).map({ Syscalls.close($0); return true }) ?? false else {
+            return try loadSealed(id, into: state)
+        }
+        if !alreadyOpen { try openForIndex(id, into: state) }
+    }
+
+    /// Opens a segment without reading its records: a writer's sealed one, or
+    /// any for a reader of a shared index (which reads records up to the file's size).
+    func openForIndex(_ id: UInt32, into state: StoreState) throws(KVFileError) {
+        let segmentPath = segmentPath(id)
+        let fd = try Syscalls.open(segmentPath, O_RDONLY)
+        let segment: Segment
+        do throws(KVFileError) {
+            let size = try Syscalls.fileSize(fd, path: segmentPath)
+            let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+            var records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+            if !writer {
+                // Where records end (for counts): the trailer of a closed file, the index's end for the file a writer appends to.
+                let end = state.index.logEnd
+                if header.mapOffset > 0 && size > Int(header.mapOffset) {
+                    records = UInt32(truncatingIfNeeded: end >> 32) == id ? Int(end & 0xFFFF_FFFF) : RecordFormat.segmentHeaderSize
+                }
+            }
+            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: min(records, size),
+                                  mapCapacity: writer ? size : Segment.addressLimit)
+            if !writer {
+                segment.refreshReadLimit()
+                if let closedEnd = segment.closedRecordsEnd() { segment.length = closedEnd }
+            }
+        } catch {
+            Syscalls.close(fd)
+            throw error
+        }
+        state.add(segment)
+    }
+}
+
+extension Segment {
+    /// Where the records of a file in the closed layout end, from its trailer; nil for another layout.
+    func closedRecordsEnd() -> Int? {
+        guard let size = try? Syscalls.fileSize(fd, path: path), size >= BlockMap.trailerSize else { return nil }
+        var trailer = [UInt8](repeating: 0, count: BlockMap.trailerSize)
+        let n = (try? withMutableBytes(&trailer) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: size - BlockMap.trailerSize, path: path) }) ?? 0
+        guard n == BlockMap.trailerSize else { return nil }
+        return trailer.withUnsafeBytes { BlockMap.closed(trailer: $0, segmentID: id, fileSize: size)?.recordsEnd }
+    }
+}

@@ -1,0 +1,858 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import CKVFileSupport
+import Synchronization
+
+/// Where the latest record of a key lives.
+struct KeyLocation: Equatable {
+    var segment: UInt32
+    var offset: UInt32
+    /// Bytes of the whole record. 0 marks a key deleted at `seq`; such marks
+    /// exist only while an index is being built.
+    var size: UInt32
+    var seq: UInt64
+
+    var isDeletionMark: Bool { size == 0 }
+}
+
+/// What probing the index for a key found.
+enum IndexProbe {
+    case found(KeyLocation)
+    case notFound
+    /// A slot names a segment this process has not opened (a writer rolled or compacted since).
+    case unknownSegment(UInt32)
+    /// A slot whose tag matches names bytes that are not a record: the index does not match the log.
+    case damaged(segment: UInt32, offset: UInt32)
+    /// A page of an index closed cleanly fails its checksum (file offset).
+    case pageDamaged(Int)
+    /// A writer replaced the index file: open the new one.
+    case replaced
+}
+
+/// The hash index of every live key: open-addressing slots of 8 bytes that
+/// name where the key's latest record starts (segment, offset) plus 7 bits of
+/// the key's hash. Key bytes live only in the log: a probe reads the record a
+/// slot names to compare keys, so a lookup touches the slot's cache line and
+/// the record's.
+///
+/// Kept in the store's `kvfile.index` file (layout in ``IndexFormat``), mapped
+/// shared: the writer changes it in place with single 8-byte stores, and
+/// readers in other processes probe it without locks. Or kept in anonymous
+/// memory, for a reader whose store has no usable index file yet.
+///
+/// Growth never pauses: a resize places a table twice the size in the file,
+/// and each change then moves 16 slots of the old one over. Readers probe the
+/// old table first, then the new: a slot is copied into the new table before
+/// the old one is marked deleted, so a key is always in one of them.
+///
+/// Not thread-safe within a process for changes: the store's lock guards it.
+/// Probing from other processes is safe at any time.
+final class SharedIndex: @unchecked Sendable {
+    /// The index file, or nil for anonymous memory.
+    var path: String?
+    private let fd: Int32
+    let base: UnsafeMutableRawPointer
+    /// True for the writer's index (and anonymous ones), which this process changes.
+    let writable: Bool
+    let seed: UInt64
+
+    /// Open segments by id: the index reads keys from them.
+    private(set) var segmentsByID: [Segment?] = [nil]
+
+    // The layout as the writer knows it (readers of a shared file read the header instead).
+    private var table: UnsafeMutablePointer<UInt64>
+    private var mask: Int
+    private var oldTable: UnsafeMutablePointer<UInt64>?
+    private var oldMask = 0
+    private var migrated = 0
+    private static let migrationStep = 16
+
+    /// Pages of each table changed since the index was last closed cleanly (their checksums are stale).
+    private var dirtyPages: [UInt64] = []
+    private var oldDirtyPages: [UInt64] = []
+    /// Every page's checksum is stale (the index was not closed cleanly, or was just built).
+    private var allPagesDirty = true
+
+    /// Slots that named no record while the writer probed past them (the index disagrees with the log).
+    private(set) var damagedSlots = 0
+
+    // MARK: opening
+
+    private init(path: String?, fd: Int32, base: UnsafeMutableRawPointer, writable: Bool, seed: UInt64) {
+        self.path = path
+        self.fd = fd
+        self.base = base
+        self.writable = writable
+        self.seed = seed
+        table = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
+        mask = 0
+    }
+
+    deinit {
+        munmap(base, IndexFormat.addressSpace)
+        if fd >= 0 { Syscalls.close(fd) }
+    }
+
+    /// An empty index in anonymous memory, sized for `expectedKeys`.
+    static func anonymous(expectedKeys: Int = 0) -> SharedIndex {
+        let mapping = mmap(nil, IndexFormat.addressSpace, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+        precondition(mapping != UnsafeMutableRawPointer(bitPattern: -1), "cannot reserve address space for an index")
+        let index = SharedIndex(path: nil, fd: -1, base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max))
+        index.initializeHeader(capacity: capacity(for: expectedKeys))
+        return index
+    }
+
+    /// Creates a new, empty index file at `path` (replacing one there), sized for `expectedKeys`.
+    static func create(path: String, expectedKeys: Int) throws(KVFileError) -> SharedIndex {
+        let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_TRUNC)
+        let index: SharedIndex
+        do throws(KVFileError) {
+            let mapping = try Syscalls.map(fd, length: IndexFormat.addressSpace, writable: true, shared: true, path: path)
+            index = SharedIndex(path: path, fd: fd, base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max))
+        } catch {
+            Syscalls.close(fd)
+            throw error
+        }
+        let capacity = capacity(for: expectedKeys)
+        try Syscalls.ftruncate(fd, IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
+        index.initializeHeader(capacity: capacity)
+        return index
+    }
+
+    /// Maps an existing index file: writable for the writer. Checks only that
+    /// it is an index of this version whose tables fit in the file; whether
+    /// it matches the log is for ``IndexValidator`` to say.
+    static func open(path: String, writable: Bool) throws(KVFileError) -> SharedIndex? {
+        guard let fd = try Syscalls.openIfExists(path, writable ? O_RDWR : O_RDONLY) else { return nil }
+        let index: SharedIndex
+        do throws(KVFileError) {
+            let size = try Syscalls.fileSize(fd, path: path)
+            guard size >= IndexFormat.tablesStart else {
+                Syscalls.close(fd)
+                throw KVFileError.corrupt(path, offset: size, "the index file is shorter than its header")
+            }
+            let mapping = try Syscalls.map(fd, length: IndexFormat.addressSpace, writable: writable, shared: true, path: path)
+            let magic = UnsafeRawPointer(mapping).loadUnaligned(as: Magic.self)
+            index = SharedIndex(path: path, fd: fd, base: mapping, writable: writable,
+                                seed: UnsafeRawPointer(mapping).loadLE(at: IndexFormat.seedAt, as: UInt64.self))
+            guard equalMagic(magic, IndexFormat.magic) else {
+                throw KVFileError.corrupt(path, offset: 0, "not a kvfile index (bad magic)")
+            }
+            let version = index.header32(IndexFormat.versionAt)
+            guard version == IndexFormat.version else {
+                throw KVFileError(.unsupportedVersion, "\(path) is an index of version \(version); this kvfile reads version \(IndexFormat.version)", path: path)
+            }
+            let layout = index.readLayout()
+            let needed = max(layout.tableOffset + IndexFormat.tableBytes(capacity: layout.capacity),
+                             layout.oldTableOffset == 0 ? 0 : layout.oldTableOffset + IndexFormat.tableBytes(capacity: layout.oldCapacity))
+            guard layout.capacity >= IndexFormat.minCapacity, layout.capacity <= IndexFormat.maxCapacity,
+                  layout.capacity & (layout.capacity - 1) == 0, layout.tableOffset >= IndexFormat.tablesStart,
+                  layout.oldTableOffset == 0 || (layout.oldCapacity >= IndexFormat.minCapacity && layout.oldCapacity & (layout.oldCapacity - 1) == 0),
+                  needed <= size else {
+                throw KVFileError.corrupt(path, offset: IndexFormat.tableAt, "the index file's tables do not fit in its \(size) bytes")
+            }
+            if writable { index.adoptLayout(layout) }
+        } catch {
+            // The mapping (if made) goes with the object; the descriptor with it too.
+            throw error
+        }
+        return index
+    }
+
+    private static func capacity(for keys: Int) -> Int {
+        var capacity = IndexFormat.minCapacity
+        while capacity * 7 / 10 < keys && capacity < IndexFormat.maxCapacity { capacity *= 2 }
+        return capacity
+    }
+
+    private func initializeHeader(capacity: Int) {
+        let p = base
+        p.storeBytes(of: IndexFormat.magic, as: Magic.self)
+        p.storeLE(IndexFormat.version, at: IndexFormat.versionAt)
+        p.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
+        p.storeLE(seed, at: IndexFormat.seedAt)
+        storeBoot()
+        setHeader(IndexFormat.regionEndAt, UInt64(IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity)))
+        let layout = Layout(tableOffset: IndexFormat.tablesStart, capacity: capacity, oldTableOffset: 0, oldCapacity: 0)
+        publish(layout, migrated: 0)
+        adoptLayout(layout)
+    }
+
+    private func storeBoot() {
+        let boot = BootID.current
+        base.storeLE(boot.0, at: IndexFormat.bootAt)
+        base.storeLE(boot.1, at: IndexFormat.bootAt + 8)
+    }
+
+    // MARK: header fields
+
+    @inline(__always) func header(_ at: Int) -> UInt64 { kvf_load_relaxed_u64(base + at) }
+    @inline(__always) private func setHeader(_ at: Int, _ value: UInt64) { kvf_store_relaxed_u64(base + at, value) }
+    func header32(_ at: Int) -> UInt32 { UnsafeRawPointer(base).loadLE(at: at, as: UInt32.self) }
+
+    var state: UInt32 { header32(IndexFormat.stateAt) }
+    var bootMatches: Bool {
+        let boot = BootID.current
+        return boot != (0, 0) && header(IndexFormat.bootAt) == boot.0 && header(IndexFormat.bootAt + 8) == boot.1
+    }
+
+    /// Live keys.
+    var count: Int { Int(header(IndexFormat.keysAt)) }
+    /// Sum of the record sizes of live keys.
+    var liveBytes: Int { Int(header(IndexFormat.liveBytesAt)) }
+    /// Where the log ends as far as the index knows: segment << 32 | offset.
+    var logEnd: UInt64 {
+        get { header(IndexFormat.logEndAt) }
+        set { setHeader(IndexFormat.logEndAt, newValue) }
+    }
+    var nextSeq: UInt64 {
+        get { header(IndexFormat.nextSeqAt) }
+        set { setHeader(IndexFormat.nextSeqAt, newValue) }
+    }
+
+    /// Slots of the table (and of the one a resize empties).
+    var capacity: Int { readLayout().capacity + readLayout().oldCapacity }
+    /// Bytes the tables take.
+    var memoryBytes: Int {
+        let layout = readLayout()
+        return IndexFormat.tableBytes(capacity: layout.capacity) + (layout.oldTableOffset == 0 ? 0 : IndexFormat.tableBytes(capacity: layout.oldCapacity))
+    }
+    var isResizing: Bool { readLayout().oldTableOffset != 0 }
+    /// A key could not be added (the largest table is full).
+    private(set) var isFull = false
+
+    // MARK: layout
+
+    struct Layout: Equatable {
+        var tableOffset: Int
+        var capacity: Int
+        var oldTableOffset: Int
+        var oldCapacity: Int
+    }
+
+    /// The layout as the header tells it, read consistently (a seqlock: the
+    /// writer makes `layout` odd while it changes the fields).
+    func readLayout() -> Layout {
+        var spins = 0
+        while true {
+            let before = kvf_load_acquire_u64(base + IndexFormat.layoutAt)
+            let layout = Layout(
+                tableOffset: Int(header(IndexFormat.tableAt)), capacity: Int(header(IndexFormat.capacityAt)),
+                oldTableOffset: Int(header(IndexFormat.oldTableAt)), oldCapacity: Int(header(IndexFormat.oldCapacityAt)))
+            let after = kvf_load_acquire_u64(base + IndexFormat.layoutAt)
+            if before & 1 == 0 && before == after { return layout }
+            spins += 1
+            // A writer that died halfway through a change leaves it odd: the validator rebuilds such an index.
+            if spins > 1_000_000 { return layout }
+            if spins > 100 { sched_yield() }
+        }
+    }
+
+    private var layoutVersion: UInt64 { kvf_load_acquire_u64(base + IndexFormat.layoutAt) }
+
+    private func publish(_ layout: Layout, migrated: Int) {
+        let version = header(IndexFormat.layoutAt)
+        kvf_store_release_u64(base + IndexFormat.layoutAt, version | 1)
+        setHeader(IndexFormat.tableAt, UInt64(layout.tableOffset))
+        setHeader(IndexFormat.capacityAt, UInt64(layout.capacity))
+        setHeader(IndexFormat.oldTableAt, UInt64(layout.oldTableOffset))
+        setHeader(IndexFormat.oldCapacityAt, UInt64(layout.oldCapacity))
+        setHeader(IndexFormat.migratedAt, UInt64(migrated))
+        kvf_store_release_u64(base + IndexFormat.layoutAt, (version | 1) + 1)
+    }
+
+    /// True when the header's layout is mid-change (a writer died while changing it).
+    var layoutTorn: Bool { header(IndexFormat.layoutAt) & 1 != 0 }
+
+    private func adoptLayout(_ layout: Layout) {
+        table = (base + layout.tableOffset).assumingMemoryBound(to: UInt64.self)
+        mask = layout.capacity - 1
+        dirtyPages = [UInt64](repeating: 0, count: (layout.capacity / IndexFormat.slotsPerPage + 63) / 64 + 1)
+        if layout.oldTableOffset != 0 {
+            oldTable = (base + layout.oldTableOffset).assumingMemoryBound(to: UInt64.self)
+            oldMask = layout.oldCapacity - 1
+            oldDirtyPages = [UInt64](repeating: 0, count: (layout.oldCapacity / IndexFormat.slotsPerPage + 63) / 64 + 1)
+            migrated = Int(header(IndexFormat.migratedAt))
+        } else {
+            oldTable = nil
+            oldMask = 0
+            oldDirtyPages = []
+            migrated = 0
+        }
+    }
+
+    private var currentLayout: Layout {
+        Layout(tableOffset: UnsafeRawPointer(table) - UnsafeRawPointer(base), capacity: mask + 1,
+               oldTableOffset: oldTable.map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? 0, oldCapacity: oldTable == nil ? 0 : oldMask + 1)
+    }
+
+    // MARK: segments
+
+    @inline(__always)
+    func segment(_ id: UInt32) -> Segment? {
+        let index = Int(id)
+        return index < segmentsByID.count ? segmentsByID[index] : nil
+    }
+
+    func addSegment(_ segment: Segment) {
+        let index = Int(segment.id)
+        if index >= segmentsByID.count {
+            segmentsByID.append(contentsOf: repeatElement(nil, count: index - segmentsByID.count + 1))
+        }
+        segmentsByID[index] = segment
+    }
+
+    func removeSegment(_ id: UInt32) {
+        if Int(id) < segmentsByID.count { segmentsByID[Int(id)] = nil }
+    }
+
+    // MARK: reading records
+
+    private enum SlotMatch {
+        case match(RecordHeader)
+        case other
+        case unknownSegment(UInt32)
+        case damaged
+    }
+
+    /// Compares `key` with the key of the record `slot` names.
+    @inline(__always)
+    private func match(_ slot: UInt64, _ key: UnsafeRawBufferPointer) -> SlotMatch {
+        let id = IndexFormat.segment(slot)
+        guard let segment = segment(id) else { return .unknownSegment(id) }
+        let offset = Int(IndexFormat.offset(slot))
+        var limit = segment.indexReadLimit
+        var header = offset >= RecordFormat.segmentHeaderSize && offset < limit ? RecordCodec.peek(segment.base + offset, available: limit - offset) : nil
+        if header == nil && !writable {
+            // A writer may have appended past the size this reader saw.
+            limit = segment.refreshReadLimit()
+            header = offset >= RecordFormat.segmentHeaderSize && offset < limit ? RecordCodec.peek(segment.base + offset, available: limit - offset) : nil
+        }
+        guard let header else { return .damaged }
+        if header.keyLength == key.count && KeyEquality.equal(segment.base + offset + header.keyOffset, key.baseAddress!, count: key.count) {
+            return .match(header)
+        }
+        return .other
+    }
+
+    /// The key and header of the record `slot` names (nil when it names no record).
+    @inline(__always)
+    private func record(_ slot: UInt64) -> (key: UnsafeRawBufferPointer, header: RecordHeader)? {
+        guard let segment = segment(IndexFormat.segment(slot)) else { return nil }
+        let offset = Int(IndexFormat.offset(slot))
+        let limit = segment.indexReadLimit
+        guard offset >= RecordFormat.segmentHeaderSize, offset < limit,
+              let header = RecordCodec.peek(segment.base + offset, available: limit - offset) else { return nil }
+        return (UnsafeRawBufferPointer(start: segment.base + offset + header.keyOffset, count: header.keyLength), header)
+    }
+
+    @inline(__always)
+    private static func location(_ slot: UInt64, _ header: RecordHeader) -> KeyLocation {
+        KeyLocation(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot),
+                    size: slot & markBit != 0 ? 0 : UInt32(header.totalLength), seq: header.seq)
+    }
+
+    /// Marks a key deleted while an index is built (the slot names its tombstone).
+    private static let markBit: UInt64 = 1 << 63
+
+    // MARK: probing
+
+    private enum Found {
+        case at(UnsafeMutablePointer<UInt64>, index: Int, slot: UInt64, header: RecordHeader)
+        case none
+        case problem(IndexProbe)
+    }
+
+    @inline(__always)
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int) -> Found {
+        var probes = 0
+        return find(key, hash: hash, in: table, mask: mask, probes: &probes)
+    }
+
+    /// `probes` tells how many slots past the first one were read.
+    @inline(__always)
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int, probes: inout Int) -> Found {
+        var index = Int(truncatingIfNeeded: hash) & mask
+        let tag = IndexFormat.tag(hash)
+        probes = 0
+        while probes <= mask {
+            let slot = kvf_load_acquire_u64(table + index)
+            if slot == IndexFormat.emptySlot { return .none }
+            if slot != IndexFormat.deletedSlot && IndexFormat.slotTag(slot) == tag {
+                switch match(slot, key) {
+                case .match(let header): return .at(table, index: index, slot: slot, header: header)
+                case .other: break
+                case .unknownSegment(let id):
+                    if !writable { return .problem(.unknownSegment(id)) }
+                case .damaged:
+                    if !writable { return .problem(.damaged(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot))) }
+                    damagedSlots += 1
+                }
+            }
+            index = (index + 1) & mask
+            probes += 1
+        }
+        return .none
+    }
+
+    /// The writer's probe: the old table first (see the type's comment), then the table.
+    @inline(__always)
+    private func findWriting(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Found {
+        if let oldTable {
+            let found = find(key, hash: hash, in: oldTable, mask: oldMask)
+            if case .at = found { return found }
+        }
+        return find(key, hash: hash, in: table, mask: mask)
+    }
+
+    // MARK: whole writes
+
+    /// The writer calls this before it applies a write (all records of a
+    /// batch) and `endChange` after: readers in other processes see the write whole.
+    @inline(__always)
+    func beginChange() {
+        if path != nil { kvf_store_release_u64(base + IndexFormat.changesAt, header(IndexFormat.changesAt) | 1) }
+    }
+
+    @inline(__always)
+    func endChange() {
+        if path != nil { kvf_store_release_u64(base + IndexFormat.changesAt, (header(IndexFormat.changesAt) | 1) &+ 1) }
+    }
+
+    /// For a reader: runs `body` until no write was applied meanwhile, and
+    /// returns its result; nil when writes kept coming (after `attempts`).
+    func readConsistently<R>(attempts: Int = 1000, _ body: () throws -> R) rethrows -> R? {
+        for attempt in 0..<attempts {
+            let before = kvf_load_acquire_u64(base + IndexFormat.changesAt)
+            if before & 1 != 0 {
+                // A write is being applied: it takes microseconds (or its writer died: then go on after a while).
+                if attempt < attempts - 1 {
+                    if attempt > 16 { sched_yield() }
+                    continue
+                }
+            }
+            let result = try body()
+            if kvf_load_acquire_u64(base + IndexFormat.changesAt) == before || attempt == attempts - 1 && before & 1 != 0 { return result }
+        }
+        return nil
+    }
+
+    /// Looks `key` up. Safe while another process changes the index: a
+    /// reader sees a write (a batch) whole or not at all.
+    func probe(_ key: UnsafeRawBufferPointer) -> IndexProbe {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        if writable {
+            if case .at(_, _, let slot, let header) = findWriting(key, hash: hash) { return .found(SharedIndex.location(slot, header)) }
+            return .notFound
+        }
+        if state == IndexFormat.stateReplaced { return .replaced }
+        // Past a writer that died in the middle of a write, the probe goes on as it is.
+        return readConsistently { probeShared(key, hash: hash) } ?? probeShared(key, hash: hash)
+    }
+
+    private func probeShared(_ key: UnsafeRawBufferPointer, hash: UInt64) -> IndexProbe {
+        while true {
+            let version = layoutVersion
+            let layout = readLayout()
+            for (offset, capacity) in [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)] where offset != 0 {
+                var probes = 0
+                let found = find(key, hash: hash, in: (base + offset).assumingMemoryBound(to: UInt64.self), mask: capacity - 1, probes: &probes)
+                // A file closed cleanly is trusted page by page: each page read must match its checksum.
+                if let bad = verifyPages(tableOffset: offset, capacity: capacity, first: Int(truncatingIfNeeded: hash) & (capacity - 1), probes: probes) {
+                    return .pageDamaged(bad)
+                }
+                switch found {
+                case .at(_, _, let slot, let header): return .found(SharedIndex.location(slot, header))
+                case .problem(let problem): return problem
+                case .none: continue
+                }
+            }
+            // Not found: unless a resize moved keys meanwhile, in which case look again.
+            if layoutVersion == version { return .notFound }
+        }
+    }
+
+    /// File offsets of pages whose checksums held (a reader of an index closed cleanly).
+    private let verifiedPages = Mutex<Set<Int>>([])
+
+    /// For a reader: the first page of slots `first` … `first + probes` that
+    /// fails its checksum while the file is closed cleanly (a writer that opens it
+    /// makes the checksums stale, and is trusted instead).
+    private func verifyPages(tableOffset: Int, capacity: Int, first: Int, probes: Int) -> Int? {
+        guard state == IndexFormat.stateClosed else { return nil }
+        let pages = capacity / IndexFormat.slotsPerPage
+        let firstPage = first / IndexFormat.slotsPerPage
+        let lastPage = (first + probes) / IndexFormat.slotsPerPage
+        for step in 0...(lastPage - firstPage) {
+            let page = (firstPage + step) % pages
+            let at = tableOffset + page * IndexFormat.pageSize
+            if verifiedPages.withLock({ $0.contains(at) }) { continue }
+            let stored = UnsafeRawPointer(base + tableOffset + capacity * 8).loadLE(at: page * 4, as: UInt32.self)
+            if CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) == stored {
+                verifiedPages.withLock { _ = $0.insert(at) }
+            } else if state == IndexFormat.stateClosed {
+                return at
+            }
+        }
+        return nil
+    }
+
+    /// Removes the index file of the store in `directory` (the writer's lock
+    /// held), telling readers that map it to open the store again.
+    static func remove(directory: String) throws(KVFileError) {
+        let path = IndexedOpen.path(directory)
+        if let index = try? open(path: path, writable: true) { index.retire() }
+        if (try Syscalls.openIfExists(path, O_RDONLY)).map({ Syscalls.close($0); return true }) ?? false {
+            try Syscalls.unlink(path)
+        }
+    }
+
+    /// Tells readers that map this file that a new index file replaced it.
+    func retire() {
+        guard writable, path != nil else { return }
+        base.storeLE(IndexFormat.stateReplaced, at: IndexFormat.stateAt)
+    }
+
+    /// Looks `key` up; nil when absent (or when the index cannot say: see ``probe(_:)``).
+    @inline(__always)
+    func lookup(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
+        if case .found(let location) = probe(key) { return location }
+        return nil
+    }
+
+    /// Starts loading the slot `key` hashes to (bulk loading).
+    @inline(__always)
+    func prefetch(_ key: UnsafeRawBufferPointer) {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        kvf_prefetch(table + (Int(truncatingIfNeeded: hash) & mask))
+    }
+
+    /// Starts loading the records of the first two slots `key` probes whose tags match.
+    @inline(__always)
+    func prefetchEntries(_ key: UnsafeRawBufferPointer) {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        var index = Int(truncatingIfNeeded: hash) & mask
+        let tag = IndexFormat.tag(hash)
+        for _ in 0..<2 {
+            let slot = table[index]
+            if slot == IndexFormat.emptySlot { return }
+            if slot != IndexFormat.deletedSlot && IndexFormat.slotTag(slot) == tag, let segment = segment(IndexFormat.segment(slot)) {
+                let offset = Int(IndexFormat.offset(slot))
+                if offset < segment.indexReadLimit { kvf_prefetch(segment.base + offset) }
+            }
+            index = (index + 1) & mask
+        }
+    }
+
+    /// Calls `body` with every entry's key and location, in table order. While
+    /// another process changes the index, a key that lives throughout is met
+    /// at least once (the old table goes first, as in a probe); one added or
+    /// removed meanwhile may or may not be, and a key may be met twice.
+    /// Returns how many slots named a record this process cannot read (a
+    /// segment it has not opened): a reader then looks again.
+    @discardableResult
+    func forEach(_ body: (UnsafeRawBufferPointer, KeyLocation) throws -> Void) rethrows -> Int {
+        var unreadable = 0
+        let layout = writable ? currentLayout : readLayout()
+        for (offset, capacity) in [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)] where offset != 0 {
+            let slots = (base + offset).assumingMemoryBound(to: UInt64.self)
+            for index in 0..<capacity {
+                let slot = kvf_load_acquire_u64(slots + index)
+                if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
+                guard let (key, header) = record(slot) else {
+                    unreadable += 1
+                    continue
+                }
+                try body(key, SharedIndex.location(slot, header))
+            }
+        }
+        return unreadable
+    }
+
+    // MARK: changes (the writer, under the store's lock)
+
+    @inline(__always)
+    private func store(_ value: UInt64, in slots: UnsafeMutablePointer<UInt64>, at index: Int) {
+        kvf_store_release_u64(slots + index, value)
+        let page = index / IndexFormat.slotsPerPage
+        if slots == table {
+            dirtyPages[page >> 6] |= 1 << UInt64(page & 63)
+        } else if !oldDirtyPages.isEmpty {
+            oldDirtyPages[page >> 6] |= 1 << UInt64(page & 63)
+        }
+    }
+
+    private func addCounts(keys: Int, bytes: Int) {
+        setHeader(IndexFormat.keysAt, UInt64(bitPattern: Int64(count + keys)))
+        setHeader(IndexFormat.liveBytesAt, UInt64(bitPattern: Int64(liveBytes + bytes)))
+    }
+
+    private var deletedSlots: Int {
+        get { Int(header(IndexFormat.deletedAt)) }
+        set { setHeader(IndexFormat.deletedAt, UInt64(newValue)) }
+    }
+
+    /// Sets `key` to `location` and returns what it replaced.
+    @discardableResult
+    @inline(__always)
+    func set(_ key: UnsafeRawBufferPointer, _ location: KeyLocation) -> KeyLocation? {
+        migrateSome()
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        let value = IndexFormat.slot(segment: location.segment, offset: location.offset, hash: hash) | (location.isDeletionMark ? SharedIndex.markBit : 0)
+        if case .at(let slots, let index, let slot, let header) = findWriting(key, hash: hash) {
+            let old = SharedIndex.location(slot, header)
+            store(value, in: slots, at: index)
+            addCounts(keys: 0, bytes: Int(location.size) - Int(old.size))
+            return old
+        }
+        insertNew(value, hash: hash, size: Int(location.size))
+        return nil
+    }
+
+    private func insertNew(_ value: UInt64, hash: UInt64, size: Int) {
+        var index = Int(truncatingIfNeeded: hash) & mask
+        var probes = 0
+        while true {
+            let slot = table[index]
+            if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { break }
+            index = (index + 1) & mask
+            probes += 1
+            if probes > mask {
+                isFull = true
+                return
+            }
+        }
+        if table[index] == IndexFormat.deletedSlot { deletedSlots -= 1 }
+        store(value, in: table, at: index)
+        addCounts(keys: 1, bytes: size)
+        if (count + deletedSlots) * 10 > (mask + 1) * 7 { resize() }
+    }
+
+    /// Removes `key` and returns where it was.
+    @discardableResult
+    func remove(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
+        migrateSome()
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        guard case .at(let slots, let index, let slot, let header) = findWriting(key, hash: hash) else { return nil }
+        let old = SharedIndex.location(slot, header)
+        let slotMask = slots == table ? mask : oldMask
+        // An empty next slot ends every probe through this one, so this one can be empty too.
+        if slots[(index + 1) & slotMask] == IndexFormat.emptySlot {
+            store(IndexFormat.emptySlot, in: slots, at: index)
+        } else {
+            store(IndexFormat.deletedSlot, in: slots, at: index)
+            if slots == table { deletedSlots += 1 }
+        }
+        addCounts(keys: -1, bytes: -Int(old.size))
+        return old
+    }
+
+    /// Moves `key` to (`newSegment`, `newOffset`) when it still points at
+    /// (`segment`, `offset`); returns its record size when it moved (compaction's switch-over).
+    @inline(__always)
+    func relocate(_ key: UnsafeRawBufferPointer, from segment: UInt32, offset: UInt32, to newSegment: UInt32, newOffset: UInt32) -> UInt32? {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        guard case .at(let slots, let index, let slot, let header) = findWriting(key, hash: hash),
+              IndexFormat.segment(slot) == segment, IndexFormat.offset(slot) == offset else { return nil }
+        store(IndexFormat.slot(segment: newSegment, offset: newOffset, hash: hash), in: slots, at: index)
+        return UInt32(header.totalLength)
+    }
+
+    /// While building: applies a record found on disk unless the index already
+    /// holds a newer one for the key. A deletion (`size` 0) leaves a mark so
+    /// that an older value met later cannot bring the key back.
+    @inline(__always)
+    func applyLoaded(_ key: UnsafeRawBufferPointer, _ location: KeyLocation) -> (applied: Bool, replaced: KeyLocation?) {
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        if case .at(_, _, let slot, let header) = findWriting(key, hash: hash) {
+            if header.seq >= location.seq { return (false, nil) }
+            return (true, set(key, location) ?? SharedIndex.location(slot, header))
+        }
+        set(key, location)
+        return (true, nil)
+    }
+
+    /// False when `newKeys` more keys would not fit.
+    func hasRoom(forNewKeys newKeys: Int) -> Bool {
+        (count + newKeys) * 10 <= IndexFormat.maxCapacity * 7
+    }
+
+    // MARK: growth
+
+    /// Starts moving to a table twice the size (or the same size when deleted
+    /// markers, not keys, filled it); later changes move it over.
+    private func resize() {
+        while oldTable != nil { migrateSome() }
+        var capacity = mask + 1
+        if count * 10 > capacity * 5 { capacity = min(capacity * 2, IndexFormat.maxCapacity) }
+        let bytes = IndexFormat.tableBytes(capacity: capacity)
+        let current = currentLayout
+        let currentEnd = current.tableOffset + IndexFormat.tableBytes(capacity: current.capacity)
+        // The space before the table when the new one fits there (it was released when emptied), else after it.
+        let place = IndexFormat.tablesStart + bytes <= current.tableOffset ? IndexFormat.tablesStart : currentEnd
+        let end = place + bytes
+        if end > Int(header(IndexFormat.regionEndAt)) {
+            if let path {
+                // Without room the table stays and keeps filling; `hasRoom` refuses keys before it is full.
+                guard (try? Syscalls.ftruncate(fd, end, path: path)) != nil else { return }
+            }
+            setHeader(IndexFormat.regionEndAt, UInt64(end))
+        }
+        let layout = Layout(tableOffset: place, capacity: capacity, oldTableOffset: current.tableOffset, oldCapacity: current.capacity)
+        publish(layout, migrated: 0)
+        adoptLayout(layout)
+        // Pages of the new table nothing stores into still need their checksums at the next clean close.
+        allPagesDirty = true
+        deletedSlots = 0
+        migrateSome()
+    }
+
+    /// Moves the next `migrationStep` slots of the old table, if any, into the table.
+    private func migrateSome() {
+        guard let old = oldTable else { return }
+        let end = min(migrated + SharedIndex.migrationStep, oldMask + 1)
+        for index in migrated..<end {
+            let slot = old[index]
+            if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
+            if let (key, _) = record(slot) {
+                let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+                var target = Int(truncatingIfNeeded: hash) & mask
+                while table[target] != IndexFormat.emptySlot && table[target] != IndexFormat.deletedSlot { target = (target + 1) & mask }
+                if table[target] == IndexFormat.deletedSlot { deletedSlots -= 1 }
+                // Copied before the old slot goes: a reader always finds the key in one of the tables.
+                store(slot, in: table, at: target)
+            } else {
+                damagedSlots += 1
+            }
+            // A marker, not empty: probes of keys not moved yet run through here.
+            store(IndexFormat.deletedSlot, in: old, at: index)
+        }
+        migrated = end
+        setHeader(IndexFormat.migratedAt, UInt64(end))
+        if migrated > oldMask { finishMigration() }
+    }
+
+    private func finishMigration() {
+        guard let old = oldTable else { return }
+        let offset = UnsafeRawPointer(old) - UnsafeRawPointer(base)
+        let bytes = IndexFormat.tableBytes(capacity: oldMask + 1)
+        var layout = currentLayout
+        layout.oldTableOffset = 0
+        layout.oldCapacity = 0
+        publish(layout, migrated: 0)
+        oldTable = nil
+        oldMask = 0
+        oldDirtyPages = []
+        migrated = 0
+        // The old table's space becomes zeros (a later table may be placed there).
+        if let path {
+            if !Syscalls.release(fd, from: offset, to: offset + bytes, path: path) { memset(base + offset, 0, bytes) }
+        } else {
+            _ = madvise(base + offset, bytes, MADV_DONTNEED)
+        }
+    }
+
+    /// After a writer died in the middle of moving a step of slots: a slot
+    /// copied to the new table whose old copy was not yet marked is marked now.
+    func finishInterruptedMigrationStep() {
+        guard let old = oldTable else { return }
+        for index in migrated..<min(migrated + SharedIndex.migrationStep, oldMask + 1) {
+            let slot = old[index]
+            guard slot != IndexFormat.emptySlot && slot != IndexFormat.deletedSlot, let (key, _) = record(slot) else { continue }
+            let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+            if case .at = find(key, hash: hash, in: table, mask: mask) { store(IndexFormat.deletedSlot, in: old, at: index) }
+        }
+    }
+
+    // MARK: closing and checking
+
+    /// Every page's checksum must be computed at the next clean close (the index was built, or found not closed cleanly).
+    func markAllPagesDirty() { allPagesDirty = true }
+
+    /// Marks the file open by a writer of this boot (not synced: page checksums catch what a crash leaves).
+    func markOpen() {
+        base.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
+        storeBoot()
+    }
+
+    /// Writes the page checksums of changed pages and the header's, marks the
+    /// index closed cleanly and syncs it. The log must be synced before.
+    func closeCleanly() throws(KVFileError) {
+        guard let path else { return }
+        while oldTable != nil { migrateSome() }
+        let layout = currentLayout
+        writePageChecksums(tableOffset: layout.tableOffset, capacity: layout.capacity, dirty: allPagesDirty ? nil : dirtyPages)
+        for page in 0..<IndexFormat.segmentTablePages {
+            let crc = CRC32C.checksum(UnsafeRawPointer(base + IndexFormat.segmentTableAt + page * IndexFormat.pageSize), IndexFormat.pageSize)
+            base.storeLE(crc, at: IndexFormat.segmentPageCRCsAt + page * 4)
+        }
+        base.storeLE(IndexFormat.stateClosed, at: IndexFormat.stateAt)
+        storeBoot()
+        base.storeLE(CRC32C.checksum(UnsafeRawPointer(base), IndexFormat.headerCRCAt), at: IndexFormat.headerCRCAt)
+        try Syscalls.fdatasync(fd, path: path)
+        allPagesDirty = false
+        for index in dirtyPages.indices { dirtyPages[index] = 0 }
+    }
+
+    private func writePageChecksums(tableOffset: Int, capacity: Int, dirty: [UInt64]?) {
+        let pages = capacity / IndexFormat.slotsPerPage
+        let crcs = base + tableOffset + capacity * 8
+        for page in 0..<pages {
+            if let dirty, dirty[page >> 6] & (1 << UInt64(page & 63)) == 0 { continue }
+            crcs.storeLE(CRC32C.checksum(UnsafeRawPointer(base + tableOffset + page * IndexFormat.pageSize), IndexFormat.pageSize), at: page * 4)
+        }
+    }
+
+    /// For an index closed cleanly: true when its header checksum holds.
+    var headerChecksumHolds: Bool {
+        CRC32C.checksum(UnsafeRawPointer(base), IndexFormat.headerCRCAt) == header32(IndexFormat.headerCRCAt)
+    }
+
+    /// For an index closed cleanly: the first page (of the segment table or
+    /// of a slot table) whose checksum does not hold, as a file offset.
+    func firstBadPage() -> Int? {
+        for page in 0..<IndexFormat.segmentTablePages {
+            let at = IndexFormat.segmentTableAt + page * IndexFormat.pageSize
+            if CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != header32(IndexFormat.segmentPageCRCsAt + page * 4) { return at }
+        }
+        let layout = readLayout()
+        let pages = layout.capacity / IndexFormat.slotsPerPage
+        let crcs = UnsafeRawPointer(base + layout.tableOffset + layout.capacity * 8)
+        for page in 0..<pages {
+            let at = layout.tableOffset + page * IndexFormat.pageSize
+            if CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != crcs.loadLE(at: page * 4, as: UInt32.self) { return at }
+        }
+        return nil
+    }
+
+    // MARK: the segment table
+
+    /// The segment table entry of `id`, made when `create`; nil when there is none (or no room).
+    func segmentEntry(_ id: UInt32, create: Bool) -> UnsafeMutableRawPointer? {
+        var free: UnsafeMutableRawPointer?
+        for index in 0..<IndexFormat.segmentEntries {
+            let p = base + IndexFormat.segmentTableAt + index * IndexFormat.segmentEntrySize
+            let entryID = UnsafeRawPointer(p).loadLE(at: 0, as: UInt32.self)
+            if entryID == id { return p }
+            if entryID == 0 && free == nil { free = p }
+        }
+        guard create, writable, let free else { return nil }
+        memset(free, 0, IndexFormat.segmentEntrySize)
+        free.storeLE(UInt64.max, at: 8)
+        free.storeLE(id, at: 0)
+        return free
+    }
+
+    /// The ids of the segments the table lists.
+    func listedSegments() -> [UInt32] {
+        (0..<IndexFormat.segmentEntries).compactMap { index in
+            let id = UnsafeRawPointer(base + IndexFormat.segmentTableAt + index * IndexFormat.segmentEntrySize).loadLE(at: 0, as: UInt32.self)
+            return id == 0 ? nil : id
+        }.sorted()
+    }
+
+    func dropSegmentEntry(_ id: UInt32) {
+        if let p = segmentEntry(id, create: false) { memset(p, 0, IndexFormat.segmentEntrySize) }
+    }
+}
