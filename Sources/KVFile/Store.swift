@@ -291,7 +291,16 @@ public final class Store: @unchecked Sendable {
         try lock.withWriteLock { () throws(KVFileError) in
             try checkOpen()
             guard state.index.path != nil, !state.index.writable else { return }
-            if case .unknownSegment = problem, attempt < 3 { return try refreshSharedIndex() }
+            if case .unknownSegment(let id) = problem, attempt < 64 {
+                // Opened by number (a writer rolls often); now and then the whole directory, to forget removed ones.
+                if attempt % 8 == 7 { return try refreshSharedIndex() }
+                do throws(KVFileError) {
+                    try loader.openForIndex(id, into: state)
+                } catch where error.errno == ENOENT {
+                    try refreshSharedIndex()
+                }
+                return
+            }
             let names = try Syscalls.listDirectory(path)
             if attempt < 2, case .replaced = problem, let shared = try IndexedOpen.openReader(names: names, loader: &loader) {
                 state = shared

@@ -96,20 +96,26 @@ enum BlockMap {
 
     /// The record starts a list of sizes names, when it matches its checksum and the records' end.
     static func recordStarts(list: UnsafeRawBufferPointer, closed: Closed) -> [Int]? {
+        var starts: [Int] = []
+        return forEachRecordStart(list: list, closed: closed) { starts.append($0) } ? starts : nil
+    }
+
+    /// Calls `body` with each record start the list names; false (after
+    /// calling it for some) when the list does not match its checksum and the records' end.
+    static func forEachRecordStart(list: UnsafeRawBufferPointer, closed: Closed, _ body: (Int) -> Void) -> Bool {
         guard list.count == closed.listBytes, list.count >= listMarker.count, let p = list.baseAddress,
               list.prefix(listMarker.count).elementsEqual(listMarker),
-              CRC32C.checksum(p, list.count) == closed.listCRC else { return nil }
-        var starts: [Int] = []
+              CRC32C.checksum(p, list.count) == closed.listCRC else { return false }
         var position = listMarker.count
         var offset = RecordFormat.segmentHeaderSize
         while position < list.count {
             guard case .value(let size, let length) = Varint.read(p + position, available: list.count - position), size > 0,
-                  size <= UInt64(closed.recordsEnd - offset) else { return nil }
-            starts.append(offset)
+                  size <= UInt64(closed.recordsEnd - offset) else { return false }
+            body(offset)
             offset += Int(size)
             position += length
         }
-        return offset == closed.recordsEnd ? starts : nil
+        return offset == closed.recordsEnd
     }
 
     private static func trailerCheck(_ p: UnsafeRawPointer, segmentID: UInt32) -> UInt32 {

@@ -46,7 +46,7 @@ enum IndexedOpen {
         let state = StoreState(directory: loader.directory, index: index)
         let wasOpen = index.state == IndexFormat.stateOpen
         index.markOpen()
-        if wasOpen { index.markAllPagesDirty() }
+        if wasOpen { index.markAllPagesDirty() } else { index.markPagesClean() }
         var activeID: UInt32?
         for id in ids.reversed() where try !loader.isCompactionOutput(id) {
             activeID = id
@@ -169,6 +169,13 @@ extension StoreLoader {
         let segment: Segment
         do throws(KVFileError) {
             let size = try Syscalls.fileSize(fd, path: segmentPath)
+            var unwritten = size < RecordFormat.segmentHeaderSize
+            if !unwritten && !writer { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+            if !writer && unwritten {
+                // A writer is creating it: nothing in it yet (it is looked at again when the index names it).
+                Syscalls.close(fd)
+                return
+            }
             let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
             var records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
             if !writer {

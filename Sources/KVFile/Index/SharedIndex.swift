@@ -558,6 +558,11 @@ final class SharedIndex: @unchecked Sendable {
         for (offset, capacity) in [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)] where offset != 0 {
             let slots = (base + offset).assumingMemoryBound(to: UInt64.self)
             for index in 0..<capacity {
+                // A reader of a file closed cleanly checks each page's checksum before it trusts its slots.
+                if !writable && index % IndexFormat.slotsPerPage == 0,
+                   verifyPages(tableOffset: offset, capacity: capacity, first: index, probes: 0) != nil {
+                    return unreadable + capacity
+                }
                 let slot = kvf_load_acquire_u64(slots + index)
                 if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
                 guard let (key, header) = record(slot) else {
@@ -769,6 +774,9 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Every page's checksum must be computed at the next clean close (the index was built, or found not closed cleanly).
     func markAllPagesDirty() { allPagesDirty = true }
+
+    /// The page checksums hold (a writer checked them when it opened an index closed cleanly): only pages it changes need new ones.
+    func markPagesClean() { allPagesDirty = false }
 
     /// Marks the file open by a writer of this boot (not synced: page checksums catch what a crash leaves).
     func markOpen() {

@@ -193,6 +193,7 @@ struct StoreLoader {
             throw error
         }
         state.add(segment)
+        var resumedAtClosedEnd = false
         if let resumeAt, resumeAt > RecordFormat.segmentHeaderSize {
             let size = try Syscalls.fileSize(segment.fd, path: segment.path)
             let layout = segment.damageRule(fileSize: size).1
@@ -200,9 +201,12 @@ struct StoreLoader {
                 throw KVFileError.corrupt(segment.path, offset: resumeAt, "the index names records up to \(resumeAt), past the end of the segment's records")
             }
             segment.length = resumeAt
-            hints = HintBuilder(resumingAt: resumeAt, priorSizes: try closedListSizes(segment, layout: layout, recordsEnd: resumeAt))
+            let priorSizes = try closedListSizes(segment, layout: layout, recordsEnd: resumeAt)
+            hints = HintBuilder(resumingAt: resumeAt, priorSizes: priorSizes)
+            // A closed file whose list holds: its records end where the index does, nothing to read.
+            if priorSizes != nil { resumedAtClosedEnd = true }
         }
-        try catchUp(segment, state: state, hints: hints)
+        if !resumedAtClosedEnd { try catchUp(segment, state: state, hints: hints) }
         if writer && segment.mapOffset > 0 {
             // Appending resumes after the last record. First the open map's space
             // is reserved (the file is in the open layout from then on, never cut
@@ -235,7 +239,7 @@ struct StoreLoader {
         guard let closed = layout.closed, closed.recordsEnd == recordsEnd else { return nil }
         var list = [UInt8](repeating: 0, count: closed.listBytes)
         let n = try withMutableBytes(&list) { (bytes) throws(KVFileError) in try Syscalls.preadFully(segment.fd, bytes, at: recordsEnd, path: segment.path) }
-        guard n == list.count, list.withUnsafeBytes({ BlockMap.recordStarts(list: $0, closed: closed) }) != nil else { return nil }
+        guard n == list.count, list.withUnsafeBytes({ BlockMap.forEachRecordStart(list: $0, closed: closed) { _ in } }) else { return nil }
         return Array(list[BlockMap.listMarker.count...])
     }
 
@@ -449,7 +453,7 @@ struct StoreLoader {
         return (.blockMap(probe), layout)
     }
 
-    private func headerIsZeros(fd: Int32, path: String) throws(KVFileError) -> Bool {
+    func headerIsZeros(fd: Int32, path: String) throws(KVFileError) -> Bool {
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
         return n == RecordFormat.segmentHeaderSize && raw.allSatisfy { $0 == 0 }

@@ -72,7 +72,7 @@ final class StoreState {
         guard segment.indexEntry == nil else { return }
         if let entry = index.segmentEntry(segment.id, create: false) {
             segment.indexEntry = entry
-        } else if let entry = index.segmentEntry(segment.id, create: true) {
+        } else if index.writable, let entry = index.segmentEntry(segment.id, create: true) {
             let counts = (segment.liveBytes, segment.minSeq, segment.hintBytes)
             entry.storeLE(segment.header.checksum, at: 4)
             segment.indexEntry = entry

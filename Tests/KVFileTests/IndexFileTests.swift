@@ -1,0 +1,250 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KVFile
+
+/// The shared index file (kvfile.index): used as it is when it matches the
+/// log, caught up after a crash in this boot, built anew when it cannot be
+/// trusted, and never the cause of a wrong value.
+@Suite struct IndexFileTests {
+    static func options() -> StoreOptions {
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        return options
+    }
+
+    static func inode(_ path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
+    }
+
+    /// Every key of `keys` read with `get` (a probe, not a walk of the index).
+    static func gets(_ store: Store, _ keys: some Sequence<[UInt8]>) throws -> [[UInt8]: [UInt8]] {
+        var result: [[UInt8]: [UInt8]] = [:]
+        for key in keys { result[key] = try store.get(key) }
+        return result
+    }
+
+    /// Random puts, deletes and batches over `keyCount` keys, with a compaction every 500 steps.
+    @discardableResult
+    static func churn(_ store: Store, model: inout [[UInt8]: [UInt8]], steps: Int, keyCount: Int, seed: UInt64) throws -> Int {
+        var random = SeededRandom(seed: seed)
+        var compactions = 0
+        for step in 0..<steps {
+            let key = bytes("key-\(Int.random(in: 0..<keyCount, using: &random))")
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0:
+                try store.delete(key)
+                model[key] = nil
+            case 1:
+                var batch = WriteBatch()
+                let other = bytes("batch-\(step % 97)")
+                batch.put(key, bytes("b\(step)"))
+                batch.put(other, bytes("o\(step)"))
+                batch.delete(bytes("key-\(step % keyCount)"))
+                try store.write(batch)
+                model[key] = bytes("b\(step)")
+                model[other] = bytes("o\(step)")
+                model[bytes("key-\(step % keyCount)")] = nil
+            default:
+                let value = bytes("v\(step)-" + String(repeating: "x", count: step % 40))
+                try store.put(key, value)
+                model[key] = value
+            }
+            if step % 500 == 499 {
+                try store.compact()
+                compactions += 1
+            }
+        }
+        return compactions
+    }
+
+    @Test func aStoreReopensThroughItsIndexAfterRollsResizesAndCompactions() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let indexPath = path + "/" + IndexFormat.fileName
+        var model: [[UInt8]: [UInt8]] = [:]
+        let store = try Store(path: path, options: Self.options())
+        #expect(try Self.churn(store, model: &model, steps: 4000, keyCount: 1500, seed: 3) == 8)
+        #expect(store.state.index.capacity > IndexFormat.minCapacity, "the table never grew")
+        try store.close()
+        let built = Self.inode(indexPath)
+        #expect(built != nil)
+
+        // Readers and writers open through it (the same file: nothing was rebuilt) and agree with the model.
+        let reader = try Store(path: path, options: .reader)
+        #expect(reader.state.index.path != nil && !reader.state.index.writable)
+        #expect(try contents(reader) == model)
+        #expect(try Self.gets(reader, model.keys) == model)
+        #expect(try reader.get("key-never") == nil)
+        let writer = try Store(path: path, options: Self.options())
+        #expect(try contents(writer) == model)
+        try Self.churn(writer, model: &model, steps: 1000, keyCount: 1500, seed: 4)
+        try writer.close()
+        #expect(Self.inode(indexPath) == built)
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+    }
+
+    /// Defect guard: a writer that died in this boot leaves an index as current
+    /// as the page cache, except for the write it was applying; the next writer
+    /// catches up from the log end the index records. Here the index is set
+    /// back further than a crash can, so that the catch-up has work.
+    @Test func aWriterOpeningAfterACrashCatchesUpFromTheLogEndTheIndexRecords() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let indexPath = path + "/" + IndexFormat.fileName
+        var model: [[UInt8]: [UInt8]] = [:]
+        let store = try Store(path: path, options: Self.options())
+        try Self.churn(store, model: &model, steps: 600, keyCount: 300, seed: 5)
+        try store.sync()
+        let earlier = fileBytes(indexPath)
+        // More writes the index will not know of: overwrites, deletes, new keys, a roll or two.
+        var random = SeededRandom(seed: 6)
+        for step in 0..<200 {
+            let key = bytes("key-\(Int.random(in: 0..<400, using: &random))")
+            if step % 5 == 0 {
+                try store.delete(key)
+                model[key] = nil
+            } else {
+                try store.put(key, bytes("late-\(step)"))
+                model[key] = bytes("late-\(step)")
+            }
+        }
+        store.abandonForCrashTest()
+        let handle = try #require(FileHandle(forWritingAtPath: indexPath))
+        try handle.write(contentsOf: Data(earlier))
+        try handle.close()
+
+        let writer = try Store(path: path, options: Self.options())
+        #expect(try contents(writer) == model)
+        #expect(try Self.gets(writer, (0..<400).map { bytes("key-\($0)") }) == (0..<400).reduce(into: [:]) { $0[bytes("key-\($1)")] = model[bytes("key-\($1)")] })
+        try writer.close()
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+    }
+
+    enum Damage: CaseIterable {
+        case flippedSlotBytes, flippedSegmentTableByte, truncated, deleted, fromAnotherStore, garbageHeader, leftOpenInAnEarlierBoot
+    }
+
+    /// An index that may not match the log is never used as it is: readers build
+    /// one in memory, the next writer builds the file anew; no read is wrong.
+    @Test(arguments: Damage.allCases)
+    func aDamagedIndexIsDetectedAndRebuilt(_ damage: Damage) throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let indexPath = path + "/" + IndexFormat.fileName
+        var model: [[UInt8]: [UInt8]] = [:]
+        let store = try Store(path: path, options: Self.options())
+        try Self.churn(store, model: &model, steps: 1500, keyCount: 900, seed: 7)
+        try store.close()
+        let everyKey = (0..<900).map { bytes("key-\($0)") } + (0..<97).map { bytes("batch-\($0)") }
+        let expected = everyKey.reduce(into: [[UInt8]: [UInt8]]()) { $0[$1] = model[$1] }
+
+        // Another store with the same keys and other values, for its index file.
+        let other = dir.sub("other")
+        var otherModel: [[UInt8]: [UInt8]] = [:]
+        let otherStore = try Store(path: other, options: Self.options())
+        try Self.churn(otherStore, model: &otherModel, steps: 1500, keyCount: 900, seed: 8)
+        try otherStore.close()
+
+        let index = fileBytes(indexPath)
+        let layoutTable = Int(index.withUnsafeBytes { $0.baseAddress!.loadLE(at: IndexFormat.tableAt, as: UInt64.self) })
+        let capacity = Int(index.withUnsafeBytes { $0.baseAddress!.loadLE(at: IndexFormat.capacityAt, as: UInt64.self) })
+        let occupied = (0..<capacity).filter { slot in
+            index.withUnsafeBytes { $0.baseAddress!.loadLE(at: layoutTable + slot * 8, as: UInt64.self) } > 1
+        }
+        let trials: [[UInt8]]
+        switch damage {
+        case .flippedSlotBytes:
+            // One bit of one byte of a slot in use, in each of several slots and each byte of a slot.
+            trials = (0..<16).map { trial in
+                var data = index
+                let slot = occupied[(trial * 7919) % occupied.count]
+                data[layoutTable + slot * 8 + trial % 8] ^= UInt8(1 << (trial % 7))
+                return data
+            }
+        case .flippedSegmentTableByte:
+            trials = [8, 17, 26].map { at in
+                var data = index
+                data[IndexFormat.segmentTableAt + at] ^= 0x04
+                return data
+            }
+        case .truncated:
+            trials = [Array(index.prefix(index.count / 2)), Array(index.prefix(100)), []]
+        case .deleted:
+            trials = [[]]
+        case .fromAnotherStore:
+            trials = [fileBytes(other + "/" + IndexFormat.fileName)]
+        case .garbageHeader:
+            trials = [[UInt8](repeating: 0x5A, count: 4096) + Array(index.dropFirst(4096))]
+        case .leftOpenInAnEarlierBoot:
+            trials = [index]
+        }
+        for (trial, data) in trials.enumerated() {
+            if damage == .deleted {
+                try FileManager.default.removeItem(atPath: indexPath)
+            } else {
+                writeFile(indexPath, data)
+                if damage == .leftOpenInAnEarlierBoot { simulateEarlierBoot(path) }
+            }
+            // A reader before any writer: every get and the walk of every key are right.
+            let reader = try Store(path: path, options: .reader)
+            #expect(try Self.gets(reader, everyKey) == expected, "\(damage) \(trial): a reader's get")
+            #expect(try contents(reader) == model, "\(damage) \(trial): a reader's walk")
+            // The next writer builds the index again; after it, the file serves readers as it is.
+            let writer = try Store(path: path, options: Self.options())
+            #expect(try Self.gets(writer, everyKey) == expected, "\(damage) \(trial): the writer's get")
+            try writer.close()
+            let after = try Store(path: path, options: .reader)
+            #expect(after.state.index.path != nil, "\(damage) \(trial): the rebuilt index is not used")
+            #expect(try Self.gets(after, everyKey) == expected, "\(damage) \(trial): after the rebuild")
+        }
+    }
+
+    /// A reader in another Store (its own mapping, as another process has)
+    /// reads while a writer overwrites, deletes, grows the table and compacts:
+    /// every value it reads is one the key had, never older than one it read before.
+    @Test func aReaderNeverGoesBackInTimeWhileTheWriterChurns() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let writer = try Store(path: path, options: Self.options())
+        try writer.put("key-0", "0")
+        let reader = try Store(path: path, options: .reader)
+        #expect(reader.state.index.path != nil)
+        let done = Atomic<Bool>(false)
+        let keys = 3000
+        let thread = Thread {
+            var version = 0
+            while version < 40_000 {
+                version += 1
+                let key = "key-\(version * 7 % keys)"
+                if version % 13 == 0 {
+                    try? writer.delete(key)
+                } else {
+                    try? writer.put(key, "\(version)")
+                }
+                if version % 10_000 == 0 { _ = try? writer.compact() }
+            }
+            done.store(true, ordering: .releasing)
+        }
+        thread.start()
+        var seen = [Int](repeating: 0, count: keys)
+        var reads = 0
+        var problems: [String] = []
+        while !done.load(ordering: .acquiring) || reads < 1000 {
+            let k = reads * 31 % keys
+            reads += 1
+            guard let text = try reader.getString("key-\(k)") else { continue }
+            guard let version = Int(text), version * 7 % keys == k || (k == 0 && version == 0) else {
+                problems.append("key-\(k) read \(text), which it never had")
+                continue
+            }
+            if version < seen[k] { problems.append("key-\(k) read \(version) after \(seen[k])") }
+            seen[k] = version
+        }
+        #expect(problems.isEmpty, "\(problems.prefix(5))")
+        #expect(reader.state.index.path != nil, "the reader fell back to an index of its own")
+        try writer.close()
+    }
+}
