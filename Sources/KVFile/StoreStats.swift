@@ -18,15 +18,21 @@ public struct StoreStats: Sendable, Equatable {
     public var newestSeq: UInt64
     /// The on-disk format version.
     public var formatVersion: Int
-    /// Memory the keydir holds, in bytes.
+    /// Bytes of the index's slot tables (in the index file, or in memory for a reader without one).
     public var keydirBytes: Int
+    /// True when the index is the store's shared file (`kvfile.index`), false when this reader built one in memory.
+    public var indexIsShared = false
+    /// Disk space the index file takes (0 when there is none).
+    public var indexBytes = 0
+    /// Slots of the index's table; `keys` / `indexSlots` is its load.
+    public var indexSlots = 0
 
     /// Each segment, in number order.
     public var segmentDetails: [SegmentStats] = []
     /// What the last compaction by this store object did (nil when none ran).
     public var lastCompaction: CompactionResult?
 
-    /// Keydir memory per live key (0 for an empty store).
+    /// Index bytes per live key (0 for an empty store).
     public var keydirBytesPerKey: Double { keys == 0 ? 0 : Double(keydirBytes) / Double(keys) }
 }
 

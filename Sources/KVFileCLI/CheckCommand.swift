@@ -8,10 +8,15 @@ struct CheckCommand: ParsableCommand {
         discussion: """
             Prints each problem with its file and byte offset, then a summary. \
             Warnings are things the next writer mends by itself (a torn tail after \
-            a crash, a missing hint file); errors are damage. Exits 0 when there is \
-            no error, 76 when there is. Reads without the writer's lock.
+            a crash, a missing hint file, an index file it must build anew); \
+            errors are damage. An index closed cleanly is compared with the log \
+            key by key. Exits 0 when there is no error, 76 when there is. Reads \
+            without the writer's lock.
 
-            --repair takes the writer's lock, copies every readable record (with \
+            --repair rebuilds the index from the log when only the index is \
+            wrong. Otherwise it
+
+            takes the writer's lock, copies every readable record (with \
             its sequence number) into fresh segment files, moves the damaged files \
             into a damaged-TIME directory inside the store, and reports what it \
             dropped. Keys whose latest record was lost fall back to their newest \
@@ -48,6 +53,13 @@ struct CheckCommand: ParsableCommand {
             guard repair else { return report.isHealthy ? .success : .corrupt }
             if report.problems.isEmpty {
                 if !quiet { Terminal.error("nothing to repair") }
+                return .success
+            }
+            if report.problems.allSatisfy({ $0.file == "kvfile.index" }) {
+                // The log is sound: only the index, which is built from it, is wrong.
+                try StoreRepair.rebuildIndex(path: access.store, lockTimeoutMilliseconds: lock.lockTimeout)
+                out.write("repaired: the index was built anew from the log\n")
+                out.flush()
                 return .success
             }
             let result = try StoreRepair.run(path: access.store, lockTimeoutMilliseconds: lock.lockTimeout)

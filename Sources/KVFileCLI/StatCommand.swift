@@ -9,9 +9,11 @@ struct StatCommand: ParsableCommand {
         discussion: """
             Keys, segment files, bytes on disk, live bytes (the latest record of \
             each key) and dead bytes (what compaction would give back), the range \
-            of sequence numbers in the log, the format version, the memory of \
-            the index, and each segment's size and dead share. Reads without the \
-            writer's lock.
+            of sequence numbers in the log, the format version, the index (the \
+            shared file kvfile.index, or one built in memory when that file \
+            cannot be used: the next writer rebuilds it), its size on disk, \
+            slots and load, and each segment's size and dead share. Reads \
+            without the writer's lock.
 
             Examples:
               kvfile stat ./cache.kv
@@ -36,7 +38,8 @@ struct StatCommand: ParsableCommand {
             } else {
                 let width = fields.map(\.0.count).max() ?? 0
                 for (name, value) in fields {
-                    out.write(name + String(repeating: " ", count: width - name.count + 2) + value + "\n")
+                    let shown = value.hasPrefix("\"") ? String(value.dropFirst().dropLast()) : value
+                    out.write(name + String(repeating: " ", count: width - name.count + 2) + shown + "\n")
                 }
                 out.write("\nsegment    bytes        live         dead\n")
                 for segment in segments {

@@ -7,7 +7,7 @@ public enum StatJSON {
         [
             ("keys", "\(stats.keys)"),
             ("segments", "\(stats.segments)"),
-            ("bytes_on_disk", "\(stats.segmentBytes + stats.hintBytes)"),
+            ("bytes_on_disk", "\(stats.segmentBytes + stats.hintBytes + stats.indexBytes)"),
             ("segment_bytes", "\(stats.segmentBytes)"),
             ("hint_bytes", "\(stats.hintBytes)"),
             ("live_bytes", "\(stats.liveBytes)"),
@@ -16,6 +16,10 @@ public enum StatJSON {
             ("newest_seq", "\(stats.newestSeq)"),
             ("format_version", "\(stats.formatVersion)"),
             ("keydir_bytes", "\(stats.keydirBytes)"),
+            ("index", stats.indexIsShared ? "\"file\"" : "\"memory\""),
+            ("index_bytes", "\(stats.indexBytes)"),
+            ("index_slots", "\(stats.indexSlots)"),
+            ("index_load", ratio(stats.indexSlots == 0 ? 0 : Double(stats.keys) / Double(stats.indexSlots))),
         ]
     }
 

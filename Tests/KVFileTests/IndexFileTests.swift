@@ -202,6 +202,39 @@ import Testing
         }
     }
 
+    /// An index that passes its own checksums yet names an older record of a
+    /// key than the log's latest: check compares key by key and says so, and
+    /// rebuilding the index (check --repair) mends it.
+    @Test func checkComparesAnIndexClosedCleanlyWithTheLogKeyByKey() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let store = try Store(path: path, options: Self.options())
+        try store.put("a", "old")
+        try store.put("b", "other")
+        try store.put("a", "new")
+        try store.close()
+        #expect(try StoreCheck.run(path: path).problems.isEmpty)
+        // Point "a" back at its first record, and close the file cleanly again (checksums and all).
+        let index = try #require(try SharedIndex.open(path: path + "/" + IndexFormat.fileName, writable: true))
+        let segment = path + "/" + segmentFiles(path)[0]
+        let first = recordOffsets(segment)[0]
+        let state = StoreState(directory: path, index: index)
+        var loader = StoreLoader(directory: path, writer: false, segmentSize: 0)
+        _ = try loader.resolveSegments(try FileManager.default.contentsOfDirectory(atPath: path))
+        try loader.openForIndex(1, into: state)
+        let moved = bytes("a").withUnsafeBytes { index.relocate($0, from: 1, offset: index.lookup($0)!.offset, to: 1, newOffset: UInt32(first.offset)) }
+        #expect(moved != nil)
+        try index.closeCleanly()
+        #expect(try Store(path: path, options: .reader).getString("a") == "old", "the test did not make the index wrong")
+
+        let report = try StoreCheck.run(path: path)
+        #expect(!report.isHealthy)
+        #expect(report.problems.contains { $0.file == IndexFormat.fileName && $0.message.contains("\"a\"") }, "\(report.problems)")
+        try StoreRepair.rebuildIndex(path: path)
+        #expect(try StoreCheck.run(path: path).problems.isEmpty)
+        #expect(try Store(path: path, options: .reader).getString("a") == "new")
+    }
+
     /// A reader in another Store (its own mapping, as another process has)
     /// reads while a writer overwrites, deletes, grows the table and compacts:
     /// every value it reads is one the key had, never older than one it read before.

@@ -212,13 +212,22 @@ final class SharedIndex: @unchecked Sendable {
     }
 
     /// Slots of the table (and of the one a resize empties).
-    var capacity: Int { readLayout().capacity + readLayout().oldCapacity }
+    var capacity: Int {
+        let layout = readLayout()
+        return layout.capacity + layout.oldCapacity
+    }
     /// Bytes the tables take.
     var memoryBytes: Int {
         let layout = readLayout()
         return IndexFormat.tableBytes(capacity: layout.capacity) + (layout.oldTableOffset == 0 ? 0 : IndexFormat.tableBytes(capacity: layout.oldCapacity))
     }
     var isResizing: Bool { readLayout().oldTableOffset != 0 }
+    /// Disk space the index file takes (0 in memory).
+    var diskBytes: Int {
+        var info = stat()
+        guard fd >= 0, fstat(fd, &info) == 0 else { return 0 }
+        return Int(info.st_blocks) * 512
+    }
     /// A key could not be added (the largest table is full).
     private(set) var isFull = false
 

@@ -181,7 +181,7 @@ final class StoreState {
             keys: index.count, segments: all.count, segmentBytes: segmentBytes, hintBytes: hintBytes,
             liveBytes: index.liveBytes, deadBytes: recordBytes - index.liveBytes,
             oldestSeq: oldestSeq, newestSeq: newestSeq, formatVersion: Int(RecordFormat.version),
-            keydirBytes: index.memoryBytes,
+            keydirBytes: index.memoryBytes, indexIsShared: index.path != nil, indexBytes: index.diskBytes, indexSlots: index.capacity,
             segmentDetails: all.map { segment in
                 let records = max(0, segment.length - RecordFormat.segmentHeaderSize)
                 return SegmentStats(

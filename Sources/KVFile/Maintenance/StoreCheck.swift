@@ -75,6 +75,7 @@ public enum StoreCheck {
             done += sizes[index]
             progress?(done, total)
         }
+        if report.isHealthy { report.problems += IndexCheck.run(path: path, names: names) }
         return report
     }
 

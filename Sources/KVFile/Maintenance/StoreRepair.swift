@@ -17,6 +17,24 @@ public struct RepairReport: Sendable {
 /// Salvages every readable record of a damaged store into fresh segments,
 /// keeping sequence numbers, and moves the damaged files aside.
 public enum StoreRepair {
+    /// Builds the index file of the store at `path` anew from its segments
+    /// (what `check --repair` does when only the index is wrong).
+    public static func rebuildIndex(path: String, lockTimeoutMilliseconds: Int = 10_000) throws(KVFileError) {
+        try removeIndex(path: path, lockTimeoutMilliseconds: lockTimeoutMilliseconds)
+        var options = StoreOptions()
+        options.createIfMissing = false
+        options.lockTimeoutMilliseconds = lockTimeoutMilliseconds
+        options.autoCompaction = nil
+        try Store(path: path, options: options).close()
+    }
+
+    /// Removes the index file under the writer's lock, released before returning.
+    private static func removeIndex(path: String, lockTimeoutMilliseconds: Int) throws(KVFileError) {
+        let lock = try LockFile.acquire(directory: path, timeoutMilliseconds: lockTimeoutMilliseconds)
+        defer { withExtendedLifetime(lock) {} }
+        try SharedIndex.remove(directory: path)
+    }
+
     /// Repairs the store at `path`; takes the writer's lock for the duration.
     public static func run(path: String, lockTimeoutMilliseconds: Int = 10_000) throws(KVFileError) -> RepairReport {
         _ = try StoreDirectory.prepare(path, options: StoreOptions(readOnly: true))
