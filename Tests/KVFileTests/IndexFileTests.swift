@@ -281,3 +281,24 @@ import Testing
         try writer.close()
     }
 }
+
+/// The index file's layout as kvfile(5) gives it: an independent reader must be able to compute the same hash.
+@Suite struct IndexFormatTests {
+    @Test func theKeyHashIsTheOneTheManualPageSpecifies() throws {
+        let hash = bytes("hello").withUnsafeBytes { KeyHash.hash($0.baseAddress!, $0.count, seed: 0) }
+        let page = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/KVFileTests/IndexFileTests.swift", with: "man/kvfile.5"), encoding: .utf8)
+        #expect(page.contains("is 0x" + String(hash, radix: 16) + "."), "hash of hello with seed 0 is 0x\(String(hash, radix: 16))")
+        // Keys of 8 bytes and more use the little-endian words.
+        let long = bytes("0123456789abcdef!").withUnsafeBytes { KeyHash.hash($0.baseAddress!, $0.count, seed: 7) }
+        #expect(long != hash)
+    }
+
+    @Test func aSlotPacksOffsetSegmentAndTag() {
+        let slot = IndexFormat.slot(segment: 0xABCDEF, offset: 0x1234_5678, hash: UInt64.max)
+        #expect(IndexFormat.offset(slot) == 0x1234_5678)
+        #expect(IndexFormat.segment(slot) == 0xABCDEF)
+        #expect(IndexFormat.slotTag(slot) == 0x7F)
+        #expect(slot >> 63 == 0)
+        #expect(IndexFormat.tableBytes(capacity: 1024) == 8192 + 4096)
+    }
+}

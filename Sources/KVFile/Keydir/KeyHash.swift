@@ -1,5 +1,6 @@
 /// A fast 64-bit hash of key bytes (wyhash-style multiply-fold mixing).
-/// Only ever kept in memory, so it can change between versions.
+/// The index file stores where keys hash to: this function is part of the
+/// format (man/kvfile.5, "Slot tables") and must not change without a new index version.
 enum KeyHash {
     private static let p0: UInt64 = 0xa076_1d64_78bd_642f
     private static let p1: UInt64 = 0xe703_7ed1_a0b4_28db
@@ -16,7 +17,7 @@ enum KeyHash {
         var h = seed ^ p0
         var position = 0
         while count - position >= 8 {
-            h = fold(h ^ p.loadUnaligned(fromByteOffset: position, as: UInt64.self), p1)
+            h = fold(h ^ UInt64(littleEndian: p.loadUnaligned(fromByteOffset: position, as: UInt64.self)), p1)
             position += 8
         }
         var tail: UInt64 = 0
