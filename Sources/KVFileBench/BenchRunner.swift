@@ -130,12 +130,25 @@ final class BenchRunner: @unchecked Sendable {
         try store.sync()
         let stats = try store.stats()
         print("------------------------------------------------")
-        print("store        : \(stats.segmentBytes + stats.hintBytes) bytes on disk (\(stats.segments) segments \(stats.segmentBytes) B, hints \(stats.hintBytes) B), live \(stats.liveBytes) B, dead \(stats.deadBytes) B")
+        print("store        : \(stats.segmentBytes + stats.hintBytes + stats.indexBytes) bytes on disk (\(stats.segments) segments \(stats.segmentBytes) B, hints \(stats.hintBytes) B, index \(stats.indexBytes) B), live \(stats.liveBytes) B, dead \(stats.deadBytes) B")
         try reportKeydir(when: "at the end")
+        print(String(format: "index file   : %.1f bytes per key on disk, %d slots, load %.2f", Double(stats.indexBytes) / Double(max(stats.keys, 1)),
+                     stats.indexSlots, Double(stats.keys) / Double(max(stats.indexSlots, 1))))
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         print(String(format: "peak RSS     : %.1f MB", Double(usage.ru_maxrss) / 1024))
+        // The index lives in the page cache (file-backed); anonymous memory is what the process holds of its own.
+        if let anonymous = Self.anonymousKilobytes() {
+            print(String(format: "anon memory  : %.1f MB (%.1f bytes per key)", Double(anonymous) / 1024, Double(anonymous) * 1024 / Double(max(stats.keys, 1))))
+        }
         try store.close()
+    }
+
+    /// RssAnon from /proc/self/status, in KiB.
+    static func anonymousKilobytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }) else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
     }
 
     /// The keydir's memory per key: the slot table plus the arena bytes in use
@@ -143,7 +156,7 @@ final class BenchRunner: @unchecked Sendable {
     private func reportKeydir(when: String) throws {
         guard let store else { return }
         let stats = try store.stats()
-        print(String(format: "keydir       : %.1f bytes per key %@ (%d keys, %d bytes)", stats.keydirBytesPerKey, when, stats.keys, stats.keydirBytes))
+        print(String(format: "index tables : %.1f bytes per key %@ (%d keys, %d bytes)", stats.keydirBytesPerKey, when, stats.keys, stats.keydirBytes))
     }
 
     /// Compaction of everything while one thread keeps overwriting: MB/s and the longest put.

@@ -16,18 +16,25 @@
 //  end-4  crc32c u32 LE over every byte before it
 
 /// Collects hint entries while a segment is written, then writes the hint file when it is sealed.
+///
+/// The writer's builder for its active segment keeps only record sizes (a byte
+/// or two each, for the block map and the closed list): the hint file is made
+/// by reading the segment when it is sealed, so memory does not grow with the keys.
 final class HintBuilder {
     private let entries = GrowableBuffer(capacity: 1 << 14)
     private(set) var entryCount = 0
+    /// False for a builder that keeps sizes only (uvarints in `entries`).
+    let keepsEntries: Bool
 
     @inline(__always)
     func add(operation: Operation, seq: UInt64, size: Int, key: UnsafeRawBufferPointer) {
+        entryCount += 1
+        guard keepsEntries else { return entries.appendVarint(UInt64(size)) }
         entries.appendByte(operation.rawValue)
         entries.appendVarint(seq)
         entries.appendVarint(UInt64(size))
         entries.appendVarint(UInt64(key.count))
         entries.append(key)
-        entryCount += 1
     }
 
     /// Records before this offset have no entry here: a writer reopened the
@@ -36,11 +43,14 @@ final class HintBuilder {
     /// Their sizes as uvarints, when the closed list gave them.
     private var priorSizes: [UInt8]?
 
-    init() {}
+    init(keepsEntries: Bool = true) {
+        self.keepsEntries = keepsEntries
+    }
 
-    /// A builder for records appended after `offset`; `priorSizes` are the
-    /// sizes (uvarints) of the records before it, when known.
+    /// A builder of sizes for records appended after `offset`; `priorSizes`
+    /// are the sizes (uvarints) of the records before it, when known.
     init(resumingAt offset: Int, priorSizes: [UInt8]?) {
+        keepsEntries = false
         coveredFrom = offset
         self.priorSizes = offset == RecordFormat.segmentHeaderSize ? nil : priorSizes
     }
@@ -67,6 +77,15 @@ final class HintBuilder {
         offset = coveredFrom
         let p = UnsafeRawPointer(entries.base)
         var position = 0
+        if !keepsEntries {
+            for _ in 0..<entryCount {
+                guard case .value(let size, let length) = Varint.read(p + position, available: entries.count - position) else { return }
+                body(offset, Int(size))
+                offset += Int(size)
+                position += length
+            }
+            return
+        }
         for _ in 0..<entryCount {
             position += 1  // op
             var fields: (UInt64, UInt64, UInt64) = (0, 0, 0)
@@ -81,27 +100,26 @@ final class HintBuilder {
         }
     }
 
-    /// This builder with entries for the records before `coveredFrom` too,
-    /// read from `segment` (whose records there are whole).
+    /// A builder with an entry for every record of `segment` (whose records
+    /// are whole): this one when it has them, else one made by reading the segment.
     func completed(scanning segment: Segment) throws(KVFileError) -> HintBuilder {
-        if isComplete { return self }
+        if isComplete && keepsEntries { return self }
         let full = HintBuilder()
         let end = try SegmentScanner.scan(
-            UnsafeRawBufferPointer(start: segment.base + RecordFormat.segmentHeaderSize, count: coveredFrom - RecordFormat.segmentHeaderSize),
+            UnsafeRawBufferPointer(start: segment.base + RecordFormat.segmentHeaderSize, count: segment.length - RecordFormat.segmentHeaderSize),
             baseOffset: RecordFormat.segmentHeaderSize, rule: .notJudged) { (_, header, record) throws(KVFileError) in
             full.add(operation: header.operation, seq: header.seq, size: header.totalLength,
                      key: UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength))
         }
-        guard case .clean(let at) = end, at == coveredFrom else {
-            throw KVFileError.corrupt(segment.path, offset: coveredFrom, "the records before the end the index recorded do not read back whole")
+        guard case .clean(let at) = end, at == segment.length else {
+            throw KVFileError.corrupt(segment.path, offset: RecordFormat.segmentHeaderSize, "the segment's records do not read back whole to \(segment.length) bytes")
         }
-        full.entries.append(UnsafeRawBufferPointer(start: entries.base, count: entries.count))
-        full.entryCount += entryCount
         return full
     }
 
     /// The complete hint file for segment `segmentID` whose file is `segmentLength` bytes.
     func fileBytes(segmentID: UInt32, segmentLength: Int) -> [UInt8] {
+        precondition(keepsEntries && isComplete, "a hint file needs an entry for every record")
         let total = RecordFormat.hintHeaderSize + entries.count + 4
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
             let p = UnsafeMutableRawPointer(buffer.baseAddress!)

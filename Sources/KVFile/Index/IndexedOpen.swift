@@ -70,7 +70,7 @@ enum IndexedOpen {
                 try loader.loadSealed(id, into: state)
             }
         }
-        var hints = HintBuilder()
+        var hints = HintBuilder(keepsEntries: false)
         if let activeID {
             hints = try loader.loadActive(activeID, into: state, hints: hints, resumeAt: activeID == endSegment ? endOffset : nil) ?? hints
         }

@@ -726,6 +726,14 @@ final class SharedIndex: @unchecked Sendable {
     private func migrateSome() {
         guard let old = oldTable else { return }
         let end = min(migrated + SharedIndex.migrationStep, oldMask + 1)
+        // Each move reads its key from the log: start loading those records together.
+        for index in migrated..<end {
+            let slot = old[index]
+            if slot > IndexFormat.deletedSlot, let segment = segment(IndexFormat.segment(slot)) {
+                let offset = Int(IndexFormat.offset(slot))
+                if offset < segment.indexReadLimit { kvf_prefetch(segment.base + offset) }
+            }
+        }
         for index in migrated..<end {
             let slot = old[index]
             if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }

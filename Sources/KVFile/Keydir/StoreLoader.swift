@@ -318,7 +318,7 @@ struct StoreLoader {
         for id in ids where id != activeID {
             try loadSealed(id, into: state)
         }
-        let hints = HintBuilder()
+        let hints = HintBuilder(keepsEntries: false)
         if let activeID { try loadActive(activeID, into: state, hints: hints) }
         try state.finishLoading()
         return hints

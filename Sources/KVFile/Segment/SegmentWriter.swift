@@ -195,7 +195,7 @@ final class SegmentWriter {
         state.add(next)
         pendingSeals.append(PendingSeal(segment: segment, hints: hints))
         segment = next
-        hints = HintBuilder()
+        hints = HintBuilder(keepsEntries: false)
         mappedBlock = 0
     }
 
@@ -241,7 +241,7 @@ final class SegmentWriter {
         let end = segment.length
         let list = GrowableBuffer(capacity: 1 << 12)
         BlockMap.listMarker.withUnsafeBytes { list.append($0) }
-        if !hints.sizesKnown { hints = try hints.completed(scanning: segment) }
+        if !hints.sizesKnown { hints = try hints.completed(scanning: segment) }  // after a crash: read them
         hints.forEachRecord { _, size in list.appendVarint(UInt64(size)) }
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
