@@ -117,11 +117,15 @@ final class BenchRunner: @unchecked Sendable {
     private func reopen() throws {
         try store?.close()
         store = nil
+        let anonymousBefore = Self.anonymousKilobytes() ?? 0
         let start = now()
         store = try Store(path: config.db, options: options)
         let seconds = now() - start
         let keys = store!.count
         print(padded("open") + " : " + String(format: "%11.3f s to open %d keys (%.0f keys/s)", seconds, keys, Double(keys) / max(seconds, 1e-9)))
+        // What the open store holds of its own (the index is in the page cache).
+        let anonymous = (Self.anonymousKilobytes() ?? 0) - anonymousBefore
+        print(padded("open memory") + " : " + String(format: "%.1f MB anonymous (%.1f bytes per key)", Double(anonymous) / 1024, Double(anonymous) * 1024 / Double(max(keys, 1))))
     }
 
     private func summary() throws {

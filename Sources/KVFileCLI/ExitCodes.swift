@@ -52,7 +52,7 @@ enum Remedy {
             return ". A write such as `kvfile put \(error.path ?? "STORE") KEY VALUE` creates it."
         case .locked:
             return ". Wait for that writer to finish, or allow a longer wait (--lock-timeout)."
-        case .capacityExhausted where error.message.contains("sequence numbers"):
+        case .capacityExhausted where error.message.contains("sequence numbers") || error.message.contains("segment numbers"):
             return "; copy it into a new store with `kvfile dump` and `kvfile load`."
         case .syncFailed, .storeRemoved:
             return ". Check the disk and the store directory, then run the command again."

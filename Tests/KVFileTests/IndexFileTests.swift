@@ -302,3 +302,15 @@ import Testing
         #expect(IndexFormat.tableBytes(capacity: 1024) == 8192 + 4096)
     }
 }
+
+@Suite struct IndexLimitTests {
+    /// Defect guard: a slot has 24 bits for the segment number; a store past
+    /// that must refuse to roll with an error, not name the wrong segment.
+    @Test func aSegmentNumberPastWhatASlotHoldsIsRefused() throws {
+        let dir = TemporaryDirectory()
+        #expect { try SegmentWriter.createSegment(id: IndexFormat.maxSegmentID + 1, baseSeq: 1, directory: dir.path, capacity: 4096) } throws: {
+            ($0 as? KVFileError)?.code == .capacityExhausted && ($0 as? KVFileError)?.message.contains("segment numbers") == true
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "a file was made")
+    }
+}

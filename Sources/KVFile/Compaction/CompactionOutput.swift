@@ -64,6 +64,7 @@ final class CompactionOutput {
 
     private func startSegment() throws(KVFileError) {
         let id = allocateID()
+        try IndexFormat.checkSegmentID(id, store: directory)
         let path = directory + "/" + FileNames.segment(id) + FileNames.temporarySuffix
         let fd = try Syscalls.open(path, O_WRONLY | O_CREAT | O_TRUNC)
         createdPaths.append(path)

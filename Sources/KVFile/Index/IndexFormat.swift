@@ -82,6 +82,13 @@ enum IndexFormat {
     static let minCapacity = 1024
     /// Segment ids a slot can name.
     static let maxSegmentID = UInt32(1 << 24) - 1
+
+    /// Refuses a segment number a slot cannot name.
+    static func checkSegmentID(_ id: UInt32, store: String) throws(KVFileError) {
+        if id > maxSegmentID {
+            throw KVFileError(.capacityExhausted, "store \(store) has used up its segment numbers (the last is \(maxSegmentID))", path: store)
+        }
+    }
     static let slotsPerPage = pageSize / 8
 
     @inline(__always) static func tag(_ hash: UInt64) -> UInt64 { hash >> 57 }

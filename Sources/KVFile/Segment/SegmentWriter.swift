@@ -277,6 +277,7 @@ final class SegmentWriter {
 
     /// Creates an empty segment file with its header, durably, mapped for writing.
     static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int, durable: Bool = true) throws(KVFileError) -> Segment {
+        try IndexFormat.checkSegmentID(id, store: directory)
         let path = directory + "/" + FileNames.segment(id)
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
         do throws(KVFileError) {
