@@ -290,6 +290,11 @@ public final class Store: @unchecked Sendable {
     private func mendIndex(_ problem: IndexProbe, attempt: Int) throws(KVFileError) {
         try lock.withWriteLock { () throws(KVFileError) in
             try checkOpen()
+            if state.index.writable, case .pageDamaged(let at) = problem {
+                // The writer found a page of its index failing its checksum: it stops (the next open builds the index anew).
+                throw failure.record(KVFileError.corrupt(IndexedOpen.path(path), offset: at,
+                    "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
+            }
             guard state.index.path != nil, !state.index.writable else { return }
             if case .unknownSegment(let id) = problem, attempt < 64 {
                 // Opened by number (a writer rolls often); now and then the whole directory, to forget removed ones.
@@ -349,7 +354,10 @@ public final class Store: @unchecked Sendable {
             return
         }
         let ids = try loader.resolveSegments(names)
-        for id in state.segmentIDs where !ids.contains(id) { state.remove(id) }
+        // Forgotten only once their files are gone: a compaction's inputs are still named by slots until its switch-over.
+        let present = Set(FileNames.segmentIDs(in: names)).union(ids)
+        for id in state.segmentIDs where !present.contains(id) { state.remove(id) }
+        for segment in state.segments { segment.refreshReadLimit() }
         for id in ids where state.segment(id) == nil {
             do throws(KVFileError) {
                 try loader.openForIndex(id, into: state)
@@ -459,7 +467,9 @@ public final class Store: @unchecked Sendable {
             try failure.check()
             // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
-            guard let operation = try decide(state.index.lookup(key)) else { return nil }
+            let existing = state.index.lookup(key)
+            try checkIndexPages()
+            guard let operation = try decide(existing) else { return nil }
             let seq = state.nextSeq
             try Limits.checkSequence(seq, count: 1, store: path)
             receipt = WriteReceipt(seq: seq, operation: operation)
@@ -521,6 +531,7 @@ public final class Store: @unchecked Sendable {
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
             let records = BatchPlanner.plan(batch, keydir: state.index)
+            try checkIndexPages()
             if records.isEmpty { return nil }
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             timestamp = Syscalls.wallClockMilliseconds()
@@ -564,6 +575,15 @@ public final class Store: @unchecked Sendable {
         }
         guard let position else { return }
         try afterWrite(position, now: timestamp)
+    }
+
+    /// Under the write lock, after the lookups of a write: a page of the index
+    /// that failed its checksum stops the writer before it writes anything.
+    @inline(__always)
+    private func checkIndexPages() throws(KVFileError) {
+        guard let at = state.index.damagedPage else { return }
+        throw failure.record(KVFileError.corrupt(IndexedOpen.path(path), offset: at,
+            "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
     }
 
     /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.

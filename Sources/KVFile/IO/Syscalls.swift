@@ -235,8 +235,8 @@ enum Syscalls {
         let code = faults?.takeSpace(to - from) == false ? ENOSPC : kvf_fallocate(fd, Int64(from), Int64(to - from))
         if code == 0 { return }
         if code == EOPNOTSUPP || code == ENOSYS {
-            // A file system without fallocate: grow the file; blocks come on first write.
-            try ftruncate(fd, to, path: path)
+            // A file system without fallocate: grow the file (never shrink it); blocks come on first write.
+            if try fileSize(fd, path: path) < to { try ftruncate(fd, to, path: path) }
             return
         }
         throw ioError("cannot reserve \(to - from) bytes in", path, code)

@@ -22,6 +22,7 @@
 //   128  next seq     u64: the sequence number the next write gets
 //   136  region end   u64: bytes of the file tables may use (grows with them)
 //   144  changes      u64: odd while the writer applies a write (a batch is applied whole)
+//   152  highest      u64: the highest segment number ever handed out (none is used twice)
 //   176  segment-table page CRCs: 32 × u32 (valid in state 1)
 //  4092  header crc   u32: CRC-32C of bytes 0..<4092 (valid in state 1)
 //
@@ -65,6 +66,7 @@ enum IndexFormat {
     static let nextSeqAt = 128
     static let regionEndAt = 136
     static let changesAt = 144
+    static let highestSegmentAt = 152
     static let segmentPageCRCsAt = 176
     static let headerCRCAt = 4092
 

@@ -46,7 +46,12 @@ enum IndexedOpen {
         let state = StoreState(directory: loader.directory, index: index)
         let wasOpen = index.state == IndexFormat.stateOpen
         index.markOpen()
-        if wasOpen { index.markAllPagesDirty() } else { index.markPagesClean() }
+        if wasOpen {
+            index.markAllPagesDirty()
+        } else {
+            index.markPagesClean()
+            index.checkPagesWhenRead()
+        }
         var activeID: UInt32?
         for id in ids.reversed() where try !loader.isCompactionOutput(id) {
             activeID = id
@@ -61,6 +66,16 @@ enum IndexedOpen {
         state.nextSeq = max(1, index.nextSeq)
         // Every segment is open before any record is applied: a probe reads the keys of the records slots name.
         for id in ids { try loader.openForIndex(id, into: state) }
+        // A step of a resize the last writer died in is finished before anything else changes the table.
+        if wasOpen { index.finishInterruptedMigrationStep() }
+        // What the index lacks is read in log order (each record newer than what the index holds), as one
+        // change readers see whole, without the deletion marks of a build.
+        index.beginChange()
+        state.appliesInLogOrder = true
+        defer {
+            state.appliesInLogOrder = false
+            index.endChange()
+        }
         for id in ids where id != activeID {
             let compacted = try loader.isCompactionOutput(id)
             if id < endSegment || compacted {
@@ -75,7 +90,6 @@ enum IndexedOpen {
             hints = try loader.loadActive(activeID, into: state, hints: hints, resumeAt: activeID == endSegment ? endOffset : nil) ?? hints
         }
         try checkSegmentsMatch(state)
-        if wasOpen { index.finishInterruptedMigrationStep() }
         try state.finishLoading()
         state.recomputeOldestSeq()
         state.newestSeq = state.nextSeq - 1
@@ -84,8 +98,9 @@ enum IndexedOpen {
 
     /// Each segment is the file the index was made with (its header checksum
     /// is in the segment table), and a sealed one still has the size it was sealed with.
-    private static func checkSegmentsMatch(_ state: StoreState) throws(KVFileError) {
+    private static func checkSegmentsMatch(_ state: StoreState, requireEntries: Bool = true) throws(KVFileError) {
         for segment in state.segments {
+            if segment.indexEntry == nil && !requireEntries { continue }
             guard let entry = segment.indexEntry, UnsafeRawPointer(entry).loadLE(at: 4, as: UInt32.self) == segment.header.checksum else {
                 throw KVFileError.corrupt(path(state.directory), offset: IndexFormat.segmentTableAt,
                                           "the index's segment table does not describe \(FileNames.segment(segment.id))")
@@ -102,8 +117,13 @@ enum IndexedOpen {
     /// Opens the store for a reader through the index file; nil when there is
     /// none or it does not match the log (the caller builds an index in memory).
     static func openReader(names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState? {
-        guard names.contains(IndexFormat.fileName),
-              let index = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+        guard names.contains(IndexFormat.fileName), var index = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+        // A writer replacing the file marks the old one before it renames the new one into place.
+        for _ in 0..<5 where index.state == IndexFormat.stateReplaced {
+            Syscalls.sleep(milliseconds: 2)
+            guard let again = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+            index = again
+        }
         var names = names
         for _ in 0..<20 {
             let ids = try loader.resolveSegments(names)
@@ -111,7 +131,8 @@ enum IndexedOpen {
             do throws(KVFileError) {
                 let state = StoreState(directory: loader.directory, index: index)
                 for id in ids { try loader.openForIndex(id, into: state) }
-                try checkSegmentsMatch(state)
+                // While a writer has it open, a segment it is making (a roll, compaction's outputs) may have no entry yet.
+                try checkSegmentsMatch(state, requireEntries: index.state == IndexFormat.stateClosed)
                 if index.state == IndexFormat.stateClosed {
                     // Closed cleanly: the log must end where the index says.
                     guard let active = state.activeSegment, let end = active.closedRecordsEnd(),
@@ -136,8 +157,8 @@ enum IndexedOpen {
         switch index.state {
         case IndexFormat.stateClosed:
             guard index.headerChecksumHolds else { return "its header fails its checksum" }
-            // A writer checks every page now; readers check each page they read, when they read it.
-            if writer, let bad = index.firstBadPage() { return "the page at offset \(bad) fails its checksum" }
+            // The segment table is checked now; pages of slots when they are first read.
+            if let bad = index.firstBadSegmentTablePage() { return "the page at offset \(bad) fails its checksum" }
             guard index.listedSegments() == ids else { return "it lists other segments than the directory holds" }
         case IndexFormat.stateOpen:
             // Left open: by a writer at work now, or one that died; in this boot the page cache holds all it did.

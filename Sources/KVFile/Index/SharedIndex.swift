@@ -77,6 +77,15 @@ final class SharedIndex: @unchecked Sendable {
     /// Slots that named no record while the writer probed past them (the index disagrees with the log).
     private(set) var damagedSlots = 0
 
+    /// The writer of an index closed cleanly checks each page of the table it
+    /// found against its checksum the first time it reads it (so opening costs
+    /// no pass over the file): that table, and the pages checked so far.
+    private var uncheckedSlots: UnsafeMutablePointer<UInt64>?
+    private var checkedPages: UnsafeMutablePointer<UInt64>?
+    /// The first page of it found to fail its checksum (file offset): the
+    /// index is then replaced at the next open, and this writer refuses writes.
+    private(set) var damagedPage: Int?
+
     // MARK: opening
 
     private init(path: String?, fd: Int32, base: UnsafeMutableRawPointer, writable: Bool, seed: UInt64) {
@@ -90,6 +99,7 @@ final class SharedIndex: @unchecked Sendable {
     }
 
     deinit {
+        checkedPages?.deallocate()
         munmap(base, IndexFormat.addressSpace)
         if fd >= 0 { Syscalls.close(fd) }
     }
@@ -115,7 +125,8 @@ final class SharedIndex: @unchecked Sendable {
             throw error
         }
         let capacity = capacity(for: expectedKeys)
-        try Syscalls.ftruncate(fd, IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
+        // Space reserved, not a hole: a store into the mapping must never fault on a full disk.
+        try Syscalls.reserve(fd, from: 0, to: IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
         index.initializeHeader(capacity: capacity)
         return index
     }
@@ -243,26 +254,35 @@ final class SharedIndex: @unchecked Sendable {
     /// The layout as the header tells it, read consistently (a seqlock: the
     /// writer makes `layout` odd while it changes the fields).
     func readLayout() -> Layout {
-        var spins = 0
-        while true {
+        readSettledLayout() ?? Layout(
+            tableOffset: Int(header(IndexFormat.tableAt)), capacity: Int(header(IndexFormat.capacityAt)),
+            oldTableOffset: Int(header(IndexFormat.oldTableAt)), oldCapacity: Int(header(IndexFormat.oldCapacityAt)))
+    }
+
+    /// The layout, or nil when it stays mid-change (a writer died while
+    /// changing it: a probe then reports the index replaced, and the reader opens the store again).
+    func readSettledLayout() -> Layout? {
+        // The writer's own view, once it has taken the file's (`adoptLayout`).
+        if writable && mask > 0 { return currentLayout }
+        for spin in 0..<20_000 {
             let before = kvf_load_acquire_u64(base + IndexFormat.layoutAt)
             let layout = Layout(
                 tableOffset: Int(header(IndexFormat.tableAt)), capacity: Int(header(IndexFormat.capacityAt)),
                 oldTableOffset: Int(header(IndexFormat.oldTableAt)), oldCapacity: Int(header(IndexFormat.oldCapacityAt)))
-            let after = kvf_load_acquire_u64(base + IndexFormat.layoutAt)
+            kvf_fence_acquire()
+            let after = kvf_load_relaxed_u64(base + IndexFormat.layoutAt)
             if before & 1 == 0 && before == after { return layout }
-            spins += 1
-            // A writer that died halfway through a change leaves it odd: the validator rebuilds such an index.
-            if spins > 1_000_000 { return layout }
-            if spins > 100 { sched_yield() }
+            if spin > 100 { sched_yield() }
         }
+        return nil
     }
 
     private var layoutVersion: UInt64 { kvf_load_acquire_u64(base + IndexFormat.layoutAt) }
 
     private func publish(_ layout: Layout, migrated: Int) {
         let version = header(IndexFormat.layoutAt)
-        kvf_store_release_u64(base + IndexFormat.layoutAt, version | 1)
+        kvf_store_relaxed_u64(base + IndexFormat.layoutAt, version | 1)
+        kvf_fence_release()
         setHeader(IndexFormat.tableAt, UInt64(layout.tableOffset))
         setHeader(IndexFormat.capacityAt, UInt64(layout.capacity))
         setHeader(IndexFormat.oldTableAt, UInt64(layout.oldTableOffset))
@@ -350,7 +370,9 @@ final class SharedIndex: @unchecked Sendable {
     private func record(_ slot: UInt64) -> (key: UnsafeRawBufferPointer, header: RecordHeader)? {
         guard let segment = segment(IndexFormat.segment(slot)) else { return nil }
         let offset = Int(IndexFormat.offset(slot))
-        let limit = segment.indexReadLimit
+        var limit = segment.indexReadLimit
+        // A reader: the writer may have appended past the size seen.
+        if !writable && offset + 64 > limit { limit = segment.refreshReadLimit() }
         guard offset >= RecordFormat.segmentHeaderSize, offset < limit,
               let header = RecordCodec.peek(segment.base + offset, available: limit - offset) else { return nil }
         return (UnsafeRawBufferPointer(start: segment.base + offset + header.keyOffset, count: header.keyLength), header)
@@ -364,6 +386,48 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Marks a key deleted while an index is built (the slot names its tombstone).
     private static let markBit: UInt64 = 1 << 63
+
+    // MARK: pages checked on first read (the writer)
+
+    /// Starts checking each page of the current table on its first read (an index closed cleanly).
+    func checkPagesWhenRead() {
+        guard writable, path != nil, oldTable == nil else { return }
+        let words = (mask + 1) / IndexFormat.slotsPerPage / 64 + 1
+        checkedPages = .allocate(capacity: words)
+        checkedPages!.initialize(repeating: 0, count: words)
+        uncheckedSlots = table
+    }
+
+    /// Reads a slot the writer is about to rely on; the page is checked first when it was never read.
+    @inline(__always)
+    private func load(_ slots: UnsafeMutablePointer<UInt64>, _ index: Int) -> UInt64 {
+        if slots == uncheckedSlots { checkPage(of: index) }
+        return kvf_load_acquire_u64(slots + index)
+    }
+
+    private func checkPage(of index: Int) {
+        guard let checkedPages, let slots = uncheckedSlots else { return }
+        let page = index / IndexFormat.slotsPerPage
+        let bit: UInt64 = 1 << UInt64(page & 63)
+        if checkedPages[page >> 6] & bit != 0 { return }
+        let capacity = slots == table ? mask + 1 : oldMask + 1
+        let tableOffset = UnsafeRawPointer(slots) - UnsafeRawPointer(base)
+        let at = tableOffset + page * IndexFormat.pageSize
+        let stored = UnsafeRawPointer(base + tableOffset + capacity * 8).loadLE(at: page * 4, as: UInt32.self)
+        checkedPages[page >> 6] |= bit
+        guard CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != stored, damagedPage == nil else { return }
+        damagedPage = at
+        // Readers that map the file stop trusting it at once; the next writer builds it anew.
+        retire()
+    }
+
+    /// The table checked page by page is gone (a resize emptied it).
+    private func forgetUncheckedTable(_ slots: UnsafeMutablePointer<UInt64>) {
+        guard slots == uncheckedSlots else { return }
+        uncheckedSlots = nil
+        checkedPages?.deallocate()
+        checkedPages = nil
+    }
 
     // MARK: probing
 
@@ -386,7 +450,7 @@ final class SharedIndex: @unchecked Sendable {
         let tag = IndexFormat.tag(hash)
         probes = 0
         while probes <= mask {
-            let slot = kvf_load_acquire_u64(table + index)
+            let slot = load(table, index)
             if slot == IndexFormat.emptySlot { return .none }
             if slot != IndexFormat.deletedSlot && IndexFormat.slotTag(slot) == tag {
                 switch match(slot, key) {
@@ -452,7 +516,9 @@ final class SharedIndex: @unchecked Sendable {
     func probe(_ key: UnsafeRawBufferPointer) -> IndexProbe {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
         if writable {
-            if case .at(_, _, let slot, let header) = findWriting(key, hash: hash) { return .found(SharedIndex.location(slot, header)) }
+            let found = findWriting(key, hash: hash)
+            if let damagedPage { return .pageDamaged(damagedPage) }
+            if case .at(_, _, let slot, let header) = found { return .found(SharedIndex.location(slot, header)) }
             return .notFound
         }
         if state == IndexFormat.stateReplaced { return .replaced }
@@ -463,7 +529,7 @@ final class SharedIndex: @unchecked Sendable {
     private func probeShared(_ key: UnsafeRawBufferPointer, hash: UInt64) -> IndexProbe {
         while true {
             let version = layoutVersion
-            let layout = readLayout()
+            guard let layout = readSettledLayout() else { return .replaced }
             for (offset, capacity) in [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)] where offset != 0 {
                 var probes = 0
                 let found = find(key, hash: hash, in: (base + offset).assumingMemoryBound(to: UInt64.self), mask: capacity - 1, probes: &probes)
@@ -490,6 +556,7 @@ final class SharedIndex: @unchecked Sendable {
     /// makes the checksums stale, and is trusted instead).
     private func verifyPages(tableOffset: Int, capacity: Int, first: Int, probes: Int) -> Int? {
         guard state == IndexFormat.stateClosed else { return nil }
+        kvf_fence_acquire()
         let pages = capacity / IndexFormat.slotsPerPage
         let firstPage = first / IndexFormat.slotsPerPage
         let lastPage = (first + probes) / IndexFormat.slotsPerPage
@@ -572,7 +639,7 @@ final class SharedIndex: @unchecked Sendable {
                    verifyPages(tableOffset: offset, capacity: capacity, first: index, probes: 0) != nil {
                     return unreadable + capacity
                 }
-                let slot = kvf_load_acquire_u64(slots + index)
+                let slot = writable ? load(slots, index) : kvf_load_acquire_u64(slots + index)
                 if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
                 guard let (key, header) = record(slot) else {
                     unreadable += 1
@@ -628,7 +695,7 @@ final class SharedIndex: @unchecked Sendable {
         var index = Int(truncatingIfNeeded: hash) & mask
         var probes = 0
         while true {
-            let slot = table[index]
+            let slot = load(table, index)
             if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { break }
             index = (index + 1) & mask
             probes += 1
@@ -652,7 +719,7 @@ final class SharedIndex: @unchecked Sendable {
         let old = SharedIndex.location(slot, header)
         let slotMask = slots == table ? mask : oldMask
         // An empty next slot ends every probe through this one, so this one can be empty too.
-        if slots[(index + 1) & slotMask] == IndexFormat.emptySlot {
+        if load(slots, (index + 1) & slotMask) == IndexFormat.emptySlot {
             store(IndexFormat.emptySlot, in: slots, at: index)
         } else {
             store(IndexFormat.deletedSlot, in: slots, at: index)
@@ -687,9 +754,18 @@ final class SharedIndex: @unchecked Sendable {
         return (true, nil)
     }
 
-    /// False when `newKeys` more keys would not fit.
+    /// The last resize could not get its space: the table fills until one can.
+    private var resizeFailed = false
+
+    /// False when `newKeys` more keys would not fit: past the largest table,
+    /// or past 90% of this one when it could not grow (a full disk).
     func hasRoom(forNewKeys newKeys: Int) -> Bool {
-        (count + newKeys) * 10 <= IndexFormat.maxCapacity * 7
+        if (count + newKeys) * 10 > IndexFormat.maxCapacity * 7 { return false }
+        if resizeFailed {
+            if (count + deletedSlots + newKeys) * 10 > (mask + 1) * 7 { resize() }
+            if resizeFailed && (count + deletedSlots + newKeys) * 10 > (mask + 1) * 9 { return false }
+        }
+        return true
     }
 
     // MARK: growth
@@ -706,13 +782,16 @@ final class SharedIndex: @unchecked Sendable {
         // The space before the table when the new one fits there (it was released when emptied), else after it.
         let place = IndexFormat.tablesStart + bytes <= current.tableOffset ? IndexFormat.tablesStart : currentEnd
         let end = place + bytes
-        if end > Int(header(IndexFormat.regionEndAt)) {
-            if let path {
-                // Without room the table stays and keeps filling; `hasRoom` refuses keys before it is full.
-                guard (try? Syscalls.ftruncate(fd, end, path: path)) != nil else { return }
+        if let path {
+            // Reserved before it is used (also space a released table left): a store must never fault on a full disk.
+            // Without it the table stays and keeps filling; `hasRoom` refuses new keys before it is full.
+            guard (try? Syscalls.reserve(fd, from: place, to: end, path: path)) != nil else {
+                resizeFailed = true
+                return
             }
-            setHeader(IndexFormat.regionEndAt, UInt64(end))
         }
+        resizeFailed = false
+        if end > Int(header(IndexFormat.regionEndAt)) { setHeader(IndexFormat.regionEndAt, UInt64(end)) }
         let layout = Layout(tableOffset: place, capacity: capacity, oldTableOffset: current.tableOffset, oldCapacity: current.capacity)
         publish(layout, migrated: 0)
         adoptLayout(layout)
@@ -728,7 +807,7 @@ final class SharedIndex: @unchecked Sendable {
         let end = min(migrated + SharedIndex.migrationStep, oldMask + 1)
         // Each move reads its key from the log: start loading those records together.
         for index in migrated..<end {
-            let slot = old[index]
+            let slot = load(old, index)
             if slot > IndexFormat.deletedSlot, let segment = segment(IndexFormat.segment(slot)) {
                 let offset = Int(IndexFormat.offset(slot))
                 if offset < segment.indexReadLimit { kvf_prefetch(segment.base + offset) }
@@ -763,6 +842,7 @@ final class SharedIndex: @unchecked Sendable {
         layout.oldTableOffset = 0
         layout.oldCapacity = 0
         publish(layout, migrated: 0)
+        forgetUncheckedTable(old)
         oldTable = nil
         oldMask = 0
         oldDirtyPages = []
@@ -804,14 +884,20 @@ final class SharedIndex: @unchecked Sendable {
     /// Writes the page checksums of changed pages and the header's, marks the
     /// index closed cleanly and syncs it. The log must be synced before.
     func closeCleanly() throws(KVFileError) {
-        guard let path else { return }
+        // A damaged index stays replaced: the next writer builds it anew.
+        guard let path, damagedPage == nil else { return }
         while oldTable != nil { migrateSome() }
         let layout = currentLayout
         writePageChecksums(tableOffset: layout.tableOffset, capacity: layout.capacity, dirty: allPagesDirty ? nil : dirtyPages)
+        // First every page and its checksum on disk, then the header that says so: a power loss in
+        // between leaves the header of the last close (or one left open), never one over older pages.
+        try Syscalls.fdatasync(fd, path: path)
         for page in 0..<IndexFormat.segmentTablePages {
             let crc = CRC32C.checksum(UnsafeRawPointer(base + IndexFormat.segmentTableAt + page * IndexFormat.pageSize), IndexFormat.pageSize)
             base.storeLE(crc, at: IndexFormat.segmentPageCRCsAt + page * 4)
         }
+        setHeader(IndexFormat.changesAt, (header(IndexFormat.changesAt) | 1) &+ 1)
+        kvf_fence_release()
         base.storeLE(IndexFormat.stateClosed, at: IndexFormat.stateAt)
         storeBoot()
         base.storeLE(CRC32C.checksum(UnsafeRawPointer(base), IndexFormat.headerCRCAt), at: IndexFormat.headerCRCAt)
@@ -834,6 +920,15 @@ final class SharedIndex: @unchecked Sendable {
         CRC32C.checksum(UnsafeRawPointer(base), IndexFormat.headerCRCAt) == header32(IndexFormat.headerCRCAt)
     }
 
+    /// For an index closed cleanly: the first page of the segment table whose checksum does not hold, as a file offset.
+    func firstBadSegmentTablePage() -> Int? {
+        for page in 0..<IndexFormat.segmentTablePages {
+            let at = IndexFormat.segmentTableAt + page * IndexFormat.pageSize
+            if CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != header32(IndexFormat.segmentPageCRCsAt + page * 4) { return at }
+        }
+        return nil
+    }
+
     /// For an index closed cleanly: the first page (of the segment table or
     /// of a slot table) whose checksum does not hold, as a file offset.
     func firstBadPage() -> Int? {
@@ -853,7 +948,20 @@ final class SharedIndex: @unchecked Sendable {
 
     // MARK: the segment table
 
-    /// The segment table entry of `id`, made when `create`; nil when there is none (or no room).
+    /// Publishes a new entry (made by `segmentEntry(_:create:)`) under `id`, its header checksum stored first.
+    func publishSegmentEntry(_ entry: UnsafeMutableRawPointer, id: UInt32, headerChecksum: UInt32) {
+        entry.storeLE(headerChecksum, at: 4)
+        kvf_fence_release()
+        entry.storeLE(id, at: 0)
+    }
+
+    /// The highest segment number ever handed out in this store (so none is used twice, even after compaction removed it).
+    var highestSegmentID: UInt32 {
+        get { UInt32(truncatingIfNeeded: header(IndexFormat.highestSegmentAt)) }
+        set { if writable { setHeader(IndexFormat.highestSegmentAt, UInt64(newValue)) } }
+    }
+
+    /// The segment table entry of `id`, made (unpublished) when `create`; nil when there is none (or no room).
     func segmentEntry(_ id: UInt32, create: Bool) -> UnsafeMutableRawPointer? {
         var free: UnsafeMutableRawPointer?
         for index in 0..<IndexFormat.segmentEntries {
@@ -865,7 +973,6 @@ final class SharedIndex: @unchecked Sendable {
         guard create, writable, let free else { return nil }
         memset(free, 0, IndexFormat.segmentEntrySize)
         free.storeLE(UInt64.max, at: 8)
-        free.storeLE(id, at: 0)
         return free
     }
 

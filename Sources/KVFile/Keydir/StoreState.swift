@@ -37,9 +37,11 @@ final class StoreState {
     private var lastAllocatedID: UInt32 = 0
     var highestSegmentID: UInt32 { max(segmentIDs.last ?? 0, lastAllocatedID) }
 
-    /// A segment number no other file has or will get (writer rolls and compaction share it).
+    /// A segment number no other file has or will get (writer rolls and compaction share it),
+    /// above every number the index knows was handed out (a removed file's number is not used again).
     func allocateSegmentID() -> UInt32 {
-        lastAllocatedID = highestSegmentID + 1
+        lastAllocatedID = max(highestSegmentID, index.highestSegmentID) + 1
+        index.highestSegmentID = lastAllocatedID
         return lastAllocatedID
     }
 
@@ -74,9 +76,9 @@ final class StoreState {
             segment.indexEntry = entry
         } else if index.writable, let entry = index.segmentEntry(segment.id, create: true) {
             let counts = (segment.liveBytes, segment.minSeq, segment.hintBytes)
-            entry.storeLE(segment.header.checksum, at: 4)
             segment.indexEntry = entry
             (segment.liveBytes, segment.minSeq, segment.hintBytes) = counts
+            index.publishSegmentEntry(entry, id: segment.id, headerChecksum: segment.header.checksum)
         }
     }
 
@@ -112,8 +114,30 @@ final class StoreState {
     /// Applies a record met while loading or catching up, in any file order:
     /// a record never overrides a newer one for its key, and deletions leave
     /// a mark until `finishLoading` so an older value met later cannot return.
+    /// True while a writer reads what its index lacks: records then come in
+    /// log order, each newer than what the index holds (see ``applyInLogOrder``).
+    var appliesInLogOrder = false
+
+    /// A record met while catching an index up in log order: it replaces an
+    /// older record of its key (a delete removes the key); a key the index has
+    /// a newer record of is left alone. No deletion marks: nothing older comes later.
+    private func applyInLogOrder(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+        let holder = segment(location.segment)
+        notice(seq: location.seq, in: holder)
+        if let existing = index.lookup(key), existing.seq >= location.seq { return }
+        let old: KeyLocation?
+        if operation == .deleted {
+            old = index.remove(key)
+        } else {
+            old = index.set(key, location)
+            holder?.liveBytes += Int(location.size)
+        }
+        if let old { segment(old.segment)?.liveBytes -= Int(old.size) }
+    }
+
     @inline(__always)
     func applyLoaded(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+        if appliesInLogOrder { return applyInLogOrder(key: key, operation: operation, location: location) }
         if let deferAbove, location.seq > deferAbove {
             // Copies made by compaction repeat a sequence number; the tailer skips repeats.
             deferred.append(DeferredRecord(seq: location.seq, operation: operation, location: location, key: Array(key)))

@@ -49,8 +49,9 @@ enum IndexCheck {
             }
         }
         if problems.isEmpty && shared.index.count != expected {
-            problems.append(CheckProblem(severity: .error, file: file, offset: IndexFormat.keysAt,
-                                         message: "the index counts \(shared.index.count) keys; the log holds \(expected)"))
+            // The counts are statistics a writer killed mid-write can leave off by that write; the slots are right.
+            problems.append(CheckProblem(severity: .warning, file: file, offset: IndexFormat.keysAt,
+                                         message: "the index counts \(shared.index.count) keys; the log holds \(expected) (the next rebuild recounts)"))
         }
         return problems
     }

@@ -46,7 +46,8 @@ final class Segment: @unchecked Sendable {
         set {
             guard let indexEntry else { return localCounts.hint = newValue }
             indexEntry.storeLE(UInt32(clamping: newValue), at: 28)
-            indexEntry.storeLE(UInt32(clamping: length), at: 24)
+            // Sealed: its size from now on (0 stays for a segment not sealed yet).
+            if newValue > 0 { indexEntry.storeLE(UInt32(clamping: length), at: 24) }
         }
     }
 
