@@ -110,10 +110,11 @@ enum IndexFormat {
         return (slotBytes + pages * 4 + pageSize - 1) / pageSize * pageSize
     }
 
-    /// The largest table: 2^31 slots (16 GiB), far beyond what 2^32-byte segments can fill.
-    static let maxCapacity = 1 << 31
-    /// The address space each process reserves for the file, so growth never remaps.
-    static let addressSpace = 1 << 38
+    /// The largest table: 2^28 slots (2 GiB; 188 million keys at 70% load).
+    static let maxCapacity = 1 << 28
+    /// The address space each process reserves for the file, so growth never remaps: room for
+    /// the largest table, the one it replaces and the space earlier ones left (it is only address space).
+    static let addressSpace = 1 << 34
 }
 
 /// This boot's id: an index left open by a writer that died in this boot is

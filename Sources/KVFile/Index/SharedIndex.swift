@@ -159,8 +159,10 @@ final class SharedIndex: @unchecked Sendable {
                              layout.oldTableOffset == 0 ? 0 : layout.oldTableOffset + IndexFormat.tableBytes(capacity: layout.oldCapacity))
             guard layout.capacity >= IndexFormat.minCapacity, layout.capacity <= IndexFormat.maxCapacity,
                   layout.capacity & (layout.capacity - 1) == 0, layout.tableOffset >= IndexFormat.tablesStart,
-                  layout.oldTableOffset == 0 || (layout.oldCapacity >= IndexFormat.minCapacity && layout.oldCapacity & (layout.oldCapacity - 1) == 0),
-                  needed <= size else {
+                  layout.oldTableOffset == 0 || (layout.oldTableOffset >= IndexFormat.tablesStart && layout.oldCapacity >= IndexFormat.minCapacity
+                      && layout.oldCapacity <= IndexFormat.maxCapacity && layout.oldCapacity & (layout.oldCapacity - 1) == 0),
+                  needed <= size, needed <= IndexFormat.addressSpace,
+                  index.header(IndexFormat.migratedAt) <= UInt64(layout.oldCapacity) else {
                 throw KVFileError.corrupt(path, offset: IndexFormat.tableAt, "the index file's tables do not fit in its \(size) bytes")
             }
             if writable { index.adoptLayout(layout) }
