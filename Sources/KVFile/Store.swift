@@ -26,7 +26,12 @@ public final class Store: @unchecked Sendable {
     public let options: StoreOptions
 
     let lock = ReadWriteLock()
-    var state: StoreState
+    var state: StoreState {
+        didSet { usesOwnIndex.store(writer == nil && state.index.path == nil, ordering: .relaxed) }
+    }
+    /// A reader whose index is its own (the shared file could not be used): it looks again now and then.
+    private let usesOwnIndex = Atomic<Bool>(false)
+    private let lastLookAtSharedIndex = Atomic<UInt64>(0)
     private var loader: StoreLoader
     /// nil for a read-only store.
     let writer: SegmentWriter?
@@ -89,6 +94,7 @@ public final class Store: @unchecked Sendable {
             state = try StoreDirectory.load(names: names, loader: &loader).state
         }
         self.loader = loader
+        usesOwnIndex.store(!writing && state.index.path == nil, ordering: .relaxed)
 
         if writing {
             if state.activeSegment == nil {
@@ -164,7 +170,23 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// A reader with an index of its own switches to the shared file once it can
+    /// be used (a writer built it, or rebuilt a damaged one): at most every 250 ms it looks.
+    @inline(__always)
+    private func lookAgainAtSharedIndex() {
+        guard usesOwnIndex.load(ordering: .relaxed) else { return }
+        let now = Syscalls.monotonicMilliseconds()
+        guard now &- lastLookAtSharedIndex.load(ordering: .relaxed) >= 250 else { return }
+        lastLookAtSharedIndex.store(now, ordering: .relaxed)
+        lock.withWriteLock {
+            guard !closed, state.index.path == nil, let names = try? Syscalls.listDirectory(path),
+                  let shared = try? IndexedOpen.openReader(names: names, loader: &loader) else { return }
+            state = shared
+        }
+    }
+
     private func get(raw key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8]? {
+        lookAgainAtSharedIndex()
         var attempt = 0
         while true {
             let (value, problem) = try lock.withReadLock { () throws(KVFileError) -> ([UInt8]?, IndexProbe?) in
@@ -184,6 +206,7 @@ public final class Store: @unchecked Sendable {
 
     /// Calls `body` under the read lock with where `key` lives (nil: nowhere).
     private func withLocation<R>(_ key: UnsafeRawBufferPointer, _ body: (KeyLocation?) throws -> R) throws -> R {
+        lookAgainAtSharedIndex()
         var attempt = 0
         while true {
             let (result, problem) = try lock.withReadLock { () throws -> (R?, IndexProbe?) in
@@ -263,7 +286,9 @@ public final class Store: @unchecked Sendable {
     /// always current (the reader only opens segments that appeared).
     public func refresh() throws(KVFileError) {
         guard writer == nil else { return }
-        if state.index.path != nil {
+        lastLookAtSharedIndex.store(0, ordering: .relaxed)
+        lookAgainAtSharedIndex()
+        if lock.withReadLock({ state.index.path != nil }) {
             // A shared index is always current: only segments may be new.
             return try lock.withWriteLock { () throws(KVFileError) in
                 try checkOpen()
@@ -319,6 +344,7 @@ public final class Store: @unchecked Sendable {
     /// index that writes keep changing (or that names new segments) looks
     /// again, and at last takes it from a point-in-time copy of its own.
     private func snapshot<R>(_ take: (StoreState) -> R?) throws(KVFileError) -> R {
+        lookAgainAtSharedIndex()
         for _ in 0..<3 {
             let taken = try lock.withReadLock { () throws(KVFileError) -> R? in
                 try checkOpen()

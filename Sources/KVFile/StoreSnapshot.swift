@@ -27,7 +27,8 @@ enum StoreSnapshot {
     /// `body`'s result, taken while no write was applied (a shared index; any other is guarded by the store's lock).
     private static func consistently<R>(_ state: StoreState, _ body: () -> R?) -> R? {
         if state.index.writable { return body() }
-        return state.index.readConsistently(attempts: 3, body) ?? nil
+        // A busy writer may keep changing it: a few walks, then the caller takes a copy of its own.
+        return state.index.readConsistently(attempts: 2000, walks: 3, body) ?? nil
     }
 }
 

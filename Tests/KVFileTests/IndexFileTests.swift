@@ -244,6 +244,34 @@ import Testing
         #expect(try Store(path: path, options: .reader).getString("a") == "new")
     }
 
+    /// A reader that had to build an index of its own (no usable file when it
+    /// opened) switches to the shared file once a writer has built it, and then
+    /// sees writes without `refresh()`.
+    @Test func aReaderWithAnIndexOfItsOwnMovesToTheSharedFileOnceThereIsOne() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let first = try Store(path: path, options: Self.options())
+        try first.put("a", "1")
+        try first.close()
+        forgetIndex(path)
+        let reader = try Store(path: path, options: .reader)
+        #expect(reader.state.index.path == nil)
+        #expect(try reader.getString("a") == "1")
+        let writer = try Store(path: path, options: Self.options())
+        try writer.put("b", "2")
+        let deadline = Date().addingTimeInterval(5)
+        var seen: String?
+        while seen == nil && Date() < deadline {
+            seen = try reader.getString("b")
+            if seen == nil { usleep(20_000) }
+        }
+        #expect(seen == "2")
+        #expect(reader.state.index.path != nil)
+        try writer.put("c", "3")
+        #expect(try reader.getString("c") == "3")
+        try writer.close()
+    }
+
     /// A reader in another Store (its own mapping, as another process has)
     /// reads while a writer overwrites, deletes, grows the table and compacts:
     /// every value it reads is one the key had, never older than one it read before.

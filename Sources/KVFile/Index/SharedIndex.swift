@@ -497,18 +497,23 @@ final class SharedIndex: @unchecked Sendable {
 
     /// For a reader: runs `body` until no write was applied meanwhile, and
     /// returns its result; nil when writes kept coming (after `attempts`).
-    func readConsistently<R>(attempts: Int = 1000, _ body: () throws -> R) rethrows -> R? {
+    /// With `walks`, `body` runs at most that many times (a walk of every key
+    /// costs), and only a result taken while nothing changed is returned.
+    func readConsistently<R>(attempts: Int = 1000, walks: Int? = nil, _ body: () throws -> R) rethrows -> R? {
+        var runs = 0
         for attempt in 0..<attempts {
             let before = kvf_load_acquire_u64(base + IndexFormat.changesAt)
             if before & 1 != 0 {
-                // A write is being applied: it takes microseconds (or its writer died: then go on after a while).
-                if attempt < attempts - 1 {
+                // A write is being applied: it takes microseconds (or its writer died: a lookup then goes on after a while).
+                if attempt < attempts - 1 || walks != nil {
                     if attempt > 16 { sched_yield() }
                     continue
                 }
             }
             let result = try body()
-            if kvf_load_acquire_u64(base + IndexFormat.changesAt) == before || attempt == attempts - 1 && before & 1 != 0 { return result }
+            runs += 1
+            if kvf_load_acquire_u64(base + IndexFormat.changesAt) == before || (walks == nil && attempt == attempts - 1 && before & 1 != 0) { return result }
+            if let walks, runs >= walks { return nil }
         }
         return nil
     }
