@@ -312,3 +312,40 @@ func copyStore(_ from: String, to: String) throws {
         #expect(try Data(contentsOf: URL(fileURLWithPath: hint)) == hintBefore)
     }
 }
+
+@Suite struct UnwrittenSegmentTests {
+    /// Defect (found by the power-loss twin once its workload grew): a power
+    /// loss during the seal of a segment rolled away, after a directory sync
+    /// made its name (and the next one's) durable but before its header reached
+    /// the disk, left an empty segment that is not the highest; every open then
+    /// failed with "segment header is truncated". Nothing in it was synced (a
+    /// seal syncs it before any later sync), so it is empty, like the active
+    /// segment whose creation was cut short.
+    @Test func anEmptySegmentBelowTheActiveOneIsEmptyNotDamage() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        options.autoCompaction = nil
+        let store = try Store(path: path, options: options)
+        var model: [[UInt8]: [UInt8]] = [:]
+        for i in 0..<200 {
+            try store.put(bytes("k\(i % 40)"), bytes("value \(i)"))
+            model[bytes("k\(i % 40)")] = bytes("value \(i)")
+        }
+        try store.close()
+        let highest = segmentFiles(path).compactMap { UInt32($0.prefix(8)) }.max()!
+        writeFile(path + "/" + FileNames.segment(highest + 1), [])  // header never written
+        writeFile(path + "/" + FileNames.segment(highest + 2), [UInt8](repeating: 0, count: 40))  // the one after it, too
+        simulateEarlierBoot(path)
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+        let report = try StoreCheck.run(path: path)
+        #expect(report.isHealthy, "\(report.problems)")
+        let writer = try Store(path: path, options: options)
+        #expect(try contents(writer) == model)
+        #expect(!FileManager.default.fileExists(atPath: path + "/" + FileNames.segment(highest + 1)))
+        try writer.put("after", "1")
+        try writer.close()
+        #expect(try StoreCheck.run(path: path).problems.filter { $0.severity == .error }.isEmpty)
+    }
+}

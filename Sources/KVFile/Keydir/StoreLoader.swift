@@ -57,6 +57,21 @@ struct StoreLoader {
         let size: Int
         do throws(KVFileError) {
             size = try Syscalls.fileSize(fd, path: segmentPath)
+            var unwritten = size < RecordFormat.segmentHeaderSize
+            if !unwritten && !temporaryOutputs.contains(id) { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+            var hasHint = false
+            if unwritten, let hint = try Syscalls.openIfExists(hintPath(id), O_RDONLY) {
+                Syscalls.close(hint)
+                hasHint = true
+            }
+            if unwritten && !temporaryOutputs.contains(id) && !hasHint {
+                // A segment rolled away whose header never reached the disk (a power loss before its
+                // seal's first sync): nothing in it was synced, and nothing after it either (a seal
+                // syncs it before any later sync). Empty; a writer removes the file.
+                Syscalls.close(fd)
+                if writer { try Syscalls.unlink(segmentPath) }
+                return
+            }
             let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
             // A seal cut short may have left the block map past the records: they end before it.
             let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd

@@ -99,7 +99,8 @@ public enum StoreCheck {
             let data = try FileBytes(path: segmentPath)
             guard let outcome = try checkSegmentBytes(data, path: segmentPath, id: id, isActive: isActive, hintPresent: hintPresent) else {
                 report.problems.append(CheckProblem(severity: .warning, file: name, offset: 0,
-                                                    message: "segment creation was cut short; the next writer finishes it"))
+                                                    message: isActive ? "segment creation was cut short; the next writer finishes it"
+                                                        : "a segment whose header never reached the disk (empty); the next writer removes it"))
                 report.segments += 1
                 return
             }
@@ -142,6 +143,10 @@ public enum StoreCheck {
         case .success(let decoded):
             header = decoded
         case .failure(.tooShort) where isActive:
+            return nil
+        case .failure where !hintPresent && (data.count < RecordFormat.segmentHeaderSize
+                                             || data.bytes.prefix(RecordFormat.segmentHeaderSize).allSatisfy { $0 == 0 }):
+            // Rolled away before its header reached the disk: empty, as open reads it (the next writer removes it).
             return nil
         case .failure(let failure):
             outcome.problems.append(CheckProblem(severity: .error, file: "", offset: 0, message: "bad segment header (\(failure))"))
