@@ -60,8 +60,12 @@ enum StoreDirectory {
             do {
                 let ids = try loader.resolveSegments(names)
                 let expected = expectedKeys > 0 ? expectedKeys : estimateRecords(loader.directory, ids: ids)
-                let index = try indexFile.map { (path) throws(KVFileError) in try SharedIndex.create(path: path, expectedKeys: expected) }
-                    ?? SharedIndex.anonymous(expectedKeys: expected)
+                let index: SharedIndex
+                if let indexFile {
+                    index = try SharedIndex.create(path: indexFile, expectedKeys: expected)
+                } else {
+                    index = try SharedIndex.anonymous(expectedKeys: expected)
+                }
                 let state = StoreState(directory: loader.directory, index: index)
                 state.deferAbove = deferAbove
                 let hints = try loader.loadAll(ids, into: state)

@@ -88,29 +88,40 @@ final class SharedIndex: @unchecked Sendable {
 
     // MARK: opening
 
-    private init(path: String?, fd: Int32, base: UnsafeMutableRawPointer, writable: Bool, seed: UInt64) {
+    /// Bytes of address space mapped at `base`: tables never reach past it.
+    private let reserved: Int
+
+    private init(path: String?, fd: Int32, base: UnsafeMutableRawPointer, writable: Bool, seed: UInt64, reserved: Int = IndexFormat.addressSpace) {
         self.path = path
         self.fd = fd
         self.base = base
         self.writable = writable
         self.seed = seed
+        self.reserved = reserved
         table = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
         mask = 0
     }
 
     deinit {
         checkedPages?.deallocate()
-        munmap(base, IndexFormat.addressSpace)
+        munmap(base, reserved)
         if fd >= 0 { Syscalls.close(fd) }
     }
 
     /// An empty index in anonymous memory, sized for `expectedKeys`.
-    static func anonymous(expectedKeys: Int = 0) -> SharedIndex {
-        let mapping = mmap(nil, IndexFormat.addressSpace, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
-        precondition(mapping != UnsafeMutableRawPointer(bitPattern: -1), "cannot reserve address space for an index")
-        let index = SharedIndex(path: nil, fd: -1, base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max))
-        index.initializeHeader(capacity: capacity(for: expectedKeys))
-        return index
+    static func anonymous(expectedKeys: Int = 0) throws(KVFileError) -> SharedIndex {
+        let capacity = capacity(for: expectedKeys)
+        let least = IndexFormat.tablesStart + 3 * IndexFormat.tableBytes(capacity: capacity * 2)
+        // All the address space the largest table needs, or (where the kernel will not
+        // reserve that much: strict overcommit, a ulimit) less, and then at most what fits.
+        for size in [IndexFormat.addressSpace, 1 << 32, 1 << 30, least] where size >= least {
+            let mapping = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            guard let mapping, mapping != UnsafeMutableRawPointer(bitPattern: -1) else { continue }
+            let index = SharedIndex(path: nil, fd: -1, base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max), reserved: size)
+            index.initializeHeader(capacity: capacity)
+            return index
+        }
+        throw KVFileError(.io, "cannot reserve \(least) bytes of memory for an index of \(expectedKeys) keys", errno: Glibc.errno)
     }
 
     /// Creates a new, empty index file at `path` (replacing one there), sized for `expectedKeys`.
@@ -789,6 +800,11 @@ final class SharedIndex: @unchecked Sendable {
         // The space before the table when the new one fits there (it was released when emptied), else after it.
         let place = IndexFormat.tablesStart + bytes <= current.tableOffset ? IndexFormat.tablesStart : currentEnd
         let end = place + bytes
+        if end > reserved {
+            // Past the address space this index could reserve: it stays and refuses new keys before it is full.
+            resizeFailed = true
+            return
+        }
         if let path {
             // Reserved before it is used (also space a released table left): a store must never fault on a full disk.
             // Without it the table stays and keeps filling; `hasRoom` refuses new keys before it is full.
