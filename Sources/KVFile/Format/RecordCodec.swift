@@ -40,6 +40,29 @@ enum RecordCodec {
     /// Decodes and checksums the record at `p`, reading at most `available` bytes.
     @inline(__always)
     static func decode(_ p: UnsafeRawPointer, available: Int) -> RecordDecodeResult {
+        let parsed = parseHeader(p, available: available)
+        if case .record(let header) = parsed, !checksumMatches(p, header) { return .invalid("checksum mismatch") }
+        return parsed
+    }
+
+    /// True when the record's stored CRC-32C matches its bytes.
+    @inline(__always)
+    static func checksumMatches(_ p: UnsafeRawPointer, _ header: RecordHeader) -> Bool {
+        CRC32C.checksum(p + 4, header.totalLength - 4) == p.loadLE(at: 0, as: UInt32.self)
+    }
+
+    /// The header of the record at `p` without checking the record's checksum
+    /// (an index probe compares keys this way), or nil when the bytes cannot
+    /// start a record that fits in `available`.
+    @inline(__always)
+    static func peek(_ p: UnsafeRawPointer, available: Int) -> RecordHeader? {
+        if case .record(let header) = parseHeader(p, available: available) { return header }
+        return nil
+    }
+
+    /// Every check of a record but its checksum.
+    @inline(__always)
+    private static func parseHeader(_ p: UnsafeRawPointer, available: Int) -> RecordDecodeResult {
         if available < 5 { return .incomplete }
         let kind = p.load(fromByteOffset: 4, as: UInt8.self)
         if kind & RecordFormat.reservedKindBits != 0 { return .invalid("reserved bits set in record kind byte") }
@@ -84,45 +107,7 @@ enum RecordCodec {
             headerLength: position)
         let total = header.totalLength
         if total > available { return .incomplete }
-        if !checksumMatches(p, header) { return .invalid("checksum mismatch") }
         return .record(header)
-    }
-
-    /// True when the record's stored CRC-32C matches its bytes.
-    @inline(__always)
-    static func checksumMatches(_ p: UnsafeRawPointer, _ header: RecordHeader) -> Bool {
-        CRC32C.checksum(p + 4, header.totalLength - 4) == p.loadLE(at: 0, as: UInt32.self)
-    }
-
-    /// The header of the record at `p` without checking the record's checksum
-    /// (an index probe compares keys this way), or nil when the bytes cannot
-    /// start a record that fits in `available`.
-    @inline(__always)
-    static func peek(_ p: UnsafeRawPointer, available: Int) -> RecordHeader? {
-        if available < 5 { return nil }
-        let kind = p.load(fromByteOffset: 4, as: UInt8.self)
-        guard kind & RecordFormat.reservedKindBits == 0, let operation = Operation(rawValue: kind & RecordFormat.opMask) else { return nil }
-        let compressed = kind & RecordFormat.flagLZ4 != 0
-        var position = 5
-        var fields: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
-        for index in 0..<(compressed ? 5 : 4) {
-            guard case .value(let v, let length) = Varint.read(p + position, available: available - position) else { return nil }
-            position += length
-            switch index {
-            case 0: fields.0 = v
-            case 1: fields.1 = v
-            case 2: fields.2 = v
-            case 3: fields.3 = v
-            default: fields.4 = v
-            }
-        }
-        guard fields.0 > 0, fields.0 <= RecordFormat.maxSeq, fields.2 > 0, fields.2 <= UInt64(RecordFormat.maxKeyLength),
-              fields.3 <= UInt64(RecordFormat.maxValueLength) + 1024, fields.4 <= UInt64(RecordFormat.maxValueLength) else { return nil }
-        let header = RecordHeader(
-            operation: operation, compressed: compressed, continues: kind & RecordFormat.flagContinued != 0,
-            seq: fields.0, timestamp: fields.1, keyLength: Int(fields.2), storedLength: Int(fields.3),
-            rawLength: Int(compressed ? fields.4 : fields.3), headerLength: position)
-        return header.totalLength <= available ? header : nil
     }
 
     /// The total length the record at the start of `bytes` declares, read

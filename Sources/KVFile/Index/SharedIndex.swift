@@ -764,11 +764,17 @@ final class SharedIndex: @unchecked Sendable {
     @inline(__always)
     func applyLoaded(_ key: UnsafeRawBufferPointer, _ location: KeyLocation) -> (applied: Bool, replaced: KeyLocation?) {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
-        if case .at(_, _, let slot, let header) = findWriting(key, hash: hash) {
+        migrateSome()
+        let value = IndexFormat.slot(segment: location.segment, offset: location.offset, hash: hash) | (location.isDeletionMark ? SharedIndex.markBit : 0)
+        if case .at(let slots, let index, let slot, let header) = findWriting(key, hash: hash) {
             if header.seq >= location.seq { return (false, nil) }
-            return (true, set(key, location) ?? SharedIndex.location(slot, header))
+            // Replaced where it was found (one probe, not a second one through `set`).
+            let old = SharedIndex.location(slot, header)
+            store(value, in: slots, at: index)
+            addCounts(keys: 0, bytes: Int(location.size) - Int(old.size))
+            return (true, old)
         }
-        set(key, location)
+        insertNew(value, hash: hash, size: Int(location.size))
         return (true, nil)
     }
 
@@ -955,10 +961,7 @@ final class SharedIndex: @unchecked Sendable {
     /// For an index closed cleanly: the first page (of the segment table or
     /// of a slot table) whose checksum does not hold, as a file offset.
     func firstBadPage() -> Int? {
-        for page in 0..<IndexFormat.segmentTablePages {
-            let at = IndexFormat.segmentTableAt + page * IndexFormat.pageSize
-            if CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != header32(IndexFormat.segmentPageCRCsAt + page * 4) { return at }
-        }
+        if let bad = firstBadSegmentTablePage() { return bad }
         let layout = readLayout()
         let pages = layout.capacity / IndexFormat.slotsPerPage
         let crcs = UnsafeRawPointer(base + layout.tableOffset + layout.capacity * 8)

@@ -3,7 +3,6 @@ final class StoreState {
     let directory: String
     let index: SharedIndex
     /// Open segments by id; nil where a number is unused.
-    private(set) var segmentsByID: [Segment?] = [nil]
     /// Ids of open segments, ascending.
     private(set) var segmentIDs: [UInt32] = []
     /// The segment writers append to (the highest-numbered one not written by compaction).
@@ -45,23 +44,16 @@ final class StoreState {
         return lastAllocatedID
     }
 
+    /// Open segments by id: the index's registry (it reads keys from them).
     @inline(__always)
-    func segment(_ id: UInt32) -> Segment? {
-        let index = Int(id)
-        return index < segmentsByID.count ? segmentsByID[index] : nil
-    }
+    func segment(_ id: UInt32) -> Segment? { index.segment(id) }
 
     func add(_ segment: Segment) {
-        let index = Int(segment.id)
-        if index >= segmentsByID.count {
-            segmentsByID.append(contentsOf: repeatElement(nil, count: index - segmentsByID.count + 1))
-        }
         // Replacing the one with its number (opened first without reading it): see `IndexedOpen`.
-        if segmentsByID[index] == nil {
+        if index.segment(segment.id) == nil {
             segmentIDs.append(segment.id)
             segmentIDs.sort()
         }
-        segmentsByID[index] = segment
         attach(segment)
         if !segment.isCompactionOutput && segment.id > (activeID ?? 0) { activeID = segment.id }
         nextSeq = max(nextSeq, segment.header.baseSeq)
@@ -85,7 +77,6 @@ final class StoreState {
     /// Forgets a segment (compaction replaced it). Its mapping lives on while something references it.
     func remove(_ id: UInt32) {
         guard let segment = segment(id) else { return }
-        segmentsByID[Int(id)] = nil
         segmentIDs.removeAll { $0 == id }
         index.removeSegment(id)
         if index.writable { index.dropSegmentEntry(id) }
@@ -95,7 +86,7 @@ final class StoreState {
         (segment.liveBytes, segment.minSeq, segment.hintBytes) = counts
     }
 
-    var segments: [Segment] { segmentIDs.compactMap { segmentsByID[Int($0)] } }
+    var segments: [Segment] { segmentIDs.compactMap { index.segment($0) } }
 
     /// Recomputes the oldest sequence number after segments were removed.
     func recomputeOldestSeq() {
@@ -122,17 +113,11 @@ final class StoreState {
     /// older record of its key (a delete removes the key); a key the index has
     /// a newer record of is left alone. No deletion marks: nothing older comes later.
     private func applyInLogOrder(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
-        let holder = segment(location.segment)
-        notice(seq: location.seq, in: holder)
-        if let existing = index.lookup(key), existing.seq >= location.seq { return }
-        let old: KeyLocation?
-        if operation == .deleted {
-            old = index.remove(key)
-        } else {
-            old = index.set(key, location)
-            holder?.liveBytes += Int(location.size)
+        if let existing = index.lookup(key), existing.seq >= location.seq {
+            notice(seq: location.seq, in: segment(location.segment))
+            return
         }
-        if let old { segment(old.segment)?.liveBytes -= Int(old.size) }
+        applyNewest(key: key, operation: operation, location: location)
     }
 
     @inline(__always)
