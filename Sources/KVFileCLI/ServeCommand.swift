@@ -8,7 +8,7 @@ import KVFileServeOptions
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve the store over HTTP: REST, KeyValueStore-service routes, and a Server-Sent Events change feed.",
+        abstract: "Serve the store over HTTP: REST, KeyValueStore-service routes, and its change feed as Server-Sent Events and Socket.IO.",
         discussion: """
             Runs kvfile-server (installed beside kvfile) as the store's one writer; \
             other processes can still read and watch the store directly. It prints \
@@ -27,9 +27,19 @@ struct ServeCommand: ParsableCommand {
               GET /v1/keys?prefix=P  NDJSON lines {"key":K,"value":V}, sorted
               GET /v1/stat           kvfile stat --json
               POST /v1/compact       kvfile compact, for the store the server holds
+              GET /v1/health         {"status":"ok","newest_seq":N}; 503 once a sync failed or the store was removed
               GET /v1/events         Server-Sent Events: id = seq, event = topic, \
             data = the kvfile watch JSON; resume with Last-Event-ID or ?since=SEQ, \
-            ?from_start=1, ?topic=kvs_created,kvs_deleted.
+            ?from_start=1, ?topic=kvs_created,kvs_deleted, ?prefix=P.
+              POST /v1/events/ticket a one-time ticket for a browser's EventSource: \
+            /v1/events?ticket=T within a minute, so the token stays out of URLs.
+              /socket.io/            Socket.IO (long-polling), as the KeyValueStore \
+            service's subscribe: Connected, then one Update event per change, \
+            "Key: K Created with Value: V", "Key: K Updated with Value: V" or "Key: K Deleted"; \
+            ?prefix=P on the connect URL.
+            While listening on loopback, only the Host names localhost, 127.0.0.1 \
+            and [::1] are served (more with --allow-host). Browsers get CORS only \
+            for --cors-origin origins.
             Percent-encode reserved bytes of KEY (/ as %2F). Errors are JSON \
             {"error": CODE, "message": TEXT} with a status code.
 
@@ -38,6 +48,7 @@ struct ServeCommand: ParsableCommand {
               KVFILE_TOKEN=s3cret kvfile serve ./cache.kv --host 0.0.0.0 --port 8080
               curl -X PUT --data-binary @logo.png -H 'Content-Type: image/png' localhost:5000/v1/keys/logo
               curl -N localhost:5000/v1/events
+              HOST=http://localhost:5000/ kvstore subscribe
 
             Exit status: as for the other commands; 69 when kvfile-server is not \
             found, 74 when the address cannot be bound.

@@ -46,6 +46,14 @@ public struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Events a subscriber may fall behind before it is disconnected.", valueName: "n"))
     public var subscriberBacklog: Int = 10_000
 
+    @Option(name: .long, help: ArgumentHelp("Socket.IO subscribers: seconds between the server's pings.", valueName: "seconds"))
+    public var pingInterval: Int = 25
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Socket.IO subscribers: seconds a client may leave a ping unanswered before it is dropped (its client reconnects).",
+        valueName: "seconds"))
+    public var pingTimeout: Int = 20
+
     @Option(name: .long, help: ArgumentHelp("trace, debug (one line per request), info, warning or error.", valueName: "level"))
     public var logLevel: String = "info"
 
@@ -73,6 +81,8 @@ public struct ServeOptions: ParsableArguments {
         }
         if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }
         if subscriberBacklog < 1 { throw ValidationError("--subscriber-backlog must be at least 1") }
+        if !(1...3600).contains(pingInterval) { throw ValidationError("--ping-interval must be 1 to 3600 seconds, not \(pingInterval)") }
+        if !(1...3600).contains(pingTimeout) { throw ValidationError("--ping-timeout must be 1 to 3600 seconds, not \(pingTimeout)") }
         if !Self.logLevels.contains(logLevel) {
             throw ValidationError("--log-level takes \(Self.logLevels.joined(separator: ", ")), not '\(logLevel)'")
         }
@@ -82,7 +92,8 @@ public struct ServeOptions: ParsableArguments {
     public var arguments: [String] {
         var result = [store, "--host", host, "--port", String(port), "--max-body", String(maxBody),
                       "--durability", durability, "--lock-timeout", String(lockTimeout),
-                      "--subscriber-backlog", String(subscriberBacklog), "--log-level", logLevel]
+                      "--subscriber-backlog", String(subscriberBacklog), "--ping-interval", String(pingInterval),
+                      "--ping-timeout", String(pingTimeout), "--log-level", logLevel]
         if let token { result += ["--token", token] }
         for name in allowHost { result += ["--allow-host", name] }
         for origin in corsOrigin { result += ["--cors-origin", origin] }

@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     public var replayEvents = 4096
     /// Interval of SSE keep-alive comments, in seconds.
     public var keepAliveSeconds = 15
+    /// Socket.IO: how often the server pings a client, in seconds.
+    public var pingIntervalSeconds = 25
+    /// Socket.IO: how long a client may leave a ping unanswered before it is dropped, in seconds.
+    public var pingTimeoutSeconds = 20
     /// Log level (request lines at debug).
     public var logLevel: Logger.Level = .info
     /// Host names accepted besides the loopback ones while bound to loopback.

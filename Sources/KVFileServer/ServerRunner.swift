@@ -35,10 +35,15 @@ public enum ServerRunner {
         let committer = configuration.durability == .always
             ? DurableCommitter { try contentTypes.sync(); try store.sync() }
             : nil
-        let service = KVService(store: store, contentTypes: contentTypes, committer: committer, hub: hub, configuration: configuration)
+        let socketIO = SocketIOServer(hub: hub, pingIntervalSeconds: configuration.pingIntervalSeconds,
+                                      pingTimeoutSeconds: configuration.pingTimeoutSeconds,
+                                      backlog: configuration.subscriberBacklog, logger: logger)
+        let service = KVService(store: store, contentTypes: contentTypes, committer: committer, hub: hub, socketIO: socketIO,
+                                configuration: configuration)
         let storePath = store.path
         let app = Application(
             responder: service,
+            server: .http1(additionalChannelHandlers: [HTTPFramingSetup()]),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "kvfile"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -51,9 +56,9 @@ public enum ServerRunner {
             },
             logger: logger
         )
-        // Shut down in reverse order: end event streams first, then let the HTTP server drain.
+        // Shut down in reverse order: end socket.io sessions and event streams first, then let the HTTP server drain.
         let group = ServiceGroup(configuration: .init(
-            services: [app, hub], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [app, hub, socketIO], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         var failure: (any Error)?
         do {
             try await group.run()

@@ -28,6 +28,8 @@ struct ServerMain: AsyncParsableCommand {
         configuration.durability = options.durabilityMode
         configuration.lockTimeoutMilliseconds = options.lockTimeout
         configuration.subscriberBacklog = options.subscriberBacklog
+        configuration.pingIntervalSeconds = options.pingInterval
+        configuration.pingTimeoutSeconds = options.pingTimeout
         configuration.allowedHosts = options.allowHost
         configuration.corsOrigins = options.corsOrigin
         configuration.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info

@@ -36,17 +36,18 @@ final class ServerProcess {
     let errorPath: String
     private(set) var port: UInt16 = 0
 
-    init(store: String, arguments: [String] = [], environment: [String: String]? = nil, viaKvfile: Bool = false, scratch: TemporaryDirectory) throws {
+    init(store: String, arguments: [String] = [], environment: [String: String]? = nil, viaKvfile: Bool = false, port: UInt16 = 0,
+         scratch: TemporaryDirectory) throws {
         let id = UUID().uuidString
         outputPath = scratch.sub("server-\(id).out")
         errorPath = scratch.sub("server-\(id).err")
         for path in [outputPath, errorPath] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         if viaKvfile {
             process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile")
-            process.arguments = ["serve", store, "--port", "0"] + arguments
+            process.arguments = ["serve", store, "--port", String(port)] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile-server")
-            process.arguments = [store, "--port", "0"] + arguments
+            process.arguments = [store, "--port", String(port)] + arguments
         }
         if let environment { process.environment = environment }
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))

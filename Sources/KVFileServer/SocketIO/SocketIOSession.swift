@@ -1,0 +1,163 @@
+import KVFile
+import Synchronization
+
+/// One Engine.IO polling session: the packets waiting for the client's next
+/// GET, the GET waiting for packets, and the ping the client owes.
+final class SocketIOSession: Sendable {
+    /// Why a session ended.
+    enum End: Sendable, Equatable {
+        case closedByClient
+        case pingTimeout
+        case slow(backlog: Int)
+        case overlappingPoll
+        case shutdown
+        case feedFailed(String)
+    }
+
+    /// What a GET poll returns.
+    enum Poll {
+        case payload(String)
+        /// Another GET of this session is waiting: Engine.IO ends the session.
+        case overlapping
+        case ended
+    }
+
+    private struct State {
+        var outbox: [String] = []
+        var waiter: CheckedContinuation<Void, Never>?
+        var polling = false
+        var end: End?
+        var connected = false
+        var lastPing: ContinuousClock.Instant
+        var pingSent: ContinuousClock.Instant?
+        var subscription: Subscription?
+    }
+
+    let sid: String
+    /// Only events of keys under one of these (none: every key).
+    let prefixes: [[UInt8]]
+    private let backlog: Int
+    private let state: Mutex<State>
+
+    init(sid: String, prefixes: [[UInt8]], backlog: Int, now: ContinuousClock.Instant) {
+        self.sid = sid
+        self.prefixes = prefixes
+        self.backlog = backlog
+        state = Mutex(State(lastPing: now))
+    }
+
+    var end: End? { state.withLock { $0.end } }
+
+    /// Waits for packets (the ping timer sends one at least every ping
+    /// interval) and returns up to what one payload may carry.
+    func poll() async -> Poll {
+        let first: Poll? = state.withLock { state in
+            if state.end != nil { return .ended }
+            if state.polling { return .overlapping }
+            if !state.outbox.isEmpty { return .payload(Self.take(&state.outbox)) }
+            state.polling = true
+            return nil
+        }
+        if let first {
+            if case .overlapping = first { finish(.overlappingPoll) }
+            return first
+        }
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if !state.outbox.isEmpty || state.end != nil { return true }
+                state.waiter = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return state.withLock { state in
+            state.polling = false
+            if !state.outbox.isEmpty { return .payload(Self.take(&state.outbox)) }
+            return .ended
+        }
+    }
+
+    /// Up to 16 packets and about `maxPayloadBytes`, oldest first.
+    private static func take(_ outbox: inout [String]) -> String {
+        var count = 0
+        var bytes = 0
+        while count < outbox.count && count < EngineIOText.packetsPerPayload
+            && (count == 0 || bytes + outbox[count].utf8.count < EngineIOText.maxPayloadBytes) {
+            bytes += outbox[count].utf8.count + 1
+            count += 1
+        }
+        let payload = outbox[..<count].joined(separator: String(EngineIOText.separator))
+        outbox.removeFirst(count)
+        return payload
+    }
+
+    /// Queues a packet for the next poll; a client `backlog` packets behind is dropped.
+    func send(_ packet: String) {
+        let (waiter, overflow) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
+            guard state.end == nil else { return (nil, false) }
+            if state.outbox.count >= backlog { return (nil, true) }
+            state.outbox.append(packet)
+            return (state.waiter.take(), false)
+        }
+        if overflow { finish(.slow(backlog: backlog)) }
+        waiter?.resume()
+    }
+
+    /// The client answered the ping.
+    func pong() {
+        state.withLock { $0.pingSent = nil }
+    }
+
+    /// Socket.IO connect to the default namespace: from now on every change
+    /// (after `subscription`'s start) goes to this client as an `Update`.
+    /// Returns false when the namespace was connected already.
+    func connect(_ subscription: Subscription) -> Bool {
+        let accepted = state.withLock { state -> Bool in
+            guard state.end == nil, !state.connected else { return false }
+            state.connected = true
+            state.subscription = subscription
+            return true
+        }
+        if !accepted { subscription.finish(.shutdown) }
+        return accepted
+    }
+
+    /// Socket.IO disconnect from the namespace (the session stays open).
+    func disconnect() -> Subscription? {
+        state.withLock { state in
+            state.connected = false
+            return state.subscription.take()
+        }
+    }
+
+    /// Called by the ping timer: sends a ping every `interval`; a client
+    /// that leaves one unanswered for `timeout` is ended. Returns false once ended.
+    func tick(now: ContinuousClock.Instant, interval: Duration, timeout: Duration) -> Bool {
+        enum Action { case none, ping, timeOut, ended }
+        let action = state.withLock { state -> Action in
+            if state.end != nil { return .ended }
+            if let sent = state.pingSent { return now - sent > timeout ? .timeOut : .none }
+            guard now - state.lastPing >= interval else { return .none }
+            state.lastPing = now
+            state.pingSent = now
+            return .ping
+        }
+        switch action {
+        case .none: return true
+        case .ping: send(String(EngineIOText.ping)); return end == nil
+        case .timeOut: finish(.pingTimeout); return false
+        case .ended: return false
+        }
+    }
+
+    /// Ends the session: a waiting GET returns, the feed stops.
+    func finish(_ reason: End) {
+        let (waiter, subscription) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Subscription?) in
+            if state.end == nil { state.end = reason }
+            state.outbox.removeAll()
+            return (state.waiter.take(), state.subscription.take())
+        }
+        subscription?.finish(.shutdown)
+        waiter?.resume()
+    }
+}
