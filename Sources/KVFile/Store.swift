@@ -538,9 +538,12 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func delete(_ key: String) throws(KVFileError) -> Bool { try delete(Array(key.utf8)) }
 
-    /// Applies every change of `batch` atomically, in order. Deletes of keys
-    /// that have no value at that point record nothing.
-    public func write(_ batch: WriteBatch) throws(KVFileError) {
+    /// Applies every change of `batch` atomically, in order, when each of its
+    /// checks holds (all are checked first, under the writer's lock); else
+    /// writes nothing and says which check failed. Deletes of keys that have
+    /// no value at that point record nothing.
+    @discardableResult
+    public func write(_ batch: WriteBatch) throws(KVFileError) -> BatchResult {
         let durable = options.durability == .always
         if durable { groupCommit?.writerStarted() }
         defer { if durable { groupCommit?.writerFinished() } }
@@ -550,12 +553,22 @@ public final class Store: @unchecked Sendable {
             case .delete(let key): try Limits.check(keyLength: key.count, valueLength: nil, key: key)
             }
         }
+        for check in batch.checks { try Limits.check(keyLength: check.key.count, valueLength: nil, key: check.key) }
         let writer = try requireWriter()
         var timestamp: UInt64 = 0
+        var result = BatchResult.written
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+            for check in batch.checks {
+                let current = check.key.withUnsafeBytes { state.index.lookup($0)?.seq ?? 0 }
+                if !check.condition.holds(for: current) {
+                    try checkIndexPages()
+                    result = .checkFailed(key: check.key, currentVersion: current)
+                    return nil
+                }
+            }
             let records = BatchPlanner.plan(batch, keydir: state.index)
             try checkIndexPages()
             if records.isEmpty { return nil }
@@ -599,8 +612,9 @@ public final class Store: @unchecked Sendable {
             state.index.endChange()
             return writer.position
         }
-        guard let position else { return }
+        guard let position else { return result }
         try afterWrite(position, now: timestamp)
+        return result
     }
 
     /// Under the write lock, after the lookups of a write: a page of the index

@@ -1,5 +1,7 @@
 /// A group of puts and deletes applied atomically: after a crash either all of
-/// them are in the store or none is.
+/// them are in the store or none is. Checks make it conditional: it is
+/// written only when every check holds, all or nothing (compare-and-set over
+/// several keys).
 public struct WriteBatch: Sendable {
     enum Change: Sendable {
         case put(key: [UInt8], value: [UInt8])
@@ -13,6 +15,7 @@ public struct WriteBatch: Sendable {
     }
 
     private(set) var changes: [Change] = []
+    private(set) var checks: [(key: [UInt8], condition: WriteCondition)] = []
 
     /// An empty batch.
     public init() {}
@@ -25,6 +28,12 @@ public struct WriteBatch: Sendable {
     public mutating func delete(_ key: [UInt8]) { changes.append(.delete(key: key)) }
     /// Removes `key` (UTF-8) when the batch is written.
     public mutating func delete(_ key: String) { delete(Array(key.utf8)) }
+
+    /// Writes the batch only if `condition` holds for `key` when it is
+    /// written (checked under the writer's lock, before any change of the batch).
+    public mutating func check(_ key: [UInt8], _ condition: WriteCondition) { checks.append((key, condition)) }
+    /// Writes the batch only if `condition` holds for `key` (UTF-8).
+    public mutating func check(_ key: String, _ condition: WriteCondition) { check(Array(key.utf8), condition) }
 
     /// How many puts and deletes the batch holds.
     public var count: Int { changes.count }

@@ -30,3 +30,12 @@ public enum ConditionalWriteResult: Sendable, Equatable {
     /// The condition did not hold; nothing was written. The key's version then.
     case conditionFailed(currentVersion: UInt64)
 }
+
+/// What a batch did.
+public enum BatchResult: Sendable, Equatable {
+    /// Every check held and the changes were written (a batch whose deletes
+    /// all found nothing writes no record).
+    case written
+    /// The check on `key` did not hold: nothing was written. The key's version then.
+    case checkFailed(key: [UInt8], currentVersion: UInt64)
+}

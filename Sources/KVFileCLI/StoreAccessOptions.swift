@@ -3,7 +3,7 @@ import KVFile
 
 /// The store argument every command that opens a store shares.
 struct StoreAccessOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"))
+    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"), completion: .directory)
     var store: String
 
     /// Opens the store read-only: readers never lock, so they never wait.

@@ -50,7 +50,7 @@ struct WatchCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The store directory.", valueName: "store"))
+    @Argument(help: ArgumentHelp("The store directory.", valueName: "store"), completion: .directory)
     var store: String
 
     @Option(name: .long, help: ArgumentHelp("Resume after this sequence number.", valueName: "seq"))

@@ -8,7 +8,7 @@ import Glibc
 /// The options of `kvfile serve` and `kvfile-server`, declared once so that
 /// the tool can check them and hand them on unchanged.
 public struct ServeOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"))
+    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"), completion: .directory)
     public var store: String
 
     @Option(name: .long, help: ArgumentHelp("Address to listen on. Anything but loopback exposes the store: set a token.", valueName: "address"))

@@ -155,7 +155,7 @@ struct EventStream {
             try await writer.write(Self.errorEvent("shutting_down", "the server is shutting down; reconnect with Last-Event-ID to resume"))
         case .failed(let message):
             try await writer.write(Self.errorEvent("feed_failed", message))
-        case nil:
+        case .unsubscribed, nil:
             break
         }
         try await writer.finish(nil)

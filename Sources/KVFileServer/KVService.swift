@@ -1,3 +1,4 @@
+import Dispatch
 import FoundationEssentials
 import HTTPTypes
 import Hummingbird
@@ -41,9 +42,20 @@ struct KVService: HTTPResponder {
         crossOrigin = CrossOrigin(allowed: Set(configuration.corsOrigins))
     }
 
+    /// Request lines longer than this get 414: keys are at most 4,096 bytes,
+    /// so a path or query holding one, percent-encoded, fits well within it.
+    static let maxRequestTargetBytes = 16 * 1024
+    /// What the HTTP parser accepts for a request line or header section
+    /// (beyond, it answers an empty 400 and closes).
+    static let maxHeadBytes = 1 << 20
+
     func respond(to request: Request, context: Context) async throws -> Response {
         var response: Response
         do {
+            if request.uri.description.utf8.count > Self.maxRequestTargetBytes {
+                throw APIError(.uriTooLong, "uri_too_long",
+                               "the request target is longer than \(Self.maxRequestTargetBytes) bytes (keys are at most 4096 bytes)")
+            }
             try checkHost(request)
             if request.method == .options && request.headers[.accessControlRequestMethod] != nil {
                 return crossOrigin.preflight(request)
@@ -103,7 +115,7 @@ struct KVService: HTTPResponder {
             return try await compatAll(headOnly: request.method == .head)
         case "/v1/keys":
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
-            return try await listKeys(query)
+            return try await listKeys(query, headOnly: request.method == .head)
         case "/v1/stat":
             guard request.method == .get || request.method == .head else { throw Self.methodNotAllowed("GET, HEAD") }
             let store = store
@@ -240,17 +252,29 @@ struct KVService: HTTPResponder {
     }
 
     /// NDJSON, one `{"key":…,"value":…}` line per pair, sorted by key, streamed in chunks.
-    private func listKeys(_ query: [(name: String, value: [UInt8])]) async throws -> Response {
+    /// A listing that fails midway ends with an `{"error":…,"message":…}`
+    /// line, so that even a client that cannot tell a cut stream (HTTP/1.0)
+    /// does not take a part for the whole.
+    private func listKeys(_ query: [(name: String, value: [UInt8])], headOnly: Bool) async throws -> Response {
+        let headers: HTTPFields = [.contentType: "application/x-ndjson"]
+        if headOnly { return Response(status: .ok, headers: headers, body: Self.emptyStreamedBody) }
         let prefix = query.last { $0.name == "prefix" }?.value ?? []
         let store = store
         let keys = try await Self.offPool { () throws in try store.keys(prefix: prefix) }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
-            _ = try await Self.stream(keys, of: store, to: &writer) { key, value, _, buffer in
-                buffer.writeString(PairJSON.ndjsonLine(key, value))
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            do {
+                _ = try await Self.stream(keys, of: store, to: &writer) { key, value, _, buffer in
+                    buffer.writeString(PairJSON.ndjsonLine(key, value))
+                }
+            } catch let error as KVFileError {
+                try await writer.write(ByteBuffer(string: "{\"error\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message))}\n"))
             }
             try await writer.finish(nil)
         })
     }
+
+    /// The body of a HEAD answer to a streamed route: no length, as its GET has none.
+    static let emptyStreamedBody = ResponseBody(contentLength: nil) { writer in try await writer.finish(nil) }
 
     /// Writes `keys` with their values in chunks of about 64 KiB, reading each
     /// chunk's values off the cooperative pool. A key deleted since the listing
@@ -290,10 +314,15 @@ struct KVService: HTTPResponder {
         try await NIOThreadPool.singleton.runIfActive { try body() }
     }
 
+    private static let compactionQueue = DispatchQueue(label: "kvfile-server.compaction")
+
     /// `POST /v1/compact`: what `kvfile compact` does, for a store the server holds.
     private func compact() async throws -> Response {
         let store = store
-        let result = try await Self.offPool { try store.compact() }
+        // On a queue of its own: a compaction waiting for another must not hold a thread the writes need.
+        let result = try await withCheckedThrowingContinuation { continuation in
+            Self.compactionQueue.async { continuation.resume(with: Result { try store.compact() }) }
+        }
         let seconds = (result.seconds * 1000).rounded() / 1000
         return .json("{\"input_segments\":\(result.inputSegments),\"output_segments\":\(result.outputSegments),"
             + "\"bytes_before\":\(result.bytesBefore),\"bytes_after\":\(result.bytesAfter),"
@@ -330,7 +359,7 @@ struct KVService: HTTPResponder {
         keys.removeAll { String(validating: $0, as: UTF8.self) == nil }
         var headers: HTTPFields = [.contentType: Self.compatContentType]
         if keys.count < count { headers[HTTPField.Name("X-KVFile-Skipped-Keys")!] = String(count - keys.count) }
-        if headOnly { return Response(status: .ok, headers: headers) }
+        if headOnly { return Response(status: .ok, headers: headers, body: Self.emptyStreamedBody) }
         return Response(status: .ok, headers: headers, body: ResponseBody { [keys] writer in
             let wroteAny = try await Self.stream(keys, of: store, to: &writer) { key, value, first, buffer in
                 // A value that is not UTF-8 becomes {"base64": "…"}, laid out as json.dumps lays out an object.

@@ -2,6 +2,7 @@
 @preconcurrency import Glibc
 #endif
 import Hummingbird
+import HummingbirdCore
 import KVFile
 import Logging
 import NIOCore
@@ -14,6 +15,8 @@ public enum ServerRunner {
     /// Serves until a shutdown signal. Throws `KVFileError` when the store
     /// cannot be opened (missing parent, locked, damaged).
     public static func run(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        // Store calls and event-stream catch-ups block threads of this pool: more than one per core.
+        NIOSingletons.blockingPoolThreadCountSuggestion = max(8, 2 * System.coreCount)
         var options = StoreOptions()
         options.lockTimeoutMilliseconds = configuration.lockTimeoutMilliseconds
         // .always is done here by group commit across requests, without blocking a thread per request.
@@ -43,7 +46,10 @@ public enum ServerRunner {
         let storePath = store.path
         let app = Application(
             responder: service,
-            server: .http1(additionalChannelHandlers: [HTTPFramingSetup()]),
+            server: .http1(configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [HTTPFramingSetup()],
+                // Room for an over-long request line to reach the routes, which answer 414 (the parser's own limit answers an empty 400).
+                httpDecoderConfiguration: .init(maxHeaderFieldSize: KVService.maxHeadBytes, maxHeaderListSize: KVService.maxHeadBytes))),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "kvfile"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -57,8 +63,11 @@ public enum ServerRunner {
             logger: logger
         )
         // Shut down in reverse order: end socket.io sessions and event streams first, then let the HTTP server drain.
-        let group = ServiceGroup(configuration: .init(
-            services: [app, hub, socketIO], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [app, hub, socketIO], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A client that holds a request open past this no longer delays the store's close.
+        groupConfiguration.maximumGracefulShutdownDuration = Duration.seconds(30)
+        let group = ServiceGroup(configuration: groupConfiguration)
         var failure: (any Error)?
         do {
             try await group.run()

@@ -16,6 +16,8 @@ enum FeedEnd: Sendable, Equatable {
     case slow(backlog: Int)
     case shutdown
     case failed(String)
+    /// The subscriber let go (a Socket.IO namespace disconnect).
+    case unsubscribed
 }
 
 /// One subscriber's bounded queue. Publishing never waits: a subscriber that

@@ -24,7 +24,7 @@ import Testing
             while !stop.load(ordering: .acquiring) {
                 version += 1
                 let key = "key-\(version % keys)"
-                if version % 11 == 0 { try? writer.delete(key) } else { try? writer.put(key, "\(version)") }
+                if version % 11 == 0 { _ = try? writer.delete(key) } else { _ = try? writer.put(key, "\(version)") }
                 written.store(version, ordering: .releasing)
                 if version % 5000 == 0 { _ = try? writer.compact() }
             }
@@ -73,7 +73,7 @@ import Testing
         let rounds = ProcessInfo.processInfo.environment["KVFILE_STRESS"] == "1" ? 40 : 8
         for round in 1...rounds {
             let input = dir.sub("in-\(round)")
-            FileManager.default.createFile(atPath: input, contents: Data(document(round)))
+            _ = FileManager.default.createFile(atPath: input, contents: Data(document(round)))
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", "exec \"$0\" load \"$1\" -q < \"$2\"", kvfileBinary, path, input]

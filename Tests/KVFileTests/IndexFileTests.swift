@@ -290,9 +290,9 @@ import Testing
                 version += 1
                 let key = "key-\(version * 7 % keys)"
                 if version % 13 == 0 {
-                    try? writer.delete(key)
+                    _ = try? writer.delete(key)
                 } else {
-                    try? writer.put(key, "\(version)")
+                    _ = try? writer.put(key, "\(version)")
                 }
                 if version % 10_000 == 0 { _ = try? writer.compact() }
             }

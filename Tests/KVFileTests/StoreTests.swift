@@ -332,4 +332,64 @@ import Testing
         #expect(try store.getString("new") == "1")
         try store.close()
     }
+
+    /// A transfer between two accounts as a batch that checks both versions:
+    /// two threads racing, each retrying on a failed check; no update is lost
+    /// and a failed check writes nothing at all.
+    @Test func aBatchWithChecksIsWrittenWholeOnlyWhenEveryCheckHolds() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.sub("batch-cas"))
+        try store.put(bytes("a"), bytes("1000"))
+        try store.put(bytes("b"), bytes("0"))
+        @Sendable func read(_ key: String) throws -> (Int, UInt64) {
+            try bytes(key).withUnsafeBytes { raw in
+                try store.withVersionedValue(forKey: raw) { value, seq in
+                    (Int(String(decoding: value.map { Array($0) } ?? [], as: UTF8.self)) ?? -1, seq)
+                }
+            }
+        }
+        let failedChecks = Locked(0)
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                var moved = 0
+                while moved < 200 {
+                    guard let (a, versionA) = try? read("a"), let (b, versionB) = try? read("b") else { return }
+                    var batch = WriteBatch()
+                    batch.check("a", .version(anyOf: [versionA]))
+                    batch.check("b", .version(anyOf: [versionB]))
+                    batch.put("a", String(a - 1))
+                    batch.put("b", String(b + 1))
+                    switch try? store.write(batch) {
+                    case .written: moved += 1
+                    case .checkFailed: failedChecks.withLock { $0 += 1 }
+                    case nil: return
+                    }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(try read("a").0 == 600)
+        #expect(try read("b").0 == 400)
+
+        let before = try store.stats().newestSeq
+        var stale = WriteBatch()
+        stale.check("a", .version(anyOf: [1]))
+        stale.check("nobody", .absent)
+        stale.put("a", "0")
+        stale.put("c", "new")
+        let (_, versionA) = try read("a")
+        #expect(try store.write(stale) == .checkFailed(key: bytes("a"), currentVersion: versionA))
+        #expect(try store.stats().newestSeq == before)
+        #expect(try store.get("c") == nil)
+        var present = WriteBatch()
+        present.check("b", .present)
+        present.check("c", .absent)
+        present.put("c", "new")
+        #expect(try store.write(present) == .written)
+        #expect(try store.getString("c") == "new")
+        try store.close()
+    }
 }

@@ -33,13 +33,14 @@ def commands():
         command = line.strip()
         if command == "reconnect":
             client.disconnect()
-            client.connect(host)
+            client.connect(host, wait_timeout=10)
         elif command == "quit":
             client.disconnect()
             os._exit(0)
 
 
 threading.Thread(target=commands, daemon=True).start()
-client.connect(host)
+# The namespace acknowledgement may take more than the default 1 s on a loaded test machine.
+client.connect(host, wait_timeout=10)
 print("transport " + client.transport(), flush=True)
 threading.Event().wait()  # the commands thread ends the process

@@ -34,9 +34,9 @@ enum EngineIOText {
     /// The Socket.IO acknowledgement of a connect to the default namespace.
     static func connectAck(sid: String) -> String { "40{\"sid\":\(JSONText.quoted(sid))}" }
 
-    /// The Socket.IO refusal of a connect to another namespace.
+    /// The Socket.IO refusal of a connect to `namespace`.
     static func connectError(namespace: Substring, message: String) -> String {
-        "44\(namespace),{\"message\":\(JSONText.quoted(message))}"
+        (namespace == "/" ? "44" : "44\(namespace),") + "{\"message\":\(JSONText.quoted(message))}"
     }
 
     /// A Socket.IO event `name` with one argument, already JSON.

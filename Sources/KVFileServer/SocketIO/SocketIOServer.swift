@@ -21,8 +21,14 @@ import Synchronization
 final class SocketIOServer: Service, Sendable {
     static let maxSessions = 4096
 
+    private struct Sessions {
+        var open: [String: SocketIOSession] = [:]
+        /// Set at shutdown: no new session starts (nothing would ping or end it).
+        var closed = false
+    }
+
     private let hub: SubscriptionHub
-    private let sessions = Mutex<[String: SocketIOSession]>([:])
+    private let sessions = Mutex(Sessions())
     private let pingInterval: Duration
     private let pingTimeout: Duration
     private let backlog: Int
@@ -36,7 +42,7 @@ final class SocketIOServer: Service, Sendable {
         self.logger = logger
     }
 
-    var sessionCount: Int { sessions.withLock { $0.count } }
+    var sessionCount: Int { sessions.withLock { $0.open.count } }
 
     // MARK: requests
 
@@ -50,7 +56,7 @@ final class SocketIOServer: Service, Sendable {
             guard request.method == .get else { return Self.failure(.badHandshakeMethod) }
             return handshake(prefixes: query.filter { $0.name == "prefix" }.map(\.value))
         }
-        guard let session = sessions.withLock({ $0[sid] }) else { return Self.failure(.unknownSession) }
+        guard let session = sessions.withLock({ $0.open[sid] }) else { return Self.failure(.unknownSession) }
         switch request.method {
         case .get:
             switch await session.poll() {
@@ -76,13 +82,14 @@ final class SocketIOServer: Service, Sendable {
         var random = SystemRandomNumberGenerator()
         let sid = Self.newID(&random)
         let session = SocketIOSession(sid: sid, prefixes: prefixes, backlog: backlog, now: .now)
-        let admitted = sessions.withLock { sessions -> Bool in
-            guard sessions.count < Self.maxSessions else { return false }
-            sessions[sid] = session
-            return true
+        let refusal = sessions.withLock { sessions -> String? in
+            if sessions.closed { return "the server is shutting down" }
+            guard sessions.open.count < Self.maxSessions else { return "\(Self.maxSessions) sessions are open" }
+            sessions.open[sid] = session
+            return nil
         }
-        guard admitted else {
-            logger.warning("socket.io: refused a session, \(Self.maxSessions) are open")
+        if let refusal {
+            logger.warning("socket.io: refused a session: \(refusal)")
             return Self.failure(.forbidden, status: .serviceUnavailable)
         }
         return Self.text(EngineIOText.openPacket(sid: sid, pingIntervalMilliseconds: Int(pingInterval.components.seconds) * 1000,
@@ -121,14 +128,21 @@ final class SocketIOServer: Service, Sendable {
             }
             // Subscribed before the acknowledgement: no change after it is missed.
             guard let subscription = hub.subscribe(after: nil) else { return false }  // "from now" is always in the hub
-            guard session.connect(subscription) else { return true }
+            if subscription.end != nil {
+                session.send(EngineIOText.connectError(namespace: "/", message: "the change feed has stopped; see the server's log"))
+                return true
+            }
+            guard session.connect(subscription) else {
+                hub.unsubscribe(subscription)
+                return true
+            }
             session.send(EngineIOText.connectAck(sid: session.sid))
             session.send(EngineIOText.event("Connected", argumentJSON: "{\"data\":\"Connected\"}"))
             follow(subscription, for: session)
         case "1":
             if namespace == "/", let subscription = session.disconnect() {
                 hub.unsubscribe(subscription)
-                subscription.finish(.shutdown)
+                subscription.finish(.unsubscribed)
             }
         case "2", "3", "5", "6":
             break  // events and acks from clients: this feed only sends
@@ -146,19 +160,19 @@ final class SocketIOServer: Service, Sendable {
             for await item in subscription.stream {
                 guard case .event(let event) = item else { continue }
                 guard session.prefixes.isEmpty || session.prefixes.contains(where: { event.key.starts(with: $0) }) else { continue }
-                session.send(EngineIOText.event("Update", argumentJSON: JSONText.quoted(CompatText.update(for: event))))
+                session.send(EngineIOText.event("Update", argumentJSON: JSONText.quoted(CompatText.update(for: event))), from: subscription)
             }
             switch subscription.end {
             case .slow(let backlog): session.finish(.slow(backlog: backlog))
             case .failed(let message): session.finish(.feedFailed(message))
-            case .shutdown: if session.end == nil { session.finish(.shutdown) }
-            case nil: break
+            case .shutdown: session.finish(.shutdown)
+            case .unsubscribed, nil: break
             }
         }
     }
 
     private func remove(_ session: SocketIOSession) {
-        guard sessions.withLock({ $0.removeValue(forKey: session.sid) }) != nil else { return }
+        guard sessions.withLock({ $0.open.removeValue(forKey: session.sid) }) != nil else { return }
         if let end = session.end, end != .closedByClient, end != .shutdown {
             logger.info("socket.io: dropped session \(session.sid): \(end)")
         }
@@ -176,15 +190,16 @@ final class SocketIOServer: Service, Sendable {
             }
         }
         let open = sessions.withLock { sessions in
-            defer { sessions.removeAll() }
-            return Array(sessions.values)
+            sessions.closed = true
+            defer { sessions.open.removeAll() }
+            return Array(sessions.open.values)
         }
         for session in open { session.finish(.shutdown) }
     }
 
     private func pingAndReap() {
         let now = ContinuousClock.now
-        let all = sessions.withLock { Array($0.values) }
+        let all = sessions.withLock { Array($0.open.values) }
         for session in all where !session.tick(now: now, interval: pingInterval, timeout: pingTimeout) {
             remove(session)
         }

@@ -24,6 +24,7 @@ final class SocketIOSession: Sendable {
 
     private struct State {
         var outbox: [String] = []
+        var outboxBytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var polling = false
         var end: End?
@@ -32,6 +33,9 @@ final class SocketIOSession: Sendable {
         var pingSent: ContinuousClock.Instant?
         var subscription: Subscription?
     }
+
+    /// Bytes a client may fall behind by (besides `backlog` packets) before it is dropped.
+    static let maxOutboxBytes = 64 << 20
 
     let sid: String
     /// Only events of keys under one of these (none: every key).
@@ -54,7 +58,7 @@ final class SocketIOSession: Sendable {
         let first: Poll? = state.withLock { state in
             if state.end != nil { return .ended }
             if state.polling { return .overlapping }
-            if !state.outbox.isEmpty { return .payload(Self.take(&state.outbox)) }
+            if !state.outbox.isEmpty { return .payload(Self.take(&state)) }
             state.polling = true
             return nil
         }
@@ -72,7 +76,7 @@ final class SocketIOSession: Sendable {
         }
         return state.withLock { state in
             state.polling = false
-            if !state.outbox.isEmpty { return .payload(Self.take(&state.outbox)) }
+            if !state.outbox.isEmpty { return .payload(Self.take(&state)) }
             return .ended
         }
     }
@@ -91,12 +95,25 @@ final class SocketIOSession: Sendable {
         return payload
     }
 
-    /// Queues a packet for the next poll; a client `backlog` packets behind is dropped.
-    func send(_ packet: String) {
+    private static func take(_ state: inout State) -> String {
+        let payload = take(&state.outbox)
+        state.outboxBytes = state.outbox.isEmpty ? 0 : state.outboxBytes - payload.utf8.count
+        return payload
+    }
+
+    /// Queues a packet for the next poll; a client `backlog` packets (or
+    /// `maxOutboxBytes`) behind is dropped. With `subscription`, only while it
+    /// is still the one the client follows (a namespace disconnect ends it).
+    func send(_ packet: String, from subscription: Subscription? = nil) {
         let (waiter, overflow) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
             guard state.end == nil else { return (nil, false) }
-            if state.outbox.count >= backlog { return (nil, true) }
+            if let subscription, state.subscription !== subscription { return (nil, false) }
+            let bytes = packet.utf8.count
+            if state.outbox.count >= backlog || (!state.outbox.isEmpty && state.outboxBytes + bytes > Self.maxOutboxBytes) {
+                return (nil, true)
+            }
             state.outbox.append(packet)
+            state.outboxBytes += bytes
             return (state.waiter.take(), false)
         }
         if overflow { finish(.slow(backlog: backlog)) }
@@ -118,7 +135,7 @@ final class SocketIOSession: Sendable {
             state.subscription = subscription
             return true
         }
-        if !accepted { subscription.finish(.shutdown) }
+        if !accepted { subscription.finish(.unsubscribed) }
         return accepted
     }
 
@@ -155,9 +172,10 @@ final class SocketIOSession: Sendable {
         let (waiter, subscription) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Subscription?) in
             if state.end == nil { state.end = reason }
             state.outbox.removeAll()
+            state.outboxBytes = 0
             return (state.waiter.take(), state.subscription.take())
         }
-        subscription?.finish(.shutdown)
+        subscription?.finish(.unsubscribed)
         waiter?.resume()
     }
 }
