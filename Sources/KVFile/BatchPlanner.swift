@@ -1,23 +1,36 @@
 /// Turns a batch's changes into the records to write: decides created /
 /// updated / deleted for each, seeing the batch's own earlier changes, and
-/// drops deletes of keys that have no value at that point.
+/// drops deletes of keys that have no value at that point. A key whose value
+/// expired gets an expiry tombstone before the batch's first change of it.
 enum BatchPlanner {
     struct Record {
         var operation: Operation
         var key: [UInt8]
         var value: [UInt8]?
+        var deadline: UInt64 = 0
+        var expired = false
     }
 
-    static func plan(_ batch: WriteBatch, keydir: SharedIndex) -> [Record] {
+    static func plan(_ batch: WriteBatch, keydir: SharedIndex, now: UInt64) -> [Record] {
         var existsAfter: [[UInt8]: Bool] = [:]
         var records: [Record] = []
         records.reserveCapacity(batch.count)
         for change in batch.changes {
             let key = change.key
-            let exists = existsAfter[key] ?? key.withUnsafeBytes { keydir.lookup($0) != nil }
+            var exists: Bool
+            if let known = existsAfter[key] {
+                exists = known
+            } else {
+                let location = key.withUnsafeBytes { keydir.lookup($0) }
+                exists = location != nil
+                if let location, location.isExpired(at: now) {
+                    records.append(Record(operation: .deleted, key: key, value: nil, expired: true))
+                    exists = false
+                }
+            }
             switch change {
-            case .put(_, let value):
-                records.append(Record(operation: exists ? .updated : .created, key: key, value: value))
+            case .put(_, let value, let deadline):
+                records.append(Record(operation: exists ? .updated : .created, key: key, value: value, deadline: deadline))
                 existsAfter[key] = true
             case .delete:
                 if exists {

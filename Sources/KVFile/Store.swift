@@ -53,6 +53,8 @@ public final class Store: @unchecked Sendable {
     private let backgroundSealRunning = Atomic<Bool>(false)
     /// Automatic compaction and background seals: `close()` stops and waits for them.
     private let background = BackgroundThreads()
+    /// The writer's keys with deadlines, for its expiry sweep.
+    private let expiries = ExpiryQueue()
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -112,8 +114,9 @@ public final class Store: @unchecked Sendable {
                 syncer.start()
                 self.syncer = syncer
             }
+            startExpirySweep()
             if upgrade {
-                // A store written before version 2: its active segment is sealed and new records go to one with a block map.
+                // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
                 noteRoll(writer!)
                 try finishSeals()
@@ -193,8 +196,8 @@ public final class Store: @unchecked Sendable {
                 try checkOpen()
                 guard !key.isEmpty else { return (nil, nil) }
                 switch state.index.probe(key) {
-                case .found(let location): return (try RecordReader.value(at: location, key: key, in: state), nil)
-                case .notFound: return (nil, nil)
+                case .found(let location) where location.isLive: return (try RecordReader.value(at: location, key: key, in: state), nil)
+                case .found, .notFound: return (nil, nil)
                 case let problem: return (nil, problem)
                 }
             }
@@ -213,8 +216,8 @@ public final class Store: @unchecked Sendable {
                 try checkOpen()
                 guard !key.isEmpty else { return (try body(nil), nil) }
                 switch state.index.probe(key) {
-                case .found(let location): return (try body(location), nil)
-                case .notFound: return (try body(nil), nil)
+                case .found(let location) where location.isLive: return (try body(location), nil)
+                case .found, .notFound: return (try body(nil), nil)
                 case let problem: return (nil, problem)
                 }
             }
@@ -245,13 +248,20 @@ public final class Store: @unchecked Sendable {
     /// as they were when the call began. Only keys starting with `prefix`
     /// when one is given. Other threads may read and write meanwhile.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
+        try forEach(prefix: prefix) { key, value, _ in try body(key, value) }
+    }
+
+    /// Like ``forEach(prefix:_:)``, also passing when each value expires
+    /// (milliseconds since the Unix epoch; 0: never). Values already expired
+    /// when the call began are left out.
+    public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8], _ expiresAt: UInt64) throws -> Void) throws {
         try openNewSegments()
         let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
         for entry in snapshot {
             let value = try withBytes(entry.key) { (key) throws(KVFileError) in
                 try RecordReader.value(in: entry.segment, offset: Int(entry.offset), size: Int(entry.size), key: key)
             }
-            try body(entry.key, value)
+            try body(entry.key, value, entry.deadline)
         }
     }
 
@@ -399,11 +409,18 @@ public final class Store: @unchecked Sendable {
     // MARK: writing
 
     /// Sets `key` to `value`; the receipt tells the write's sequence number
-    /// and whether it created the key or replaced a value.
+    /// and whether it created the key or replaced a value (a value that
+    /// expired counts as none). With `expiresAt` (milliseconds since the Unix
+    /// epoch, by the wall clock; 0: never) the value expires then: every
+    /// reader in every process treats the key as absent from that moment. A
+    /// write without one clears an earlier expiry.
     @discardableResult
-    public func put(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> WriteReceipt {
+    public func put(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) throws(KVFileError) -> WriteReceipt {
         try withBytes(key) { (key) throws(KVFileError) -> WriteReceipt in
-            try withBytes(value) { (value) throws(KVFileError) -> WriteReceipt in try put(key: key, value: value) }
+            try withBytes(value) { (value) throws(KVFileError) -> WriteReceipt in
+                var current: UInt64 = 0
+                return try put(key: key, value: value, condition: nil, deadline: expiresAt, current: &current)!
+            }
         }
     }
 
@@ -426,17 +443,19 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) -> WriteReceipt {
         var current: UInt64 = 0
-        return try put(key: key, value: value, condition: nil, current: &current)!
+        return try put(key: key, value: value, condition: nil, deadline: 0, current: &current)!
     }
 
     /// One put, with or without a condition checked under the write lock;
     /// nil (and the key's version in `current`) when the condition does not hold.
     @inline(__always)
-    private func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, condition: WriteCondition?, current: inout UInt64) throws(KVFileError) -> WriteReceipt? {
+    private func put(
+        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, condition: WriteCondition?, deadline: UInt64, current: inout UInt64
+    ) throws(KVFileError) -> WriteReceipt? {
         // The key is copied for the message only when the value is too large.
         try Limits.check(keyLength: key.count, valueLength: value.count,
                          key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
-        return try writeOne(key: key, value: value) { existing throws(KVFileError) -> Operation? in
+        return try writeOne(key: key, value: value, deadline: deadline) { existing throws(KVFileError) -> Operation? in
             if let condition {
                 current = existing?.seq ?? 0
                 guard condition.holds(for: current) else { return nil }
@@ -446,17 +465,58 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Sets `key` to `value` when `condition` holds, in one atomic step.
-    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
+    /// Sets `key` to `value` when `condition` holds, in one atomic step (an
+    /// expired value counts as none: `.absent` holds). `expiresAt` as for ``put(_:_:expiresAt:)``.
+    public func put(
+        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, if condition: WriteCondition, expiresAt: UInt64 = 0
+    ) throws(KVFileError) -> ConditionalWriteResult {
         var current: UInt64 = 0
-        let receipt = try put(key: key, value: value, condition: condition, current: &current)
+        let receipt = try put(key: key, value: value, condition: condition, deadline: expiresAt, current: &current)
         return receipt.map { .written($0) } ?? .conditionFailed(currentVersion: current)
     }
 
     /// Sets `key` to `value` (both arrays) when `condition` holds.
-    public func put(_ key: [UInt8], _ value: [UInt8], if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
+    public func put(_ key: [UInt8], _ value: [UInt8], if condition: WriteCondition, expiresAt: UInt64 = 0) throws(KVFileError) -> ConditionalWriteResult {
         try withBytes(key) { (key) throws(KVFileError) -> ConditionalWriteResult in
-            try withBytes(value) { (value) throws(KVFileError) -> ConditionalWriteResult in try put(key: key, value: value, if: condition) }
+            try withBytes(value) { (value) throws(KVFileError) -> ConditionalWriteResult in
+                try put(key: key, value: value, if: condition, expiresAt: expiresAt)
+            }
+        }
+    }
+
+    /// When the value of `key` expires, in milliseconds since the Unix epoch:
+    /// 0 when it never does, nil when the key has no value.
+    public func expiry(of key: [UInt8]) throws(KVFileError) -> UInt64? {
+        do {
+            return try key.withUnsafeBytes { raw in try withLocation(raw) { $0?.deadline } }
+        } catch let error as KVFileError {
+            throw error
+        } catch {
+            throw KVFileError(.io, "\(error)")
+        }
+    }
+
+    /// Removes the expiry of `key`'s value (writes the same value without a
+    /// deadline); false when the key has no value. A value without one is left alone.
+    @discardableResult
+    public func persist(_ key: [UInt8]) throws(KVFileError) -> Bool {
+        while true {
+            let found = try withBytes(key) { (raw) throws(KVFileError) -> ([UInt8], UInt64, UInt64)? in
+                do {
+                    return try withLocation(raw) { location throws -> ([UInt8], UInt64, UInt64)? in
+                        guard let location else { return nil }
+                        return (try RecordReader.value(at: location, key: raw, in: state), location.seq, location.deadline)
+                    }
+                } catch let error as KVFileError {
+                    throw error
+                } catch {
+                    throw KVFileError(.io, "\(error)")
+                }
+            }
+            guard let (value, seq, deadline) = found else { return false }
+            if deadline == 0 { return true }
+            // Written only if nobody changed the key meanwhile; else look again.
+            if case .written = try put(key, value, if: .version(anyOf: [seq])) { return true }
         }
     }
 
@@ -475,11 +535,14 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Writes one record under the write lock. `decide` sees the key's current
-    /// location and returns the operation to record, or nil to write nothing.
-    /// Returns what was written, or nil when nothing was.
+    /// location (nil when it has no value, or its value expired) and returns
+    /// the operation to record, or nil to write nothing. A value whose
+    /// deadline passed is first recorded as expired (a tombstone in the same
+    /// batch), so the change feed reports the expiry before the write.
+    /// Returns what was written, or nil when `decide` wrote nothing.
     @inline(__always)
     private func writeOne(
-        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?,
+        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, deadline: UInt64 = 0,
         decide: (KeyLocation?) throws(KVFileError) -> Operation?
     ) throws(KVFileError) -> WriteReceipt? {
         let writer = try requireWriter()
@@ -487,28 +550,40 @@ public final class Store: @unchecked Sendable {
         if durable { groupCommit?.writerStarted() }
         defer { if durable { groupCommit?.writerFinished() } }
         var timestamp: UInt64 = 0
-        var receipt = WriteReceipt(seq: 0, operation: .created)
+        var receipt: WriteReceipt?
         let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
             try checkOpen()
             try failure.check()
             // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
-            let existing = state.index.lookup(key)
+            var existing = state.index.lookup(key)
             try checkIndexPages()
-            guard let operation = try decide(existing) else { return nil }
-            let seq = state.nextSeq
-            try Limits.checkSequence(seq, count: 1, store: path)
-            receipt = WriteReceipt(seq: seq, operation: operation)
             timestamp = Syscalls.wallClockMilliseconds()
-            let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
-            try writer.makeRoom(for: prepared.size, nextSeq: seq, state: state)
+            let expiring = existing.map { $0.isExpired(at: timestamp) } ?? false
+            if expiring { existing = nil }
+            let operation = try decide(existing)
+            guard operation != nil || expiring else { return nil }
+            let seq = state.nextSeq
+            let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
+            try Limits.checkSequence(seq, count: count, store: path)
+            let expiry = expiring ? writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil) : (0, nil)
+            let mainSeq = seq + (expiring ? 1 : 0)
+            let prepared = operation == nil ? (0, nil)
+                : writer.prepare(seq: mainSeq, timestamp: timestamp, deadline: deadline, key: key, value: value)
+            try writer.makeRoom(for: expiry.0 + prepared.0, nextSeq: seq, state: state)
             noteRoll(writer)
-            let staged = writer.stage(
-                operation: operation, continues: false, seq: seq, timestamp: timestamp,
-                key: key, value: value, prepared: prepared)
-            state.nextSeq = seq + 1
+            let expiryStaged = expiring ? writer.stage(
+                operation: .deleted, continues: operation != nil, seq: seq, timestamp: timestamp, expired: true,
+                key: key, value: nil, prepared: expiry) : nil
+            let staged = operation.map { operation in
+                writer.stage(operation: operation, continues: false, seq: mainSeq, timestamp: timestamp, deadline: deadline,
+                             key: key, value: value, prepared: prepared)
+            }
+            if let operation { receipt = WriteReceipt(seq: mainSeq, operation: operation) }
+            state.nextSeq = seq + UInt64(count)
             state.index.beginChange()
-            apply(staged, key: key, writer: writer)
+            if let expiryStaged { apply(expiryStaged, key: key, writer: writer) }
+            if let staged { apply(staged, key: key, writer: writer) }
             writer.commitStaged()
             state.noteCommitted(logEnd: writer.position)
             state.index.endChange()
@@ -516,7 +591,52 @@ public final class Store: @unchecked Sendable {
         }
         guard let position else { return nil }
         try afterWrite(position, now: timestamp)
+        if deadline != 0 && receipt != nil { expiries.add(Array(key), deadline: deadline) }
         return receipt
+    }
+
+    // MARK: expiry
+
+    /// Records the expiry of `key` when its value's deadline has passed (a
+    /// tombstone flagged as an expiry, which the change feed reports once);
+    /// does nothing otherwise.
+    func expireIfDue(_ key: [UInt8]) throws(KVFileError) {
+        _ = try withBytes(key) { (key) throws(KVFileError) in try writeOne(key: key, value: nil) { _ in nil } }
+    }
+
+    /// The writer's expiry sweep: after the store has been open a second (a
+    /// writer open for one command records only the expiries it meets), it
+    /// walks the index in steps for values with deadlines, then records each
+    /// expiry within about a quarter of a second of its deadline.
+    private func startExpirySweep() {
+        // The thread holds the store only while it works: a store dropped without close still goes away (and its lock with it).
+        background.start { [weak self, background] in
+            guard background.sleep(milliseconds: 1000) else { return }
+            var cursor: Int? = 0
+            while let store = self {
+                let pause = store.sweepStep(&cursor)
+                guard background.sleep(milliseconds: pause) else { return }
+            }
+        }
+    }
+
+    /// One step of the sweep: the next slots of the index (until it was
+    /// walked once), then the expiries due. Returns how long to rest.
+    private func sweepStep(_ cursor: inout Int?) -> Int {
+        if let start = cursor {
+            cursor = lock.withReadLock { () -> Int? in
+                guard !closed else { return nil }
+                return state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
+                    if location.deadline != 0 { expiries.add(Array(key), deadline: location.deadline) }
+                }
+            }
+        }
+        let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 1024)
+        for key in due {
+            // A failure here is the writer's: its next write reports it.
+            do throws(KVFileError) { try expireIfDue(key) } catch { break }
+        }
+        return cursor != nil ? 1 : (due.count == 1024 ? 0 : 250)
     }
 
     /// Removes `key`; returns false (and records nothing) when it had no value.
@@ -549,7 +669,7 @@ public final class Store: @unchecked Sendable {
         defer { if durable { groupCommit?.writerFinished() } }
         for change in batch.changes {
             switch change {
-            case .put(let key, let value): try Limits.check(keyLength: key.count, valueLength: value.count, key: key)
+            case .put(let key, let value, _): try Limits.check(keyLength: key.count, valueLength: value.count, key: key)
             case .delete(let key): try Limits.check(keyLength: key.count, valueLength: nil, key: key)
             }
         }
@@ -561,26 +681,29 @@ public final class Store: @unchecked Sendable {
             try checkOpen()
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+            timestamp = Syscalls.wallClockMilliseconds()
             for check in batch.checks {
-                let current = check.key.withUnsafeBytes { state.index.lookup($0)?.seq ?? 0 }
+                // An expired value counts as none.
+                let current = check.key.withUnsafeBytes { raw in
+                    state.index.lookup(raw).map { $0.isExpired(at: timestamp) ? 0 : $0.seq } ?? 0
+                }
                 if !check.condition.holds(for: current) {
                     try checkIndexPages()
                     result = .checkFailed(key: check.key, currentVersion: current)
                     return nil
                 }
             }
-            let records = BatchPlanner.plan(batch, keydir: state.index)
+            let records = BatchPlanner.plan(batch, keydir: state.index, now: timestamp)
             try checkIndexPages()
             if records.isEmpty { return nil }
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
-            timestamp = Syscalls.wallClockMilliseconds()
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
             var bound = 0
             for (index, record) in records.enumerated() {
                 let valueLength = record.value?.count ?? 0
                 bound += RecordCodec.encodedLength(
-                    seq: firstSeq + UInt64(index), timestamp: timestamp, keyLength: record.key.count,
+                    seq: firstSeq + UInt64(index), timestamp: timestamp, deadline: record.deadline, keyLength: record.key.count,
                     storedLength: valueLength, rawLength: record.value == nil ? nil : valueLength)
             }
             if bound > RecordFormat.maxBatchBytes {
@@ -594,10 +717,11 @@ public final class Store: @unchecked Sendable {
                 let seq = firstSeq + UInt64(index)
                 let one = record.key.withUnsafeBytes { key in
                     Limits.withOptionalBytes(record.value) { value in
-                        let prepared = writer.prepare(seq: seq, timestamp: timestamp, key: key, value: value)
+                        let prepared = writer.prepare(seq: seq, timestamp: timestamp, deadline: record.deadline, key: key, value: value)
                         return writer.stage(
                             operation: record.operation, continues: index < records.count - 1,
-                            seq: seq, timestamp: timestamp, key: key, value: value, prepared: prepared)
+                            seq: seq, timestamp: timestamp, deadline: record.deadline, expired: record.expired,
+                            key: key, value: value, prepared: prepared)
                     }
                 }
                 staged.append(one)
@@ -614,6 +738,7 @@ public final class Store: @unchecked Sendable {
         }
         guard let position else { return result }
         try afterWrite(position, now: timestamp)
+        for case .put(let key, _, let deadline) in batch.changes where deadline != 0 { expiries.add(key, deadline: deadline) }
         return result
     }
 

@@ -5,19 +5,23 @@ struct SnapshotEntry {
     var segment: Segment
     var offset: UInt32
     var size: UInt32
+    var deadline: UInt64 = 0
 }
 
 enum StoreSnapshot {
     /// Nil when the state is a shared index that a writer changed while it was
     /// walked, or that names segments this process has not opened.
     static func entries(of state: StoreState, prefix: [UInt8]) -> [SnapshotEntry]? {
-        consistently(state) {
+        let now = Syscalls.wallClockMilliseconds()
+        return consistently(state) {
             var entries: [SnapshotEntry] = []
             entries.reserveCapacity(prefix.isEmpty ? state.index.count : 16)
             let unreadable = state.index.forEach { key, location in
                 if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
+                if location.isExpired(at: now) { return }
                 guard let segment = state.segment(location.segment) else { return }
-                entries.append(SnapshotEntry(key: Array(key), segment: segment, offset: location.offset, size: location.size))
+                entries.append(SnapshotEntry(key: Array(key), segment: segment, offset: location.offset, size: location.size,
+                                             deadline: location.deadline))
             }
             entries.sort { $0.key.lexicographicallyPrecedes($1.key) }
             return unreadable == 0 ? entries : nil
@@ -38,10 +42,12 @@ extension StoreSnapshot {
     /// `limit` keys (a heap), not a sorted copy of every key.
     static func keys(of state: StoreState, prefix: [UInt8], after: [UInt8]?, limit: Int) -> [[UInt8]]? {
         guard limit > 0 else { return [] }
+        let now = Syscalls.wallClockMilliseconds()
         return consistently(state) {
             var heap = KeyHeap()  // the largest kept key on top
-            let unreadable = state.index.forEach { key, _ in
+            let unreadable = state.index.forEach { key, location in
                 if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
+                if location.isExpired(at: now) { return }
                 if let after, !after.lexicographicallyPrecedes(key) { return }
                 if heap.count == limit {
                     guard key.lexicographicallyPrecedes(heap.top!) else { return }

@@ -4,12 +4,12 @@
 /// several keys).
 public struct WriteBatch: Sendable {
     enum Change: Sendable {
-        case put(key: [UInt8], value: [UInt8])
+        case put(key: [UInt8], value: [UInt8], deadline: UInt64)
         case delete(key: [UInt8])
 
         var key: [UInt8] {
             switch self {
-            case .put(let key, _), .delete(let key): key
+            case .put(let key, _, _), .delete(let key): key
             }
         }
     }
@@ -20,10 +20,15 @@ public struct WriteBatch: Sendable {
     /// An empty batch.
     public init() {}
 
-    /// Sets `key` to `value` when the batch is written.
-    public mutating func put(_ key: [UInt8], _ value: [UInt8]) { changes.append(.put(key: key, value: value)) }
+    /// Sets `key` to `value` when the batch is written; with `expiresAt`
+    /// (milliseconds since the Unix epoch; 0: never) the value expires then.
+    public mutating func put(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) {
+        changes.append(.put(key: key, value: value, deadline: expiresAt))
+    }
     /// Sets `key` to `value` (UTF-8) when the batch is written.
-    public mutating func put(_ key: String, _ value: String) { put(Array(key.utf8), Array(value.utf8)) }
+    public mutating func put(_ key: String, _ value: String, expiresAt: UInt64 = 0) {
+        put(Array(key.utf8), Array(value.utf8), expiresAt: expiresAt)
+    }
     /// Removes `key` when the batch is written (nothing is recorded if it does not exist then).
     public mutating func delete(_ key: [UInt8]) { changes.append(.delete(key: key)) }
     /// Removes `key` (UTF-8) when the batch is written.

@@ -54,7 +54,7 @@ enum Dumper {
         case .text:
             try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.textLine(key, value)) }
         case .ndjson:
-            try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.ndjsonLine(key, value)) }
+            try store.forEach(prefix: prefix) { key, value, expiresAt in out.write(PairWriter.ndjsonLine(key, value, expiresAt: expiresAt)) }
         case .json:
             var document = PairWriter.JSONDocument(out)
             try store.forEach(prefix: prefix) { key, value in try document.add(key, value) }

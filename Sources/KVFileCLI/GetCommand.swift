@@ -11,13 +11,16 @@ struct GetCommand: ParsableCommand {
             added for readability; into a pipe or file nothing is added. Exits 1, \
             printing nothing, when the key has no value. Never takes the writer's \
             lock, so it works while another process writes. --all prints every \
-            pair as `kvfile dump` does.
+            pair as `kvfile dump` does. A value whose deadline (put --ttl) has \
+            passed is no value. --ttl prints the seconds the value has left \
+            (rounded up), or -1 when it never expires.
 
             Examples:
               kvfile get ./cache.kv greeting
               kvfile get ./cache.kv photo > photo.jpg
               if value=$(kvfile get ./cache.kv token); then echo "$value"; fi
               kvfile get ./cache.kv --all --format json
+              kvfile get --ttl ./cache.kv session:42
             """
     )
 
@@ -32,12 +35,16 @@ struct GetCommand: ParsableCommand {
     @Flag(name: .customLong("version"), help: "Print the key's version (the sequence number of the write that set its value) instead of the value, for put/delete --if-version.")
     var printVersion = false
 
+    @Flag(name: .customLong("ttl"), help: "Print the seconds until the value expires (rounded up; -1: never) instead of the value.")
+    var printTTL = false
+
     @Option(name: .long, help: "With --all: text, json or ndjson.")
     var format: PairFormat = .text
 
     func validate() throws {
         if all && key != nil { throw ValidationError("give either a KEY or --all, not both") }
         if !all && key == nil { throw ValidationError("missing KEY (or --all for every pair)") }
+        if printTTL && (printVersion || all) { throw ValidationError("--ttl prints one key's time left: not with --version or --all") }
     }
 
     func run() throws {
@@ -45,6 +52,13 @@ struct GetCommand: ParsableCommand {
             let store = try access.openForReading()
             guard let key else {
                 try Dumper.dump(store, format: format, prefix: [])
+                return .success
+            }
+            if printTTL {
+                guard let deadline = try store.expiry(of: RawArguments.bytes(of: key)) else { return .notFound }
+                let now = WallClock.milliseconds()
+                let left = deadline == 0 ? "-1" : String((max(deadline, now + 1) - now + 999) / 1000)
+                Array("\(left)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
                 return .success
             }
             if printVersion {

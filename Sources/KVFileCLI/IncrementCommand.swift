@@ -60,6 +60,7 @@ struct CounterArguments: ParsableArguments {
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var expiry: ExpiryOptions
 
     @Argument(help: "The counter's key.")
     var key: String
@@ -73,9 +74,12 @@ enum Counter {
             throw CLIError(message: "the amount must be an integer, not \(amountText)", code: .usage)
         }
         let keyBytes = RawArguments.bytes(of: key)
+        let requested = try counter.expiry.deadline()
         let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
         // This process is the store's one writer while it holds the lock: nothing changes the key in between.
         let current = try store.get(keyBytes)
+        // A counter keeps its expiry; --ttl sets one when the increment creates it (a fixed window).
+        let deadline = current == nil ? requested : (try store.expiry(of: keyBytes) ?? 0)
         let old: Int64
         if let current {
             guard let text = String(validating: current, as: UTF8.self), let number = Int64(text.trimmingWhitespace) else {
@@ -93,7 +97,7 @@ enum Counter {
             try store.close()
             throw CLIError(message: "\(old) \(sign > 0 ? "+" : "-") \(amount) overflows a 64-bit integer; nothing was written", code: .invalidInput)
         }
-        try store.put(keyBytes, Array(String(new).utf8))
+        try store.put(keyBytes, Array(String(new).utf8), expiresAt: deadline)
         try store.close()
         Array("\(new)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
         return .success

@@ -15,6 +15,7 @@ struct KVFileCommand: ParsableCommand {
 
             Examples:
               kvfile put ./cache.kv greeting hello
+              kvfile put --ttl 10m ./cache.kv session:42 "$token"
               kvfile get ./cache.kv greeting
               echo '{"n": 1}' | kvfile put ./cache.kv config
               kvfile delete ./cache.kv greeting
@@ -33,7 +34,8 @@ struct KVFileCommand: ParsableCommand {
             """,
         version: KVFileVersion.current,
         subcommands: [
-            PutCommand.self, GetCommand.self, DeleteCommand.self, IncrementCommand.self, DecrementCommand.self, KeysCommand.self, DumpCommand.self, LoadCommand.self,
+            PutCommand.self, GetCommand.self, DeleteCommand.self, IncrementCommand.self, DecrementCommand.self, PersistCommand.self,
+            KeysCommand.self, DumpCommand.self, LoadCommand.self,
             StatCommand.self, CheckCommand.self, CompactCommand.self, WatchCommand.self, ServeCommand.self,
         ]
     )

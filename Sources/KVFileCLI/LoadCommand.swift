@@ -66,8 +66,10 @@ struct LoadCommand: ParsableCommand {
                 // Line by line as input arrives: memory holds one batch, and each batch is written as soon as it is complete.
                 try Terminal.forEachInputLine { line, lineNumber in
                     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return }
-                    let (key, value) = try PairReader.ndjsonLine(line, number: lineNumber)
-                    pending.put(key, value)
+                    let (key, value, expiresAt) = try PairReader.ndjsonLine(line, number: lineNumber)
+                    // A pair that expired meanwhile is not loaded (as if it had been deleted).
+                    if expiresAt != 0 && expiresAt <= WallClock.milliseconds() { return }
+                    pending.put(key, value, expiresAt: expiresAt)
                     if pending.count >= batch { try flush() }
                 }
             }

@@ -16,7 +16,9 @@ enum PairFormat: String, CaseIterable {
 }
 
 enum PairWriter {
-    static func ndjsonLine(_ key: [UInt8], _ value: [UInt8]) -> String { PairJSON.ndjsonLine(key, value) }
+    static func ndjsonLine(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) -> String {
+        PairJSON.ndjsonLine(key, value, expiresAt: expiresAt)
+    }
 
     static func textLine(_ key: [UInt8], _ value: [UInt8]) -> String {
         escaped(key) + "\t" + escaped(value) + "\n"
@@ -77,6 +79,7 @@ enum PairReader {
         var key_base64: String?
         var value: String?
         var value_base64: String?
+        var expires_at: UInt64?
     }
 
     static func bytes(text: String?, base64: String?, field: String, line: Int) throws -> [UInt8] {
@@ -90,8 +93,8 @@ enum PairReader {
         throw CLIError(message: "line \(line): missing \"\(field)\" (or \"\(field)_base64\")", code: .invalidInput)
     }
 
-    /// One ndjson line → (key, value).
-    static func ndjsonLine(_ line: ArraySlice<UInt8>, number: Int) throws -> ([UInt8], [UInt8]) {
+    /// One ndjson line → (key, value, expires_at in ms since the epoch or 0).
+    static func ndjsonLine(_ line: ArraySlice<UInt8>, number: Int) throws -> ([UInt8], [UInt8], UInt64) {
         let parsed: Line
         do {
             parsed = try JSONDecoder().decode(Line.self, from: Data(line))
@@ -99,7 +102,8 @@ enum PairReader {
             throw CLIError(message: "line \(number): not a JSON object with \"key\" and \"value\" strings (\(describe(error)))", code: .invalidInput)
         }
         return (try bytes(text: parsed.key, base64: parsed.key_base64, field: "key", line: number),
-                try bytes(text: parsed.value, base64: parsed.value_base64, field: "value", line: number))
+                try bytes(text: parsed.value, base64: parsed.value_base64, field: "value", line: number),
+                parsed.expires_at ?? 0)
     }
 
     /// A whole json document → pairs, in document order, keys byte for byte (see ``PairDocumentParser``).

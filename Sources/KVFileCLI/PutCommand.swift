@@ -16,11 +16,21 @@ struct PutCommand: ParsableCommand {
             as it is (-5); any other KEY or VALUE that starts with - goes after \
             -- (kvfile put ./s.kv -- -x -y).
 
+            With --ttl or --expire-at the value expires: from its deadline on, \
+            every reader in every process sees no value (get exits 1, dump and \
+            keys leave it out, --if-absent writes), whether or not a writer runs; \
+            a writer that is open records the expiry in the change feed \
+            (kvs_deleted with "expired": true). A put without --ttl clears an \
+            earlier expiry; kvfile persist removes one and keeps the value. \
+            Deadlines follow the wall clock.
+
             Examples:
               kvfile put ./cache.kv greeting hello
               kvfile put ./cache.kv photo < photo.jpg
               date | kvfile put ./cache.kv last-run
               kvfile put --if-absent ./locks.kv nightly-job "$$" || echo "already running"
+              kvfile put --ttl 10m ./cache.kv session:42 "$token"
+              kvfile put --if-absent --ttl 1h ./locks.kv deploy "$$"    # a lease: free again after an hour
               v=$(kvfile get --version ./s.kv n); kvfile put --if-version "$v" ./s.kv n "$((n+1))"
             """
     )
@@ -28,6 +38,7 @@ struct PutCommand: ParsableCommand {
     @OptionGroup var access: StoreAccessOptions
     @OptionGroup var write: WriteOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var expiry: ExpiryOptions
 
     @Flag(name: .long, help: "Write only when the key has no value; exit 1 otherwise.")
     var ifAbsent = false
@@ -58,10 +69,11 @@ struct PutCommand: ParsableCommand {
                              code: .invalidInput)
                 }
             }
+            let deadline = try expiry.deadline()
             let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let written: Bool
             if let ifVersion {
-                switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion])) {
+                switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion]), expiresAt: deadline) {
                 case .written: written = true
                 case .conditionFailed(let current):
                     Terminal.error("not written: the key is at version \(current), not \(ifVersion)")
@@ -69,9 +81,13 @@ struct PutCommand: ParsableCommand {
                 case .nothingToDelete: written = false
                 }
             } else if ifAbsent {
-                written = try store.putIfAbsent(RawArguments.bytes(of: key), bytes)
+                if case .written = try store.put(RawArguments.bytes(of: key), bytes, if: .absent, expiresAt: deadline) {
+                    written = true
+                } else {
+                    written = false
+                }
             } else {
-                try store.put(RawArguments.bytes(of: key), bytes)
+                try store.put(RawArguments.bytes(of: key), bytes, expiresAt: deadline)
                 written = true
             }
             try store.close()

@@ -51,7 +51,8 @@ struct ServeCommand: ParsableCommand {
               HOST=http://localhost:5000/ kvstore subscribe
 
             Exit status: as for the other commands; 69 when kvfile-server is not \
-            found, 74 when the address cannot be bound.
+            found, 74 when the address cannot be bound or the store directory \
+            cannot be made.
             """
     )
 

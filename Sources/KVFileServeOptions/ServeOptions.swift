@@ -8,7 +8,7 @@ import Glibc
 /// The options of `kvfile serve` and `kvfile-server`, declared once so that
 /// the tool can check them and hand them on unchanged.
 public struct ServeOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("The store directory (created by the first write).", valueName: "store"), completion: .directory)
+    @Argument(help: ArgumentHelp("The store directory (created when missing).", valueName: "store"), completion: .directory)
     public var store: String
 
     @Option(name: .long, help: ArgumentHelp("Address to listen on. Anything but loopback exposes the store: set a token.", valueName: "address"))
@@ -37,7 +37,7 @@ public struct ServeOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp(
         "When a write is acknowledged: always (on disk first; concurrent requests share each sync), interval:MS, or none.",
-        valueName: "mode"))
+        valueName: "mode"), completion: .list(["always", "none", "interval:1000"]))
     public var durability: String = "always"
 
     @Option(name: .long, help: ArgumentHelp("How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
@@ -54,7 +54,8 @@ public struct ServeOptions: ParsableArguments {
         valueName: "seconds"))
     public var pingTimeout: Int = 20
 
-    @Option(name: .long, help: ArgumentHelp("trace, debug (one line per request), info, warning or error.", valueName: "level"))
+    @Option(name: .long, help: ArgumentHelp("trace, debug (one line per request), info, warning or error.", valueName: "level"),
+            completion: .list(["trace", "debug", "info", "notice", "warning", "error", "critical"]))
     public var logLevel: String = "info"
 
     public init() {}

@@ -9,13 +9,14 @@ enum CompatText {
     }
 
     /// The `Update` text of a change: the write message above, and for a
-    /// delete (the original had none) `Key: K Deleted`. Bytes that are not
-    /// UTF-8 show as U+FFFD: a Socket.IO event carries text.
+    /// delete (the original had none) `Key: K Deleted`, or `Key: K Expired`
+    /// when a deadline ended the value. Bytes that are not UTF-8 show as
+    /// U+FFFD: a Socket.IO event carries text.
     static func update(for event: ChangeEvent) -> String {
         let bytes: [UInt8] = switch event.topic {
         case .created: written(key: event.key, value: event.newValue ?? [], created: true)
         case .updated: written(key: event.key, value: event.newValue ?? [], created: false)
-        case .deleted: Array("Key: ".utf8) + event.key + Array(" Deleted".utf8)
+        case .deleted: Array("Key: ".utf8) + event.key + Array((event.expired ? " Expired" : " Deleted").utf8)
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -60,7 +60,8 @@ struct KVService: HTTPResponder {
             if request.method == .options && request.headers[.accessControlRequestMethod] != nil {
                 return crossOrigin.preflight(request)
             }
-            if !isEventStreamWithTicket(request) { try authorize(request) }
+            // A Socket.IO session was authorized at its handshake: python-engineio sends headers with that request only.
+            if !isEventStreamWithTicket(request) && !socketIO.isSessionRequest(request) { try authorize(request) }
             response = try await route(request)
         } catch let error as APIError {
             response = error.response
@@ -147,6 +148,10 @@ struct KVService: HTTPResponder {
             guard request.method == .get else { throw Self.methodNotAllowed("GET") }
             return try EventStream(hub: hub, request: request, query: query).response
         case "/socket.io", "/socket.io/":
+            // Pages of other origins may not open sessions (they could only fill the session table).
+            if crossOrigin.isForeign(request) {
+                throw APIError(.forbidden, "cross_origin", "Socket.IO sessions are not opened for pages of other origins; allow its origin with --cors-origin")
+            }
             return try await socketIO.respond(to: request, query: query)
         default:
             throw APIError(.notFound, "no_route", "no route \(request.method) \(rawPath); see kvfile(1), SERVE, for the routes")
@@ -414,7 +419,8 @@ struct KVService: HTTPResponder {
         }
         guard acceptedHosts.contains(name) else {
             throw APIError(.forbidden, "host_not_allowed",
-                           "this server listens on loopback and serves only the Host names localhost, 127.0.0.1 and [::1] (and --allow-host ones), not \(JSONText.quoted(given))")
+                           "this server listens on loopback and serves only the Host names localhost, 127.0.0.1 and [::1] (and --allow-host ones), "
+                               + (given.isEmpty ? "and the request has no Host header" : "not \(JSONText.quoted(given))"))
         }
     }
 
@@ -429,7 +435,9 @@ struct KVService: HTTPResponder {
             difference |= Int(a ^ b)
         }
         if difference != 0 {
-            var error = APIError(.unauthorized, "unauthorized", "this server needs a token: send the header Authorization: Bearer TOKEN")
+            var error = APIError(.unauthorized, "unauthorized", given.isEmpty
+                ? "this server needs a token: send the header Authorization: Bearer TOKEN"
+                : "the token sent is not this server's: send the header Authorization: Bearer TOKEN with the token the server was started with")
             error.headers[.wwwAuthenticate] = "Bearer realm=\"kvfile\""
             throw error
         }

@@ -56,6 +56,9 @@ public enum ServerRunner {
                 let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
                 // On stdout, one line, for people and for scripts waiting for the port.
                 Self.announce("kvfile-server: listening on http://\(host):\(port) (store \(storePath))\n")
+                if configuration.token == nil && configuration.acceptedHosts == nil {
+                    logger.warning("listening on \(host), beyond loopback, without a token: anyone who can reach it can read and write the store (set KVFILE_TOKEN)")
+                }
                 logger.info("listening", metadata: ["address": "\(host):\(port)", "store": "\(storePath)",
                                                     "durability": "\(configuration.durability)",
                                                     "token": "\(configuration.token == nil ? "off" : "on")"])

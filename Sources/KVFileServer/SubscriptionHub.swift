@@ -137,7 +137,8 @@ final class SubscriptionHub: Service, Sendable {
 
     /// The tailer loop: read what the log gained, publish, wait for inotify (or 100 ms).
     private func follow() {
-        var idle = 0
+        var lastSent = ContinuousClock.now
+        let keepAlive = Duration.milliseconds(keepAliveMilliseconds)
         while !stopped.load(ordering: .relaxed) {
             let events: [ChangeEvent]
             do {
@@ -148,15 +149,14 @@ final class SubscriptionHub: Service, Sendable {
                 return
             }
             if events.isEmpty {
-                idle += 100
-                if idle >= keepAliveMilliseconds {
-                    idle = 0
+                if ContinuousClock.now - lastSent >= keepAlive {
+                    lastSent = .now
                     state.withLock { state in for subscriber in state.subscribers.values { subscriber.keepAlive() } }
                 }
                 tailer.wait(milliseconds: 100)
                 continue
             }
-            idle = 0
+            lastSent = .now
             publish(events)
         }
     }

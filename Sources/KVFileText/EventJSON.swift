@@ -10,6 +10,8 @@ public enum EventJSON {
                       JSONText.bytesField("key", event.key)]
         if let value = event.newValue { fields.append(valueField("new_value", value, embedJSON: embedJSON)) }
         if let value = event.oldValue { fields.append(valueField("old_value", value, embedJSON: embedJSON)) }
+        if event.expiresAt != 0 { fields.append("\"expires_at\":\(event.expiresAt)") }
+        if event.expired { fields.append("\"expired\":true") }
         return "{" + fields.joined(separator: ",") + "}\n"
     }
 

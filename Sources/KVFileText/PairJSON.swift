@@ -3,8 +3,10 @@
 public enum PairJSON {
     /// One NDJSON line: `{"key":"…","value":"…"}` plus a newline; non-UTF-8
     /// bytes as `key_base64` / `value_base64`.
-    public static func ndjsonLine(_ key: [UInt8], _ value: [UInt8]) -> String {
-        "{" + JSONText.bytesField("key", key) + "," + JSONText.bytesField("value", value) + "}\n"
+    /// With `expiresAt` (ms since the Unix epoch) the line ends with `"expires_at":N`.
+    public static func ndjsonLine(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) -> String {
+        "{" + JSONText.bytesField("key", key) + "," + JSONText.bytesField("value", value)
+            + (expiresAt == 0 ? "" : ",\"expires_at\":\(expiresAt)") + "}\n"
     }
 
     /// A key that cannot be a JSON object key.

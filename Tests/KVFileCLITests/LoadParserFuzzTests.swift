@@ -43,9 +43,10 @@ import KVFileText
         for _ in 0..<Self.iterations {
             let key = Self.randomBytes(&random, maxLength: 12)
             let value = Self.randomBytes(&random, maxLength: 40)
-            let line = Array(PairWriter.ndjsonLine(key.isEmpty ? [0x61] : key, value).utf8.dropLast())
-            let (readKey, readValue) = try PairReader.ndjsonLine(line[...], number: 1)
-            #expect(readKey == (key.isEmpty ? [0x61] : key) && readValue == value)
+            let expiresAt: UInt64 = random.next() % 2 == 0 ? 0 : random.next() >> 20
+            let line = Array(PairWriter.ndjsonLine(key.isEmpty ? [0x61] : key, value, expiresAt: expiresAt).utf8.dropLast())
+            let (readKey, readValue, readExpiry) = try PairReader.ndjsonLine(line[...], number: 1)
+            #expect(readKey == (key.isEmpty ? [0x61] : key) && readValue == value && readExpiry == expiresAt)
 
             let damaged = Self.mutate(line, &random)
             do {

@@ -108,7 +108,7 @@ import Testing
         #expect(object["keys"] as? Int == 5)
         #expect(object["newest_seq"] as? Int == 6)
         #expect(object["oldest_seq"] as? Int == 1)
-        #expect(object["format_version"] as? Int == 2)
+        #expect(object["format_version"] as? Int == 3)
         #expect((object["dead_bytes"] as? Int ?? 0) > 0)
         let files = try #require(object["segment_files"] as? [[String: Any]])
         #expect(files.count == 1)
@@ -187,5 +187,67 @@ import Testing
         let bad = try kvfile("put", "--durability", "sometimes", dir.sub("s"), "k", "v")
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("--durability"))
+    }
+}
+
+/// Expiry from the shell: `put --ttl`, seen by every later process with no
+/// writer running; `get --ttl`, `persist`, dump/load keep deadlines; a lease
+/// lock frees itself; `incr --ttl` is a fixed-window rate limiter.
+@Suite struct ExpiryCommandTests {
+    @Test func anExpiredValueIsGoneForASecondProcessWithNoWriterRunning() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s.kv")
+        #expect(try kvfile("put", "--ttl", "1s", store, "session", "token").status == 0)
+        #expect(try kvfile("put", store, "plain", "stays").status == 0)
+        #expect(try kvfile("get", store, "session").text == "token")
+        let left = try kvfile("get", "--ttl", store, "session")
+        #expect(left.status == 0 && left.text == "1\n", "\(left.text)")
+        #expect(try kvfile("get", "--ttl", store, "plain").text == "-1\n")
+        let dumped = try kvfile("dump", store, "--format", "ndjson")
+        #expect(dumped.text.contains(#"{"key":"session","value":"token","expires_at":"#))
+        usleep(1_200_000)
+        // No writer has run since: every reader decides from the record.
+        #expect(try kvfile("get", store, "session").status == 1)
+        #expect(try kvfile("get", "--ttl", store, "session").status == 1)
+        #expect(try kvfile("keys", store).text == "plain\n")
+        #expect(try kvfile("dump", store, "--format", "ndjson").text == "{\"key\":\"plain\",\"value\":\"stays\"}\n")
+        // A backup made before the deadline loads back only what has not expired.
+        #expect(try kvfile("load", dir.sub("restored.kv"), "-q", input: Array(dumped.text.utf8)).status == 0)
+        #expect(try kvfile("keys", dir.sub("restored.kv")).text == "plain\n")
+        let later = Array("{\"key\":\"future\",\"value\":\"v\",\"expires_at\":\(UInt64(Date().timeIntervalSince1970 * 1000) + 3_600_000)}\n".utf8)
+        #expect(try kvfile("load", dir.sub("restored.kv"), "-q", input: later).status == 0)
+        let futureTTL = try kvfile("get", "--ttl", dir.sub("restored.kv"), "future").text
+        #expect(futureTTL == "3600\n" || futureTTL == "3599\n", "\(futureTTL)")
+        // persist keeps the value and drops the deadline; a plain put clears one too.
+        #expect(try kvfile("put", "--ttl", "1h", store, "report", "r1").status == 0)
+        #expect(try kvfile("persist", store, "report").status == 0)
+        #expect(try kvfile("get", "--ttl", store, "report").text == "-1\n")
+        #expect(try kvfile("get", store, "report").text == "r1")
+        #expect(try kvfile("persist", store, "nothing").status == 1)
+        #expect(try kvfile("put", "--expire-at", "2001-01-01T00:00:00Z", store, "x", "y").status == 64)
+        #expect(try kvfile("put", "--ttl", "soon", store, "x", "y").status == 64)
+    }
+
+    @Test func aLeaseLockFreesItselfAndIncrWithTTLIsAFixedWindow() throws {
+        let dir = TemporaryDirectory()
+        let locks = dir.sub("locks.kv")
+        #expect(try kvfile("put", "--if-absent", "--ttl", "1s", locks, "deploy", "job-1").status == 0)
+        #expect(try kvfile("put", "--if-absent", "--ttl", "1s", locks, "deploy", "job-2").status == 1)
+        usleep(1_100_000)
+        // The holder died without letting go: the lease ran out.
+        #expect(try kvfile("put", "--if-absent", "--ttl", "1s", locks, "deploy", "job-2").status == 0)
+        #expect(try kvfile("get", locks, "deploy").text == "job-2")
+
+        let limits = dir.sub("rate.kv")
+        for expected in 1...3 {
+            #expect(try kvfile("incr", "--ttl", "1s", limits, "calls").text == "\(expected)\n")
+        }
+        usleep(1_100_000)
+        #expect(try kvfile("incr", "--ttl", "1s", limits, "calls").text == "1\n")
+        // The change feed records each expiry the writers met, once, with the value it ended.
+        let events = try kvfile("watch", limits, "--from-start", "--count", "5")
+        let expired = events.text.split(separator: "\n").filter { $0.contains("\"expired\":true") }
+        #expect(expired.count == 1, "\(events.text)")
+        #expect(expired.first?.contains("\"old_value\":\"3\"") == true)
     }
 }

@@ -147,6 +147,24 @@ import Testing
         #expect(try server.client().get(session.path).status == 400)
     }
 
+    /// python-engineio sends custom headers with the handshake only: the
+    /// session's later requests are known by its id (the defect: 401 on the
+    /// first poll, "Unexpected connection error"). Pages of other origins get no session.
+    @Test func withATokenTheHandshakeAuthorizesTheSessionAndForeignPagesGetNone() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("s.kv"), arguments: ["--token", "s3cret"], scratch: dir)
+        #expect(try server.client().get("/socket.io/?EIO=4&transport=polling").status == 401)
+        var authorized = server.client()
+        authorized.token = "s3cret"
+        let session = try EngineIOSession(client: authorized)
+        let plain = EngineIOSession(client: server.client(), open: session.open, path: session.path)
+        #expect(try plain.post("40") == 200)
+        #expect(try plain.poll().count == 2)
+        #expect(try server.client().get("/socket.io/?EIO=4&transport=polling&sid=guessed").status == 401)
+        let foreign = try authorized.get("/socket.io/?EIO=4&transport=polling", headers: ["Origin": "https://evil.example"])
+        #expect(foreign.status == 403)
+    }
+
     @Test func aPrefixOnTheConnectURLKeepsOnlyKeysUnderIt() throws {
         let dir = TemporaryDirectory()
         let server = try ServerProcess(store: dir.sub("s.kv"), scratch: dir)
@@ -164,6 +182,12 @@ struct EngineIOSession {
     let client: HTTPClient
     let open: String
     let path: String
+
+    init(client: HTTPClient, open: String, path: String) {
+        self.client = client
+        self.open = open
+        self.path = path
+    }
 
     init(client: HTTPClient, query: String = "") throws {
         self.client = client

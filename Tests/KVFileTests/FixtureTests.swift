@@ -224,7 +224,7 @@ func recordLines(_ storePath: String) throws -> [String] {
     @Test func segmentHeaderAndRecordMatchTheManualPage() {
         var active = SegmentWriter.activeHeader(id: 1, baseSeq: 1, capacity: 64 << 20)
         active.createdMilliseconds = 1_700_000_000_000
-        #expect(hex(active.encoded()) == "6b7666696c65530a" + "0200" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000004" + "befd737a")
+        #expect(hex(active.encoded()) == "6b7666696c65530a" + "0300" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000004" + "8a7666d8")
         // Version 1, as stores written before the block map have it.
         var old = SegmentHeader(segmentID: 1, baseSeq: 1, createdMilliseconds: 1_700_000_000_000)
         old.version = 1

@@ -155,9 +155,11 @@ func encodeRecord(
 
     @Test func reservedBitsAndBadOperationsAreInvalid() {
         var record = encodeRecord(.created, seq: 1, key: bytes("a"), value: bytes("b"))
-        record[4] = 0x10 | 0x01
-        let reserved = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
-        guard case .invalid = reserved else { Issue.record("reserved bit accepted"); return }
+        for bit in [UInt8(0x40), 0x80] {
+            record[4] = bit | 0x01
+            let reserved = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
+            guard case .invalid = reserved else { Issue.record("reserved bit \(bit) accepted"); return }
+        }
         record[4] = 0x00
         let noOperation = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
         guard case .invalid = noOperation else { Issue.record("operation 0 accepted"); return }

@@ -10,22 +10,30 @@ import threading
 import socketio
 
 client = socketio.Client()
+printing = threading.Lock()
+
+
+def say(line):
+    # Handlers run on threads of their own: one write per line, so lines never interleave.
+    with printing:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 host = os.getenv("HOST", "http://localhost:5000/")
 
 
 @client.event
 def connect():
-    print("Connected", flush=True)
+    say("Connected")
 
 
 @client.event
 def disconnect(*reason):
-    print("Disconnected", flush=True)
+    say("Disconnected")
 
 
 @client.on("Update")
 def update(message):
-    print(message, flush=True)
+    say(message)
 
 
 def commands():
@@ -42,5 +50,5 @@ def commands():
 threading.Thread(target=commands, daemon=True).start()
 # The namespace acknowledgement may take more than the default 1 s on a loaded test machine.
 client.connect(host, wait_timeout=10)
-print("transport " + client.transport(), flush=True)
+say("transport " + client.transport())
 threading.Event().wait()  # the commands thread ends the process

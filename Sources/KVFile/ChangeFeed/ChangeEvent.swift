@@ -21,6 +21,10 @@ public struct ChangeEvent: Sendable, Equatable {
     public var newValue: [UInt8]?
     /// The exact value before the change (nil for a creation).
     public var oldValue: [UInt8]?
+    /// When the new value expires (ms since the Unix epoch; 0: never).
+    public var expiresAt: UInt64 = 0
+    /// A delete that records an expiry: a writer saw the value's deadline pass.
+    public var expired = false
 }
 
 /// Where a change feed starts.

@@ -205,16 +205,17 @@ public final class LogTailer: @unchecked Sendable {
         case (_, nil): topic = .created
         default: topic = .updated
         }
-        let timestamp = try recordTimestamp(record)
-        return ChangeEvent(topic: topic, seq: record.seq, timestamp: timestamp, key: record.key, newValue: new, oldValue: old)
+        let header = try recordHeader(record)
+        return ChangeEvent(topic: topic, seq: record.seq, timestamp: header?.timestamp ?? 0, key: record.key, newValue: new, oldValue: old,
+                           expiresAt: header?.deadline ?? 0, expired: header?.expired ?? false)
     }
 
-    private func recordTimestamp(_ record: DeferredRecord) throws(KVFileError) -> UInt64 {
-        guard let segment = state.segment(record.location.segment) else { return 0 }
+    private func recordHeader(_ record: DeferredRecord) throws(KVFileError) -> RecordHeader? {
+        guard let segment = state.segment(record.location.segment) else { return nil }
         let offset = Int(record.location.offset)
         guard case .record(let header) = RecordCodec.decode(segment.base + offset, available: Int(record.location.size)) else {
             throw KVFileError.corrupt(segment.path, offset: offset, "record changed under the tailer")
         }
-        return header.timestamp
+        return header
     }
 }

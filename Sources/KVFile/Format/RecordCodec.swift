@@ -1,9 +1,11 @@
 // Encodes and decodes one record. Layout (see man/kvfile.5, "Records"):
 //
 //   crc32c   u32 LE   over every byte of the record after this field
-//   kind     u8       bits 0-1 operation, bit 2 LZ4, bit 3 batch continues, 4-7 zero
+//   kind     u8       bits 0-1 operation, bit 2 LZ4, bit 3 batch continues,
+//                     bit 4 deadline follows (puts), bit 5 expiry (deletes), 6-7 zero
 //   seq      uvarint  store-wide sequence number, 1 ... 2^51 - 1
 //   ts       uvarint  milliseconds since the Unix epoch
+//   deadline uvarint  only with bit 4: milliseconds since the Unix epoch, ≥ 1
 //   keylen   uvarint  1...4096
 //   stored   uvarint  bytes of value as stored (0 for a delete)
 //   raw      uvarint  only when LZ4 is set: bytes after decompression
@@ -17,11 +19,19 @@ struct RecordHeader: Equatable {
     var continues: Bool
     var seq: UInt64
     var timestamp: UInt64
+    /// When the value expires, in milliseconds since the Unix epoch; 0: never.
+    var deadline: UInt64 = 0
+    /// A delete that records an expiry (the writer noticed the deadline pass).
+    var expired = false
     var keyLength: Int
     var storedLength: Int
     var rawLength: Int
     /// Bytes from the record start to the first key byte.
     var headerLength: Int
+
+    /// True when the value has a deadline at or before `now` (ms since the epoch).
+    @inline(__always)
+    func isExpired(at now: UInt64) -> Bool { deadline != 0 && deadline <= now }
 
     var totalLength: Int { headerLength + keyLength + storedLength }
     var keyOffset: Int { headerLength }
@@ -71,11 +81,16 @@ enum RecordCodec {
         }
         let compressed = kind & RecordFormat.flagLZ4 != 0
         if compressed && operation == .deleted { return .invalid("delete record flagged as compressed") }
+        let hasDeadline = kind & RecordFormat.flagDeadline != 0
+        let expired = kind & RecordFormat.flagExpired != 0
+        if hasDeadline && operation == .deleted { return .invalid("delete record carries a deadline") }
+        if expired && operation != .deleted { return .invalid("expiry flag on a record that is not a delete") }
 
         var position = 5
-        var fields: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
-        let fieldCount = compressed ? 5 : 4
-        for index in 0..<fieldCount {
+        var fields: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+        // seq, ts, [deadline], keylen, stored, [raw]: absent fields are skipped.
+        let present = fieldMask(deadline: hasDeadline, compressed: compressed)
+        for index in 0..<6 where present & (1 << index) != 0 {
             switch Varint.read(p + position, available: available - position) {
             case .truncated: return .incomplete
             case .overlong: return .invalid("malformed varint in record header")
@@ -86,28 +101,36 @@ enum RecordCodec {
                 case 1: fields.1 = v
                 case 2: fields.2 = v
                 case 3: fields.3 = v
-                default: fields.4 = v
+                case 4: fields.4 = v
+                default: fields.5 = v
                 }
             }
         }
-        let (seq, timestamp, keyLength, storedLength) = (fields.0, fields.1, fields.2, fields.3)
+        let (seq, timestamp, deadline, keyLength, storedLength) = (fields.0, fields.1, fields.2, fields.3, fields.4)
+        if hasDeadline && deadline == 0 { return .invalid("deadline 0 in a record flagged with one") }
         if seq == 0 || seq > RecordFormat.maxSeq { return .invalid("sequence number \(seq) out of range") }
         if keyLength == 0 || keyLength > UInt64(RecordFormat.maxKeyLength) { return .invalid("key length \(keyLength) out of range") }
         if operation == .deleted && storedLength != 0 { return .invalid("delete record carries a value") }
         if storedLength > UInt64(RecordFormat.maxValueLength) + 1024 { return .invalid("value length \(storedLength) out of range") }
-        let rawLength = compressed ? fields.4 : storedLength
+        let rawLength = compressed ? fields.5 : storedLength
         if rawLength > UInt64(RecordFormat.maxValueLength) { return .invalid("value length \(rawLength) out of range") }
         if compressed && (rawLength == 0 || storedLength == 0) { return .invalid("empty compressed value") }
 
         let header = RecordHeader(
             operation: operation, compressed: compressed,
             continues: kind & RecordFormat.flagContinued != 0,
-            seq: seq, timestamp: timestamp,
+            seq: seq, timestamp: timestamp, deadline: deadline, expired: expired,
             keyLength: Int(keyLength), storedLength: Int(storedLength), rawLength: Int(rawLength),
             headerLength: position)
         let total = header.totalLength
         if total > available { return .incomplete }
         return .record(header)
+    }
+
+    /// Which of the six header varints (seq, ts, deadline, keylen, stored, raw) a record has, as bits 0–5.
+    @inline(__always)
+    private static func fieldMask(deadline: Bool, compressed: Bool) -> UInt8 {
+        0b011011 | (deadline ? 0b000100 : 0) | (compressed ? 0b100000 : 0)
     }
 
     /// The total length the record at the start of `bytes` declares, read
@@ -119,37 +142,43 @@ enum RecordCodec {
         guard kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0 else { return nil }
         var position = 5
         var lengths: (UInt64, UInt64) = (0, 0)
-        for index in 0..<(kind & RecordFormat.flagLZ4 != 0 ? 5 : 4) {
+        let present = fieldMask(deadline: kind & RecordFormat.flagDeadline != 0, compressed: kind & RecordFormat.flagLZ4 != 0)
+        for index in 0..<6 where present & (1 << index) != 0 {
             guard case .value(let v, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
             position += length
-            if index == 2 { lengths.0 = v } else if index == 3 { lengths.1 = v }
+            if index == 3 { lengths.0 = v } else if index == 4 { lengths.1 = v }
         }
         guard lengths.0 <= UInt64(RecordFormat.maxKeyLength), lengths.1 <= UInt64(RecordFormat.maxValueLength) + 1024 else { return nil }
         return position + Int(lengths.0) + Int(lengths.1)
     }
 
     /// The exact encoded size of a record with these lengths.
-    static func encodedLength(seq: UInt64, timestamp: UInt64, keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
+    static func encodedLength(seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
         var n = 5 + Varint.encodedLength(seq) + Varint.encodedLength(timestamp)
+        if deadline != 0 { n += Varint.encodedLength(deadline) }
         n += Varint.encodedLength(UInt64(keyLength)) + Varint.encodedLength(UInt64(storedLength))
         if let rawLength { n += Varint.encodedLength(UInt64(rawLength)) }
         return n + keyLength + storedLength
     }
 
     /// Writes a complete record at `p` (which must have room for `encodedLength`) and returns its length.
-    /// `rawLength` is non-nil exactly when `stored` holds LZ4-compressed bytes.
+    /// `rawLength` is non-nil exactly when `stored` holds LZ4-compressed bytes;
+    /// a `deadline` (puts) of 0 is none; `expired` marks a delete as an expiry.
     static func encode(
         to p: UnsafeMutableRawPointer, operation: Operation, continues: Bool,
-        seq: UInt64, timestamp: UInt64,
+        seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
         key: UnsafeRawBufferPointer, stored: UnsafeRawBufferPointer, rawLength: Int?
     ) -> Int {
         var kind = operation.rawValue
         if rawLength != nil { kind |= RecordFormat.flagLZ4 }
         if continues { kind |= RecordFormat.flagContinued }
+        if deadline != 0 { kind |= RecordFormat.flagDeadline }
+        if expired { kind |= RecordFormat.flagExpired }
         p.storeBytes(of: kind, toByteOffset: 4, as: UInt8.self)
         var position = 5
         position += Varint.write(seq, to: p + position)
         position += Varint.write(timestamp, to: p + position)
+        if deadline != 0 { position += Varint.write(deadline, to: p + position) }
         position += Varint.write(UInt64(key.count), to: p + position)
         position += Varint.write(UInt64(stored.count), to: p + position)
         if let rawLength { position += Varint.write(UInt64(rawLength), to: p + position) }

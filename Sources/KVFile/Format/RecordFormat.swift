@@ -4,10 +4,11 @@
 /// Constants and limits of the on-disk format (see `man/kvfile.5`).
 public enum RecordFormat {
     /// The format version a writer puts into the header of every segment it
-    /// creates: 2 adds the block map of active segments (man/kvfile.5).
-    public static let version: UInt16 = 2
-    /// The segment versions this kvfile reads: 1 (no block map) and 2.
-    public static let readableSegmentVersions: ClosedRange<UInt16> = 1...2
+    /// creates: 2 adds the block map of active segments, 3 records' expiry
+    /// deadlines (man/kvfile.5).
+    public static let version: UInt16 = 3
+    /// The segment versions this kvfile reads: 1 (no block map), 2 and 3.
+    public static let readableSegmentVersions: ClosedRange<UInt16> = 1...3
     /// The version of hint files and the compaction marker (unchanged since 1).
     static let hintVersion: UInt16 = 1
 
@@ -38,14 +39,17 @@ public enum RecordFormat {
     /// Values shorter than this are never compressed: LZ4 cannot win on them.
     static let minCompressibleLength = 32
 
-    // The kind byte of a record: bits 0–1 the operation, bit 2 LZ4, bit 3 "batch continues".
+    // The kind byte of a record: bits 0–1 the operation, bit 2 LZ4, bit 3 "batch continues",
+    // bit 4 "a deadline follows ts" (puts), bit 5 "this delete is an expiry" (version 3).
     static let opMask: UInt8 = 0x03
     static let flagLZ4: UInt8 = 0x04
     static let flagContinued: UInt8 = 0x08
-    static let reservedKindBits: UInt8 = 0xF0
+    static let flagDeadline: UInt8 = 0x10
+    static let flagExpired: UInt8 = 0x20
+    static let reservedKindBits: UInt8 = 0xC0
 
-    /// crc (4) + kind (1) + seq (≤10) + ts (≤10) + key length (≤2) + stored (≤4) + raw (≤4).
-    static let maxRecordHeaderSize = 35
+    /// crc (4) + kind (1) + seq (≤10) + ts (≤10) + deadline (≤10) + key length (≤2) + stored (≤4) + raw (≤4).
+    static let maxRecordHeaderSize = 45
 }
 
 /// What a record did to its key. The writer decides it from its keydir.

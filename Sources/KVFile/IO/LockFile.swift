@@ -41,6 +41,13 @@ final class LockFile {
         return LockFile(path: path, fd: fd)
     }
 
+    /// True while a writer holds the lock of the store in `directory`.
+    static func isHeld(directory: String) -> Bool {
+        guard let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.lock, O_RDONLY) else { return false }
+        defer { Syscalls.close(fd) }
+        return Syscalls.isLockedByOther(fd)
+    }
+
     private static func lockedError(directory: String, fd: Int32, path: String, waited: Int) -> KVFileError {
         var buffer = [UInt8](repeating: 0, count: 32)
         let n = (try? withMutableBytes(&buffer) { (bytes) throws(KVFileError) in

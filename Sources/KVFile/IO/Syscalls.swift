@@ -220,6 +220,13 @@ enum Syscalls {
     }
 
     /// Tries to take an exclusive flock without waiting; false when another holder has it.
+    /// True when another process holds an exclusive lock on `fd`'s file (a shared one is taken and let go at once).
+    static func isLockedByOther(_ fd: Int32) -> Bool {
+        let (r, code) = retrying { Int(flock(fd, LOCK_SH | LOCK_NB)) }
+        if r == 0 { _ = flock(fd, LOCK_UN) }
+        return r != 0 && code == EWOULDBLOCK
+    }
+
     static func tryLockExclusive(_ fd: Int32, path: String) throws(KVFileError) -> Bool {
         let (r, code) = retrying { Int(flock(fd, LOCK_EX | LOCK_NB)) }
         if r == 0 { return true }

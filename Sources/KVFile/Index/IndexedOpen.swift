@@ -124,6 +124,8 @@ enum IndexedOpen {
             guard let again = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
             index = again
         }
+        // A writer died while it applied a write: part of a batch may be in the index. The next writer repairs it.
+        if index.isTornByDeadWriter { return nil }
         var names = names
         for _ in 0..<20 {
             let ids = try loader.resolveSegments(names)

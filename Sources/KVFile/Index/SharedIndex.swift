@@ -12,8 +12,19 @@ struct KeyLocation: Equatable {
     /// exist only while an index is being built.
     var size: UInt32
     var seq: UInt64
+    /// When the value expires (ms since the Unix epoch; 0: never), from the record's header.
+    var deadline: UInt64 = 0
 
     var isDeletionMark: Bool { size == 0 }
+
+    /// True when the value's deadline has passed at `now` (ms since the epoch):
+    /// every reader then treats the key as having no value.
+    @inline(__always)
+    func isExpired(at now: UInt64) -> Bool { deadline != 0 && deadline <= now }
+
+    /// Whether readers see a value here now (wall clock read only for values with a deadline).
+    @inline(__always)
+    var isLive: Bool { deadline == 0 || deadline > Syscalls.wallClockMilliseconds() }
 }
 
 /// What probing the index for a key found.
@@ -394,7 +405,7 @@ final class SharedIndex: @unchecked Sendable {
     @inline(__always)
     private static func location(_ slot: UInt64, _ header: RecordHeader) -> KeyLocation {
         KeyLocation(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot),
-                    size: slot & markBit != 0 ? 0 : UInt32(header.totalLength), seq: header.seq)
+                    size: slot & markBit != 0 ? 0 : UInt32(header.totalLength), seq: header.seq, deadline: header.deadline)
     }
 
     /// Marks a key deleted while an index is built (the slot names its tombstone).
@@ -540,8 +551,19 @@ final class SharedIndex: @unchecked Sendable {
             return .notFound
         }
         if state == IndexFormat.stateReplaced { return .replaced }
-        // Past a writer that died in the middle of a write, the probe goes on as it is.
-        return readConsistently { probeShared(key, hash: hash) } ?? probeShared(key, hash: hash)
+        if let found = readConsistently({ probeShared(key, hash: hash) }) { return found }
+        // A write has been under way for a long while: when its writer died in it, the
+        // index may hold part of a batch, so it is not used until a writer repairs it.
+        if isTornByDeadWriter { return .replaced }
+        return probeShared(key, hash: hash)
+    }
+
+    /// True when a write was left half applied (`changes` odd) and no writer
+    /// holds the store's lock: the writer died in the middle of it.
+    var isTornByDeadWriter: Bool {
+        guard let path, kvf_load_acquire_u64(base + IndexFormat.changesAt) & 1 != 0 else { return false }
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        return !LockFile.isHeld(directory: directory) && kvf_load_acquire_u64(base + IndexFormat.changesAt) & 1 != 0
     }
 
     private func probeShared(_ key: UnsafeRawBufferPointer, hash: UInt64) -> IndexProbe {
@@ -637,6 +659,23 @@ final class SharedIndex: @unchecked Sendable {
             }
             index = (index + 1) & mask
         }
+    }
+
+    /// For the writer: calls `body` with each entry among up to `count` slots
+    /// of the current table from slot `start` (old table entries not yet
+    /// moved by a resize are left out); returns where to go on, or nil at
+    /// the table's end. A sweep in steps, between which the table may change.
+    func forEachEntry(fromSlot start: Int, count: Int, _ body: (UnsafeRawBufferPointer, KeyLocation) -> Void) -> Int? {
+        let layout = currentLayout
+        guard start < layout.capacity else { return nil }
+        let slots = (base + layout.tableOffset).assumingMemoryBound(to: UInt64.self)
+        let end = min(layout.capacity, start + count)
+        for index in start..<end {
+            let slot = load(slots, index)
+            if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
+            if let (key, header) = record(slot) { body(key, SharedIndex.location(slot, header)) }
+        }
+        return end < layout.capacity ? end : nil
     }
 
     /// Calls `body` with every entry's key and location, in table order. While

@@ -93,7 +93,9 @@ final class SegmentWriter {
 
     /// Compresses the value when that pays and returns the exact encoded record size.
     @inline(__always)
-    func prepare(seq: UInt64, timestamp: UInt64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?) -> (size: Int, compressedLength: Int?) {
+    func prepare(
+        seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?
+    ) -> (size: Int, compressedLength: Int?) {
         var compressedLength: Int?
         if let value, value.count >= RecordFormat.minCompressibleLength {
             compressed.count = 0
@@ -102,7 +104,7 @@ final class SegmentWriter {
         }
         let storedLength = compressedLength ?? value?.count ?? 0
         let size = RecordCodec.encodedLength(
-            seq: seq, timestamp: timestamp, keyLength: key.count, storedLength: storedLength,
+            seq: seq, timestamp: timestamp, deadline: deadline, keyLength: key.count, storedLength: storedLength,
             rawLength: compressedLength == nil ? nil : value!.count)
         return (size, compressedLength)
     }
@@ -111,7 +113,7 @@ final class SegmentWriter {
     /// after the records staged before it. Not part of the log until `commitStaged`.
     @inline(__always)
     func stage(
-        operation: Operation, continues: Bool, seq: UInt64, timestamp: UInt64,
+        operation: Operation, continues: Bool, seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, prepared: (size: Int, compressedLength: Int?)
     ) -> Staged {
         let offset = segment.length + stagedBytes
@@ -125,7 +127,7 @@ final class SegmentWriter {
         noteRecordStart(offset)
         let written = RecordCodec.encode(
             to: segment.writableBase + offset, operation: operation, continues: continues, seq: seq, timestamp: timestamp,
-            key: key, stored: stored, rawLength: prepared.compressedLength == nil ? nil : value!.count)
+            deadline: deadline, expired: expired, key: key, stored: stored, rawLength: prepared.compressedLength == nil ? nil : value!.count)
         stagedBytes += written
         return Staged(
             operation: operation, seq: seq, offset: offset, size: written,

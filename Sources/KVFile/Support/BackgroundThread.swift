@@ -41,19 +41,43 @@ enum BackgroundThread {
 final class BackgroundThreads: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let ended = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let stopRequested = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var running = 0
     private var stopping = false
 
     init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(ended, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(stopRequested, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
+        pthread_cond_destroy(stopRequested)
         pthread_cond_destroy(ended)
         pthread_mutex_destroy(mutex)
+        stopRequested.deallocate()
         ended.deallocate()
         mutex.deallocate()
+    }
+
+    /// Sleeps up to `milliseconds`, waking at once when stopping; returns
+    /// false when stopping (the body should end).
+    func sleep(milliseconds: Int) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let nanoseconds = Int(deadline.tv_nsec) + (milliseconds % 1000) * 1_000_000
+        deadline.tv_sec += milliseconds / 1000 + nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !stopping {
+            if pthread_cond_timedwait(stopRequested, mutex, &deadline) == ETIMEDOUT { break }
+        }
+        return !stopping
     }
 
     /// True once `stopAndWait` was called: running bodies should end soon.
@@ -93,6 +117,7 @@ final class BackgroundThreads: @unchecked Sendable {
     func stopAndWait() {
         pthread_mutex_lock(mutex)
         stopping = true
+        pthread_cond_broadcast(stopRequested)
         while running > 0 { pthread_cond_wait(ended, mutex) }
         pthread_mutex_unlock(mutex)
     }

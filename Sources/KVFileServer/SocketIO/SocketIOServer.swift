@@ -44,6 +44,17 @@ final class SocketIOServer: Service, Sendable {
 
     var sessionCount: Int { sessions.withLock { $0.open.count } }
 
+    /// A session that has not joined the namespace within this long is dropped (a handshake alone holds a slot).
+    static let connectTimeout = Duration.seconds(10)
+
+    /// True for a request of an open session: its handshake passed the token check, and the session id is a secret.
+    func isSessionRequest(_ request: Request) -> Bool {
+        guard let query = request.uri.query, query.contains("sid="),
+              let sid = (try? URLText.query(query))?.last(where: { $0.name == "sid" }).map({ String(decoding: $0.value, as: UTF8.self) })
+        else { return false }
+        return sessions.withLock { $0.open[sid] != nil }
+    }
+
     // MARK: requests
 
     func respond(to request: Request, query: [(name: String, value: [UInt8])]) async throws -> Response {
@@ -69,9 +80,16 @@ final class SocketIOServer: Service, Sendable {
                 return Self.text(String(EngineIOText.noop))
             }
         case .post:
-            guard let body = try? await request.body.collect(upTo: EngineIOText.maxPayloadBytes),
-                  let payload = String(validating: body.readableBytesView, as: UTF8.self),
-                  receive(payload, in: session) else { return Self.failure(.badRequest) }
+            guard let body = try? await request.body.collect(upTo: EngineIOText.maxPayloadBytes) else {
+                return .json("{\"code\":\(EngineIOText.Failure.badRequest.rawValue),\"message\":\"payload over \(EngineIOText.maxPayloadBytes) bytes\"}",
+                             status: .contentTooLarge)
+            }
+            guard let payload = String(validating: body.readableBytesView, as: UTF8.self), receive(payload, in: session) else {
+                // Engine.IO ends a session that sent what it cannot read.
+                session.finish(.closedByClient)
+                remove(session)
+                return Self.failure(.badRequest)
+            }
             return Self.text("ok")
         default:
             return Self.failure(.badRequest)
@@ -90,7 +108,8 @@ final class SocketIOServer: Service, Sendable {
         }
         if let refusal {
             logger.warning("socket.io: refused a session: \(refusal)")
-            return Self.failure(.forbidden, status: .serviceUnavailable)
+            return .json("{\"code\":\(EngineIOText.Failure.forbidden.rawValue),\"message\":\(JSONText.quoted("no new session: " + refusal + "; try again later"))}",
+                         status: .serviceUnavailable)
         }
         return Self.text(EngineIOText.openPacket(sid: sid, pingIntervalMilliseconds: Int(pingInterval.components.seconds) * 1000,
                                                  pingTimeoutMilliseconds: Int(pingTimeout.components.seconds) * 1000))
@@ -174,7 +193,7 @@ final class SocketIOServer: Service, Sendable {
     private func remove(_ session: SocketIOSession) {
         guard sessions.withLock({ $0.open.removeValue(forKey: session.sid) }) != nil else { return }
         if let end = session.end, end != .closedByClient, end != .shutdown {
-            logger.info("socket.io: dropped session \(session.sid): \(end)")
+            logger.log(level: end == .neverConnected ? .debug : .info, "socket.io: dropped session \(session.sid): \(end)")
         }
     }
 
@@ -200,7 +219,7 @@ final class SocketIOServer: Service, Sendable {
     private func pingAndReap() {
         let now = ContinuousClock.now
         let all = sessions.withLock { Array($0.open.values) }
-        for session in all where !session.tick(now: now, interval: pingInterval, timeout: pingTimeout) {
+        for session in all where !session.tick(now: now, interval: pingInterval, timeout: pingTimeout, connectTimeout: Self.connectTimeout) {
             remove(session)
         }
     }

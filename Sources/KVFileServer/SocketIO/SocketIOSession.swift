@@ -8,6 +8,7 @@ final class SocketIOSession: Sendable {
     enum End: Sendable, Equatable {
         case closedByClient
         case pingTimeout
+        case neverConnected
         case slow(backlog: Int)
         case overlappingPoll
         case shutdown
@@ -31,6 +32,7 @@ final class SocketIOSession: Sendable {
         var connected = false
         var lastPing: ContinuousClock.Instant
         var pingSent: ContinuousClock.Instant?
+        let opened: ContinuousClock.Instant
         var subscription: Subscription?
     }
 
@@ -47,7 +49,7 @@ final class SocketIOSession: Sendable {
         self.sid = sid
         self.prefixes = prefixes
         self.backlog = backlog
-        state = Mutex(State(lastPing: now))
+        state = Mutex(State(lastPing: now, opened: now))
     }
 
     var end: End? { state.withLock { $0.end } }
@@ -149,10 +151,11 @@ final class SocketIOSession: Sendable {
 
     /// Called by the ping timer: sends a ping every `interval`; a client
     /// that leaves one unanswered for `timeout` is ended. Returns false once ended.
-    func tick(now: ContinuousClock.Instant, interval: Duration, timeout: Duration) -> Bool {
-        enum Action { case none, ping, timeOut, ended }
+    func tick(now: ContinuousClock.Instant, interval: Duration, timeout: Duration, connectTimeout: Duration) -> Bool {
+        enum Action { case none, ping, timeOut, neverConnected, ended }
         let action = state.withLock { state -> Action in
             if state.end != nil { return .ended }
+            if !state.connected && state.subscription == nil && now - state.opened > connectTimeout { return .neverConnected }
             if let sent = state.pingSent { return now - sent > timeout ? .timeOut : .none }
             guard now - state.lastPing >= interval else { return .none }
             state.lastPing = now
@@ -163,6 +166,7 @@ final class SocketIOSession: Sendable {
         case .none: return true
         case .ping: send(String(EngineIOText.ping)); return end == nil
         case .timeOut: finish(.pingTimeout); return false
+        case .neverConnected: finish(.neverConnected); return false
         case .ended: return false
         }
     }
