@@ -12,10 +12,13 @@ struct IncrementCommand: ParsableCommand {
             happen while this process holds the store's writer lock, so \
             concurrent increments from any number of processes all count. Exits \
             65 when the value is not an integer (or the result would overflow a \
-            64-bit integer); nothing is written then.
+            64-bit integer); nothing is written then. With --ttl (or \
+            --expire-at) an increment that creates the counter gives it that \
+            expiry; an existing counter keeps its own: a fixed window.
 
             Examples:
               kvfile incr ./app.kv visits
+              kvfile incr --ttl 60s ./rate.kv "calls:$USER:$(date +%H%M)"
               kvfile incr ./app.kv stock -5
               kvfile decr ./app.kv stock 2
             """,

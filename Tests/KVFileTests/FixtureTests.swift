@@ -57,7 +57,7 @@ func recordLines(_ storePath: String) throws -> [String] {
 }
 
 @Suite struct FixtureTests {
-    static let versions = ["v1", "v2"]
+    static let versions = ["v1", "v2", "v3"]
 
     /// "vN/name" of every fixture of every version.
     static var fixtureNames: [String] {
@@ -115,6 +115,21 @@ func recordLines(_ storePath: String) throws -> [String] {
         }
     }
 
+    /// The version-3 fixture of deadlines: what readers see, and the expiry tombstone in the log.
+    @Test func theExpiryFixtureKeepsItsDeadlines() throws {
+        let dir = TemporaryDirectory()
+        let copy = dir.sub("store")
+        try FileManager.default.copyItem(atPath: fixturesBase + "/v3/expiry/store", toPath: copy)
+        let store = try Store(path: copy, options: .reader)
+        #expect(try store.expiry(of: Array("until-2100".utf8)) == 4_102_444_800_000)
+        #expect(try store.get("passed") == nil)
+        #expect(try store.getString("renewed") == "new")
+        #expect(try store.expiry(of: Array("renewed".utf8)) == 0)
+        let tailer = try LogTailer(path: copy, start: .beginning)
+        let events = try tailer.poll()
+        #expect(events.filter(\.expired).map { String(decoding: $0.key, as: UTF8.self) } == ["renewed"])
+    }
+
     /// Run by scripts/write-fixtures only (it sets KVFILE_WRITE_FIXTURES=1).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["KVFILE_WRITE_FIXTURES"] == "1"))
     func writeFixtures() throws {
@@ -126,6 +141,8 @@ func recordLines(_ storePath: String) throws -> [String] {
             return path
         }
         func finish(_ path: String) throws {
+            // The index is derived data of this program's version: a fixture is the log alone.
+            try? fm.removeItem(atPath: path + "/store/" + IndexFormat.fileName)
             let store = try Store(path: path + "/store", options: .reader)
             try (try dumpLines(store).map { $0 + "\n" }.joined()).write(toFile: path + "/expected.txt", atomically: true, encoding: .utf8)
             try (try recordLines(path + "/store").map { $0 + "\n" }.joined()).write(toFile: path + "/records.txt", atomically: true, encoding: .utf8)
@@ -216,6 +233,23 @@ func recordLines(_ storePath: String) throws -> [String] {
         writeFile(hint, Array(fileBytes(hint).dropLast(10)))
         try finish(truncatedHint)
         try fm.removeItem(atPath: truncatedHint + "/records.txt")
+
+        // Version 3: deadlines. One far off (2100), one passed with no expiry
+        // recorded (readers leave it out), one passed and written again (an
+        // expiry tombstone, then the new value).
+        let expiry = try fresh("expiry")
+        do {
+            let s = try Store(path: expiry + "/store")
+            try s.put(Array("until-2100".utf8), Array("kept".utf8), expiresAt: 4_102_444_800_000)
+            let soon = UInt64(Date().timeIntervalSince1970 * 1000) + 50
+            try s.put(Array("passed".utf8), Array("gone".utf8), expiresAt: soon)
+            try s.put(Array("renewed".utf8), Array("old".utf8), expiresAt: soon)
+            usleep(100_000)
+            try s.put("renewed", "new")
+            try s.close()
+        }
+        try finish(expiry)
+        try fm.removeItem(atPath: expiry + "/records.txt")
     }
 }
 
