@@ -26,6 +26,7 @@ enum BatchPlanner {
                 if let location, location.isExpired(at: now) {
                     records.append(Record(operation: .deleted, key: key, value: nil, expired: true))
                     exists = false
+                    existsAfter[key] = false
                 }
             }
             switch change {

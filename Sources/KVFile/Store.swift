@@ -55,6 +55,8 @@ public final class Store: @unchecked Sendable {
     private let background = BackgroundThreads()
     /// The writer's keys with deadlines, for its expiry sweep.
     private let expiries = ExpiryQueue()
+    /// Writes with deadlines this writer made (the sweep clears the index's flag only if none came during its walk).
+    private let deadlineWrites = Atomic<UInt64>(0)
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -563,6 +565,7 @@ public final class Store: @unchecked Sendable {
             if expiring { existing = nil }
             let operation = try decide(existing)
             guard operation != nil || expiring else { return nil }
+            if deadline != 0 && operation != nil { noteDeadlineWrite() }
             let seq = state.nextSeq
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
@@ -597,49 +600,101 @@ public final class Store: @unchecked Sendable {
 
     // MARK: expiry
 
+    /// Under the write lock, before a record with a deadline is written.
+    @inline(__always)
+    private func noteDeadlineWrite() {
+        deadlineWrites.add(1, ordering: .relaxed)
+        if !state.index.mayHoldDeadlines { state.index.mayHoldDeadlines = true }
+    }
+
     /// Records the expiry of `key` when its value's deadline has passed (a
-    /// tombstone flagged as an expiry, which the change feed reports once);
-    /// does nothing otherwise.
-    func expireIfDue(_ key: [UInt8]) throws(KVFileError) {
-        _ = try withBytes(key) { (key) throws(KVFileError) in try writeOne(key: key, value: nil) { _ in nil } }
+    /// tombstone flagged as an expiry, which the change feed reports once).
+    /// Otherwise writes nothing and returns the value's deadline (0: none or
+    /// no value), for the sweep to look again then.
+    @discardableResult
+    func expireIfDue(_ key: [UInt8]) throws(KVFileError) -> UInt64 {
+        var deadline: UInt64 = 0
+        _ = try withBytes(key) { (key) throws(KVFileError) in
+            try writeOne(key: key, value: nil) { existing in
+                deadline = existing?.deadline ?? 0
+                return nil
+            }
+        }
+        return deadline
     }
 
     /// The writer's expiry sweep: after the store has been open a second (a
     /// writer open for one command records only the expiries it meets), it
-    /// walks the index in steps for values with deadlines, then records each
-    /// expiry within about a quarter of a second of its deadline.
+    /// walks the index in steps for values with deadlines (when the index
+    /// says there may be any), then records each expiry within about a
+    /// quarter of a second of its deadline.
     private func startExpirySweep() {
         // The thread holds the store only while it works: a store dropped without close still goes away (and its lock with it).
         background.start { [weak self, background] in
             guard background.sleep(milliseconds: 1000) else { return }
-            var cursor: Int? = 0
+            var walk = SweepWalk()
             while let store = self {
-                let pause = store.sweepStep(&cursor)
+                let pause = store.sweepStep(&walk)
                 guard background.sleep(milliseconds: pause) else { return }
             }
         }
     }
 
+    /// Where the sweep's walk of the index is.
+    private struct SweepWalk {
+        var cursor: Int? = 0
+        var layout: [Int] = []
+        var found = 0
+        var writesAtStart: UInt64 = 0
+    }
+
     /// One step of the sweep: the next slots of the index (until it was
     /// walked once), then the expiries due. Returns how long to rest.
-    private func sweepStep(_ cursor: inout Int?) -> Int {
-        if let start = cursor {
-            cursor = lock.withReadLock { () -> Int? in
-                guard !closed else { return nil }
-                return state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
-                    if location.deadline != 0 { expiries.add(Array(key), deadline: location.deadline) }
+    private func sweepStep(_ walk: inout SweepWalk) -> Int {
+        if let start = walk.cursor {
+            walk.cursor = lock.withReadLock { () -> Int? in
+                guard !closed, start > 0 || state.index.mayHoldDeadlines else { return nil }
+                if start == 0 {
+                    walk.layout = state.index.layoutIdentity
+                    walk.writesAtStart = deadlineWrites.load(ordering: .relaxed)
+                }
+                let next = state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
+                    guard location.deadline != 0 else { return }
+                    walk.found += 1
+                    expiries.add(Array(key), deadline: location.deadline)
+                }
+                // A resize moved keys between the steps: walk again from the start.
+                if state.index.layoutIdentity != walk.layout { return 0 }
+                return next
+            }
+            if walk.cursor == nil && walk.found == 0 {
+                // A whole walk met no deadline, and none was written meanwhile: later opens need not walk.
+                lock.withWriteLock {
+                    if !closed && deadlineWrites.load(ordering: .relaxed) == walk.writesAtStart { state.index.mayHoldDeadlines = false }
                 }
             }
         }
-        let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 1024)
-        for key in due {
-            // A failure here is the writer's: its next write reports it.
-            do throws(KVFileError) { try expireIfDue(key) } catch { break }
+        let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 256)
+        for (index, entry) in due.enumerated() {
+            if background.isStopping {
+                for later in due[index...] { expiries.add(later.key, deadline: later.deadline) }
+                break
+            }
+            do throws(KVFileError) {
+                // Not expired (written again, or the clock went back): look again at its deadline.
+                let deadline = try expireIfDue(entry.key)
+                if deadline != 0 { expiries.add(entry.key, deadline: deadline) }
+            } catch {
+                // The writer's failure: its next write reports it; these wait for the next step.
+                for later in due[index...] { expiries.add(later.key, deadline: later.deadline) }
+                break
+            }
         }
-        return cursor != nil ? 1 : (due.count == 1024 ? 0 : 250)
+        return walk.cursor != nil ? 1 : (due.count == 256 ? 0 : 250)
     }
 
-    /// Removes `key`; returns false (and records nothing) when it had no value.
+    /// Removes `key`; returns false when it had no value (an expired value
+    /// has none: its expiry is recorded then, and nothing else).
     @discardableResult
     public func delete(_ key: [UInt8]) throws(KVFileError) -> Bool {
         try withBytes(key) { (key) throws(KVFileError) -> Bool in try delete(key: key) }
@@ -696,6 +751,7 @@ public final class Store: @unchecked Sendable {
             let records = BatchPlanner.plan(batch, keydir: state.index, now: timestamp)
             try checkIndexPages()
             if records.isEmpty { return nil }
+            if records.contains(where: { $0.deadline != 0 }) { noteDeadlineWrite() }
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)

@@ -75,7 +75,9 @@ struct ExpiryOptions: ParsableArguments {
                 }
                 rest.removeFirst()
             }
-            total += value * unit
+            let (part, overflow) = value.multipliedReportingOverflow(by: unit)
+            guard !overflow else { return nil }
+            total += part
             guard total < 1 << 50 else { return nil }
             number = nil
         }
@@ -132,7 +134,12 @@ struct ExpiryOptions: ParsableArguments {
         parts.tm_hour = Int32(hour)
         parts.tm_min = Int32(minute)
         parts.tm_sec = Int32(second)
-        let seconds = Int(timegm(&parts)) - offsetSeconds
+        let local = Int(timegm(&parts))
+        // timegm moves 2026-02-30 to March 2: a date that does not exist is refused.
+        var back = tm()
+        var time = time_t(local)
+        guard gmtime_r(&time, &back) != nil, back.tm_mday == Int32(day), back.tm_mon == Int32(month - 1) else { return nil }
+        let seconds = local - offsetSeconds
         guard seconds > 0 else { return nil }
         return UInt64(seconds) * 1000 + UInt64(fraction)
     }

@@ -77,12 +77,29 @@ enum Counter {
             throw CLIError(message: "the amount must be an integer, not \(amountText)", code: .usage)
         }
         let keyBytes = RawArguments.bytes(of: key)
-        let requested = try counter.expiry.deadline()
+        _ = try counter.expiry.deadline()  // refuses a time already past before the store is touched
         let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
-        // This process is the store's one writer while it holds the lock: nothing changes the key in between.
-        let current = try store.get(keyBytes)
-        // A counter keeps its expiry; --ttl sets one when the increment creates it (a fixed window).
-        let deadline = current == nil ? requested : (try store.expiry(of: keyBytes) ?? 0)
+        // This process is the store's one writer while it holds the lock: only the clock can change the key
+        // meanwhile (its value expiring), and the write below is conditional on the version read.
+        while true {
+            let (current, version) = try keyBytes.withUnsafeBytes { raw in
+                try store.withVersionedValue(forKey: raw) { value, seq in (value.map { Array($0) }, seq) }
+            }
+            // A counter keeps its expiry; --ttl sets one when the increment creates it (a fixed window).
+            let requested = try counter.expiry.deadline()
+            let deadline = current == nil ? requested : (try store.expiry(of: keyBytes) ?? requested)
+            if let new = try increment(store, keyBytes, current: current, version: version, deadline: deadline, amount: amount, sign: sign) {
+                try store.close()
+                Array("\(new)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
+                return .success
+            }
+        }
+    }
+
+    /// Writes the new count if the key is still at `version`; nil when its value expired meanwhile.
+    private static func increment(
+        _ store: Store, _ keyBytes: [UInt8], current: [UInt8]?, version: UInt64, deadline: UInt64, amount: Int64, sign: Int64
+    ) throws -> Int64? {
         let old: Int64
         if let current {
             guard let text = String(validating: current, as: UTF8.self), let number = Int64(text.trimmingWhitespace) else {
@@ -100,10 +117,10 @@ enum Counter {
             try store.close()
             throw CLIError(message: "\(old) \(sign > 0 ? "+" : "-") \(amount) overflows a 64-bit integer; nothing was written", code: .invalidInput)
         }
-        try store.put(keyBytes, Array(String(new).utf8), expiresAt: deadline)
-        try store.close()
-        Array("\(new)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
-        return .success
+        if case .written = try store.put(keyBytes, Array(String(new).utf8), if: .version(anyOf: [version]), expiresAt: deadline) {
+            return new
+        }
+        return nil
     }
 }
 

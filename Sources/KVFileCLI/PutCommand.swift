@@ -69,8 +69,10 @@ struct PutCommand: ParsableCommand {
                              code: .invalidInput)
                 }
             }
-            let deadline = try expiry.deadline()
+            _ = try expiry.deadline()  // refuses a time already past before the store is touched
             let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
+            // Measured from when the write can happen (the lock may have been waited for).
+            let deadline = try expiry.deadline()
             let written: Bool
             if let ifVersion {
                 switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion]), expiresAt: deadline) {

@@ -226,6 +226,8 @@ import Testing
         #expect(try kvfile("persist", store, "nothing").status == 1)
         #expect(try kvfile("put", "--expire-at", "2001-01-01T00:00:00Z", store, "x", "y").status == 64)
         #expect(try kvfile("put", "--ttl", "soon", store, "x", "y").status == 64)
+        #expect(try kvfile("put", "--ttl", "300000000000d", store, "x", "y").status == 64)  // trapped on overflow
+        #expect(try kvfile("put", "--expire-at", "2099-02-30T00:00:00Z", store, "x", "y").status == 64)  // no such day
     }
 
     @Test func aLeaseLockFreesItselfAndIncrWithTTLIsAFixedWindow() throws {

@@ -265,6 +265,29 @@ import Testing
         #expect(try kvfile("incr", store, "max").status == 65)
     }
 
+    /// Two processes racing compare-and-set loops (the README's recipe) on
+    /// one key: each write that wins is based on the value it read, so 150
+    /// increments each end at 300 and exactly one of two racing writes wins.
+    @Test func compareAndSetLoopsInTwoProcessesLoseNoUpdate() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("cas")
+        #expect(try kvfile("put", store, "n", "0").status == 0)
+        let loop = #"""
+            k="$0"; s="$1"; lost=0
+            for i in $(seq 1 150); do
+              until v=$("$k" get --version "$s" n) && n=$("$k" get "$s" n) && "$k" put --if-version "$v" "$s" n "$((n + 1))" 2> /dev/null; do
+                lost=$((lost + 1))
+              done
+            done
+            echo "$lost"
+            """#
+        let a = try Background("/bin/sh", ["-c", loop, kvfileBinary, store], output: dir.sub("a"))
+        let b = try Background("/bin/sh", ["-c", loop, kvfileBinary, store], output: dir.sub("b"))
+        #expect(a.waitForExit(seconds: 300) && a.process.terminationStatus == 0)
+        #expect(b.waitForExit(seconds: 300) && b.process.terminationStatus == 0)
+        #expect(try kvfile("get", store, "n").text == "300")
+    }
+
     /// Compare-and-set from the shell: a stale version is refused (exit 1).
     @Test func putAndDeleteIfVersion() throws {
         let dir = TemporaryDirectory()

@@ -89,6 +89,42 @@ import Testing
         #expect(events.filter { $0.topic == .deleted }.count == 1)
     }
 
+    /// A batch that deletes and writes back a key whose value expired records
+    /// the expiry once (the planner wrote two tombstones), then the creation.
+    @Test func aBatchOverAnExpiredKeyRecordsOneExpiry() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.sub("batch-expiry"))
+        let deadline = Self.now() + 100
+        try store.put(bytes("k"), bytes("old"), expiresAt: deadline)
+        Self.waitUntil(deadline)
+        let before = try store.stats().newestSeq
+        var batch = WriteBatch()
+        batch.delete("k")
+        batch.put("k", "new")
+        try store.write(batch)
+        #expect(try store.stats().newestSeq == before + 2)
+        #expect(try store.getString("k") == "new")
+        try store.close()
+    }
+
+    /// The sweep thread may hold the last reference to a store its owner
+    /// dropped without closing: the store still goes away and lets go of its lock.
+    @Test func aStoreDroppedWhileItsSweepRunsLetsGoOfItsLock() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("dropped")
+        var store: Store? = try Store(path: path)
+        var batch = WriteBatch()
+        for index in 0..<40_000 { batch.put(bytes("k\(index)"), bytes("v"), expiresAt: Self.now() + 3_600_000) }
+        try store!.write(batch)
+        usleep(1_050_000)  // the sweep's walk has begun
+        store = nil
+        var options = StoreOptions()
+        options.lockTimeoutMilliseconds = 10_000
+        let again = try Store(path: path, options: options)
+        #expect(try again.keys().count == 40_000)
+        try again.close()
+    }
+
     @Test func deadlinesSurviveCompactionAndReopening() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("compact")

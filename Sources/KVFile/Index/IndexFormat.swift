@@ -67,6 +67,8 @@ enum IndexFormat {
     static let regionEndAt = 136
     static let changesAt = 144
     static let highestSegmentAt = 152
+    /// Nonzero when the log may hold values with deadlines (a new index says so until a sweep finds none).
+    static let deadlinesAt = 160
     static let segmentPageCRCsAt = 176
     static let headerCRCAt = 4092
 

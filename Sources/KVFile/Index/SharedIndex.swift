@@ -150,6 +150,8 @@ final class SharedIndex: @unchecked Sendable {
         // Space reserved, not a hole: a store into the mapping must never fault on a full disk.
         try Syscalls.reserve(fd, from: 0, to: IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
         index.initializeHeader(capacity: capacity)
+        // Built from a log that may hold deadlines: the writer's first sweep finds out.
+        index.mayHoldDeadlines = true
         return index
     }
 
@@ -526,15 +528,13 @@ final class SharedIndex: @unchecked Sendable {
         for attempt in 0..<attempts {
             let before = kvf_load_acquire_u64(base + IndexFormat.changesAt)
             if before & 1 != 0 {
-                // A write is being applied: it takes microseconds (or its writer died: a lookup then goes on after a while).
-                if attempt < attempts - 1 || walks != nil {
-                    if attempt > 16 { sched_yield() }
-                    continue
-                }
+                // A write is being applied: it takes microseconds (or its writer died: the caller finds out).
+                if attempt > 16 { sched_yield() }
+                continue
             }
             let result = try body()
             runs += 1
-            if kvf_load_acquire_u64(base + IndexFormat.changesAt) == before || (walks == nil && attempt == attempts - 1 && before & 1 != 0) { return result }
+            if kvf_load_acquire_u64(base + IndexFormat.changesAt) == before && before & 1 == 0 { return result }
             if let walks, runs >= walks { return nil }
         }
         return nil
@@ -667,15 +667,29 @@ final class SharedIndex: @unchecked Sendable {
     /// the table's end. A sweep in steps, between which the table may change.
     func forEachEntry(fromSlot start: Int, count: Int, _ body: (UnsafeRawBufferPointer, KeyLocation) -> Void) -> Int? {
         let layout = currentLayout
-        guard start < layout.capacity else { return nil }
-        let slots = (base + layout.tableOffset).assumingMemoryBound(to: UInt64.self)
-        let end = min(layout.capacity, start + count)
-        for index in start..<end {
-            let slot = load(slots, index)
-            if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
-            if let (key, header) = record(slot) { body(key, SharedIndex.location(slot, header)) }
+        // Slots are numbered through the old table (while a resize moves keys) and then the current one.
+        let tables = [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)].filter { $0.0 != 0 }
+        let total = tables.reduce(0) { $0 + $1.1 }
+        guard start < total else { return nil }
+        let end = min(total, start + count)
+        var first = 0
+        for (offset, capacity) in tables {
+            let slots = (base + offset).assumingMemoryBound(to: UInt64.self)
+            let (lower, upper) = (max(start, first), min(end, first + capacity))
+            for index in lower..<max(lower, upper) {
+                let slot = load(slots, index - first)
+                if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
+                if let (key, header) = record(slot) { body(key, SharedIndex.location(slot, header)) }
+            }
+            first += capacity
         }
-        return end < layout.capacity ? end : nil
+        return end < total ? end : nil
+    }
+
+    /// Identifies the table layout: it changes when a resize starts or ends.
+    var layoutIdentity: [Int] {
+        let layout = currentLayout
+        return [layout.tableOffset, layout.capacity, layout.oldTableOffset, layout.oldCapacity]
     }
 
     /// Calls `body` with every entry's key and location, in table order. While
@@ -1018,6 +1032,13 @@ final class SharedIndex: @unchecked Sendable {
         entry.storeLE(headerChecksum, at: 4)
         kvf_fence_release()
         entry.storeLE(id, at: 0)
+    }
+
+    /// Whether values with deadlines may be in the log: a writer sets it before
+    /// it writes one, and its sweep clears it after a walk that met none.
+    var mayHoldDeadlines: Bool {
+        get { header(IndexFormat.deadlinesAt) != 0 }
+        set { if writable && path != nil { setHeader(IndexFormat.deadlinesAt, newValue ? 1 : 0) } }
     }
 
     /// The highest segment number ever handed out in this store (so none is used twice, even after compaction removed it).

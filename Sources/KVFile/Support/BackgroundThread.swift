@@ -44,6 +44,8 @@ final class BackgroundThreads: @unchecked Sendable {
     private let stopRequested = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var running = 0
     private var stopping = false
+    /// The threads running bodies now (a body may end up closing its owner).
+    private var threads: Set<UInt> = []
 
     init() {
         pthread_mutex_init(mutex, nil)
@@ -99,26 +101,34 @@ final class BackgroundThreads: @unchecked Sendable {
         running += 1
         pthread_mutex_unlock(mutex)
         let started = BackgroundThread.start { [self] in
+            let me = UInt(pthread_self())
+            pthread_mutex_lock(mutex)
+            threads.insert(me)
+            pthread_mutex_unlock(mutex)
             body()
-            finished()
+            finished(me)
         }
-        if !started { finished() }
+        if !started { finished(nil) }
         return started
     }
 
-    private func finished() {
+    private func finished(_ thread: UInt?) {
         pthread_mutex_lock(mutex)
+        if let thread { threads.remove(thread) }
         running -= 1
         if running == 0 { pthread_cond_broadcast(ended) }
         pthread_mutex_unlock(mutex)
     }
 
-    /// Refuses new threads and waits until every started one has ended.
+    /// Refuses new threads and waits until every started one has ended (but
+    /// the calling thread, when it is one of them: its owner went away while
+    /// it held the last reference, and it ends once this returns).
     func stopAndWait() {
         pthread_mutex_lock(mutex)
         stopping = true
         pthread_cond_broadcast(stopRequested)
-        while running > 0 { pthread_cond_wait(ended, mutex) }
+        let own = threads.contains(UInt(pthread_self())) ? 1 : 0
+        while running > own { pthread_cond_wait(ended, mutex) }
         pthread_mutex_unlock(mutex)
     }
 }
