@@ -230,6 +230,34 @@ import Testing
         #expect(try kvfile("put", "--expire-at", "2099-02-30T00:00:00Z", store, "x", "y").status == 64)  // no such day
     }
 
+    /// Writer processes that stay open (here `kvfile load` with its input
+    /// still open) record an expiry that passed while no writer ran, once:
+    /// a second such writer records nothing more.
+    @Test func writerProcessesRecordAnExpiryOnceAcrossRestarts() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s.kv")
+        #expect(try kvfile("put", "--ttl", "1s", store, "session", "token").status == 0)
+        usleep(1_200_000)  // expired while no writer ran
+        for _ in 0..<2 {
+            let writer = Process()
+            writer.executableURL = URL(fileURLWithPath: kvfileBinary)
+            writer.arguments = ["load", store, "-q"]
+            let input = Pipe()
+            writer.standardInput = input
+            try writer.run()
+            usleep(2_000_000)  // open for more than a second: its sweep runs
+            try input.fileHandleForWriting.close()
+            writer.waitUntilExit()
+            #expect(writer.terminationStatus == 0)
+        }
+        let feed = try kvfile("watch", store, "--from-start", "--count", "2")
+        let lines = feed.text.split(separator: "\n")
+        #expect(lines.count == 2, "\(feed.text)")
+        #expect(lines.last?.contains(#""topic":"kvs_deleted""#) == true && lines.last?.contains(#""expired":true"#) == true,
+                "\(feed.text)")
+        #expect(try kvfile("stat", store, "--json").text.contains(#""newest_seq":2"#))
+    }
+
     @Test func aLeaseLockFreesItselfAndIncrWithTTLIsAFixedWindow() throws {
         let dir = TemporaryDirectory()
         let locks = dir.sub("locks.kv")
