@@ -515,7 +515,10 @@ public final class Store: @unchecked Sendable {
                     throw KVFileError(.io, "\(error)")
                 }
             }
-            guard let (value, seq, deadline) = found else { return false }
+            guard let (value, seq, deadline) = found else {
+                try expireIfDue(key)  // an expired value: its expiry is recorded
+                return false
+            }
             if deadline == 0 { return true }
             // Written only if nobody changed the key meanwhile; else look again.
             if case .written = try put(key, value, if: .version(anyOf: [seq])) { return true }
@@ -621,6 +624,25 @@ public final class Store: @unchecked Sendable {
             }
         }
         return deadline
+    }
+
+    /// Records every expiry whose deadline has passed, walking the whole index
+    /// (in steps, under the read lock): what compaction does first.
+    func recordDueExpiries() throws(KVFileError) {
+        _ = try requireWriter()
+        var due: [[UInt8]] = []
+        var cursor: Int? = 0
+        while let start = cursor {
+            let now = Syscalls.wallClockMilliseconds()
+            cursor = try lock.withReadLock { () throws(KVFileError) -> Int? in
+                try checkOpen()
+                guard state.index.mayHoldDeadlines else { return nil }
+                return state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
+                    if location.isExpired(at: now) { due.append(Array(key)) }
+                }
+            }
+        }
+        for key in due { try expireIfDue(key) }
     }
 
     /// The writer's expiry sweep: after the store has been open a second (a

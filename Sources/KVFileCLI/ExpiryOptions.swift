@@ -16,7 +16,7 @@ enum WallClock {
 /// `--ttl` and `--expire-at`, shared by the commands that write a value.
 struct ExpiryOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "Let the value expire after this long: 30s, 10m, 2h, 1d, or a number of seconds (combinations like 1h30m work). From then on every reader sees no value.",
+        "Let the value expire after this long: 30s, 10m, 2h, 1d, 500ms, or a number of seconds (combinations like 1h30m work). From then on every reader sees no value.",
         valueName: "duration"))
     var ttl: String?
 
@@ -28,10 +28,10 @@ struct ExpiryOptions: ParsableArguments {
     func validate() throws {
         if ttl != nil && expireAt != nil { throw ValidationError("give --ttl or --expire-at, not both") }
         if let ttl, Self.milliseconds(ofDuration: ttl) == nil {
-            throw ValidationError("--ttl takes a duration such as 30s, 10m, 2h, 1d or 1h30m (at least 1 ms), not '\(ttl)'")
+            throw ValidationError("--ttl takes a duration such as 30s, 10m, 2h, 1d, 1h30m or 500ms (more than 0), not '\(RawArguments.text(of: ttl))'")
         }
         if let expireAt, Self.milliseconds(ofTime: expireAt) == nil {
-            throw ValidationError("--expire-at takes an RFC 3339 time (2026-12-24T18:00:00Z) or Unix seconds, not '\(expireAt)'")
+            throw ValidationError("--expire-at takes an RFC 3339 time (2026-12-24T18:00:00Z) or Unix seconds, not '\(RawArguments.text(of: expireAt))'")
         }
     }
 
@@ -42,7 +42,7 @@ struct ExpiryOptions: ParsableArguments {
         if let ttl, let length = Self.milliseconds(ofDuration: ttl) { return now + length }
         if let expireAt, let time = Self.milliseconds(ofTime: expireAt) {
             guard time > now else {
-                throw CLIError(message: "--expire-at \(expireAt) has already passed; nothing was written", code: .usage)
+                throw CLIError(message: "--expire-at \(expireAt) has already passed; nothing was written", code: .invalidInput)
             }
             return time
         }

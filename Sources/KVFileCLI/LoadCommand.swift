@@ -47,6 +47,7 @@ struct LoadCommand: ParsableCommand {
             let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let progress = Progress("loading", quiet: quiet)
             var loaded = 0
+            var expired = 0
             var pending = WriteBatch()
             func flush() throws {
                 if pending.isEmpty { return }
@@ -68,7 +69,10 @@ struct LoadCommand: ParsableCommand {
                     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return }
                     let (key, value, expiresAt) = try PairReader.ndjsonLine(line, number: lineNumber)
                     // A pair that expired meanwhile is not loaded (as if it had been deleted).
-                    if expiresAt != 0 && expiresAt <= WallClock.milliseconds() { return }
+                    if expiresAt != 0 && expiresAt <= WallClock.milliseconds() {
+                        expired += 1
+                        return
+                    }
                     pending.put(key, value, expiresAt: expiresAt)
                     if pending.count >= batch { try flush() }
                 }
@@ -76,7 +80,9 @@ struct LoadCommand: ParsableCommand {
             try flush()
             try store.close()
             progress.finish()
-            if !quiet { Terminal.error("loaded \(loaded) pairs into \(access.store)") }
+            if !quiet {
+                Terminal.error("loaded \(loaded) pairs into \(access.store)" + (expired > 0 ? "; left out \(expired) whose expires_at had passed" : ""))
+            }
             return .success
         }
     }

@@ -99,7 +99,11 @@ enum PairReader {
         do {
             parsed = try JSONDecoder().decode(Line.self, from: Data(line))
         } catch {
-            throw CLIError(message: "line \(number): not a JSON object with \"key\" and \"value\" strings (\(describe(error)))", code: .invalidInput)
+            throw CLIError(message: "line \(number): not a JSON object with \"key\" and \"value\" strings and an optional \"expires_at\" (milliseconds since the Unix epoch, a whole number) (\(describe(error)))", code: .invalidInput)
+        }
+        // Milliseconds: a number below 10^11 (March 1973) is taken for seconds given by mistake.
+        if let expiresAt = parsed.expires_at, expiresAt != 0, expiresAt < 100_000_000_000 {
+            throw CLIError(message: "line \(number): expires_at \(expiresAt) looks like seconds; it is milliseconds since the Unix epoch (\(expiresAt)000)", code: .invalidInput)
         }
         return (try bytes(text: parsed.key, base64: parsed.key_base64, field: "key", line: number),
                 try bytes(text: parsed.value, base64: parsed.value_base64, field: "value", line: number),

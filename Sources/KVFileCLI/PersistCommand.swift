@@ -6,9 +6,10 @@ struct PersistCommand: ParsableCommand {
         commandName: "persist",
         abstract: "Remove a value's expiry (put --ttl), keeping the value.",
         discussion: """
-            Writes the same value again without a deadline. Exits 1 when the key \
-            has no value (or it has already expired); a value without an expiry \
-            is left as it is.
+            Writes the same value again without a deadline: a new version, which \
+            the change feed shows as kvs_updated with the same value. Exits 1 \
+            when the key has no value (or it has already expired: its expiry is \
+            recorded then); a value without an expiry is left as it is.
 
             Examples:
               kvfile put --ttl 1h ./cache.kv report "$(make-report)"

@@ -23,7 +23,11 @@ struct WatchCommand: ParsableCommand {
             write's sequence number, ts its time in milliseconds since the Unix \
             epoch. A key or value that is not valid UTF-8 is written as key_base64, \
             new_value_base64 or old_value_base64 instead; with --json-values a \
-            value that is itself a JSON document is embedded as JSON.
+            value that is itself a JSON document is embedded as JSON. A value \
+            written with an expiry (put --ttl) carries expires_at (milliseconds \
+            since the Unix epoch); when a writer records that the deadline \
+            passed, the event is kvs_deleted with "expired": true and the value \
+            that expired (its ts is when the expiry was recorded).
 
             Events come from the store's log, so watch follows writes from any \
             process, across segment rolls and compactions, without the writer's \

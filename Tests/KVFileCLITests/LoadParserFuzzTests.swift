@@ -43,7 +43,7 @@ import KVFileText
         for _ in 0..<Self.iterations {
             let key = Self.randomBytes(&random, maxLength: 12)
             let value = Self.randomBytes(&random, maxLength: 40)
-            let expiresAt: UInt64 = random.next() % 2 == 0 ? 0 : random.next() >> 20
+            let expiresAt: UInt64 = random.next() % 2 == 0 ? 0 : 100_000_000_000 + random.next() >> 24
             let line = Array(PairWriter.ndjsonLine(key.isEmpty ? [0x61] : key, value, expiresAt: expiresAt).utf8.dropLast())
             let (readKey, readValue, readExpiry) = try PairReader.ndjsonLine(line[...], number: 1)
             #expect(readKey == (key.isEmpty ? [0x61] : key) && readValue == value && readExpiry == expiresAt)

@@ -224,7 +224,7 @@ import Testing
         #expect(try kvfile("get", "--ttl", store, "report").text == "-1\n")
         #expect(try kvfile("get", store, "report").text == "r1")
         #expect(try kvfile("persist", store, "nothing").status == 1)
-        #expect(try kvfile("put", "--expire-at", "2001-01-01T00:00:00Z", store, "x", "y").status == 64)
+        #expect(try kvfile("put", "--expire-at", "2001-01-01T00:00:00Z", store, "x", "y").status == 65)
         #expect(try kvfile("put", "--ttl", "soon", store, "x", "y").status == 64)
         #expect(try kvfile("put", "--ttl", "300000000000d", store, "x", "y").status == 64)  // trapped on overflow
         #expect(try kvfile("put", "--expire-at", "2099-02-30T00:00:00Z", store, "x", "y").status == 64)  // no such day
@@ -256,6 +256,24 @@ import Testing
         #expect(lines.last?.contains(#""topic":"kvs_deleted""#) == true && lines.last?.contains(#""expired":true"#) == true,
                 "\(feed.text)")
         #expect(try kvfile("stat", store, "--json").text.contains(#""newest_seq":2"#))
+    }
+
+    /// With only short commands writing, `kvfile compact` records the
+    /// expiries that passed and reclaims their values (they stayed in `stat`).
+    @Test func compactRecordsExpiriesThatPassedAndReclaimsThem() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s.kv")
+        #expect(try kvfile("put", "--ttl", "500ms", store, "brief", String(repeating: "x", count: 2000)).status == 0)
+        #expect(try kvfile("put", store, "plain", "stays").status == 0)
+        usleep(700_000)
+        #expect(try kvfile("stat", store, "--json").text.contains(#""keys":2"#))
+        let watcher = try Background(kvfileBinary, ["watch", store, "--count", "1"], output: dir.sub("watch"))
+        usleep(300_000)
+        #expect(try kvfile("compact", store).status == 0)
+        #expect(try kvfile("stat", store, "--json").text.contains(#""keys":1"#))
+        let lines = watcher.waitForLines(1)
+        #expect(lines.first?.contains(#""expired":true"#) == true, "\(lines)")
+        #expect(try kvfile("persist", store, "brief").status == 1)
     }
 
     @Test func aLeaseLockFreesItselfAndIncrWithTTLIsAFixedWindow() throws {

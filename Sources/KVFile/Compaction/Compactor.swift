@@ -33,8 +33,11 @@ extension Store {
     /// the old files. Readers and writers keep working meanwhile. A crash at
     /// any point leaves a store that opens to the same contents.
     @discardableResult
+    /// Compacts every sealed segment. Expiries that passed and were not
+    /// recorded yet are recorded first, so their values are reclaimed.
     public func compact() throws(KVFileError) -> CompactionResult {
-        try compact(sealActive: true, policy: nil)
+        try recordDueExpiries()
+        return try compact(sealActive: true, policy: nil)
     }
 
     func compact(sealActive: Bool, policy: CompactionPolicy?) throws(KVFileError) -> CompactionResult {
