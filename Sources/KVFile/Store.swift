@@ -116,13 +116,19 @@ public final class Store: @unchecked Sendable {
                 syncer.start()
                 self.syncer = syncer
             }
-            startExpirySweep()
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
                 noteRoll(writer!)
                 try finishSeals()
             }
+            // Expiries that passed while no writer was open are recorded now (a walk of the
+            // index, only when the earliest deadline the index knows has passed).
+            let earliest = state.index.earliestDeadline
+            if state.index.mayHoldDeadlines && earliest != 0 && earliest <= Syscalls.wallClockMilliseconds() {
+                try recordDueExpiries()
+            }
+            startExpirySweep()
         } else {
             writer = nil
             watchNotifier = nil
@@ -568,7 +574,7 @@ public final class Store: @unchecked Sendable {
             if expiring { existing = nil }
             let operation = try decide(existing)
             guard operation != nil || expiring else { return nil }
-            if deadline != 0 && operation != nil { noteDeadlineWrite() }
+            if deadline != 0 && operation != nil { noteDeadlineWrite(deadline) }
             let seq = state.nextSeq
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
@@ -603,11 +609,31 @@ public final class Store: @unchecked Sendable {
 
     // MARK: expiry
 
-    /// Under the write lock, before a record with a deadline is written.
+    /// Under the write lock, before a record with `deadline` is written.
     @inline(__always)
-    private func noteDeadlineWrite() {
+    private func noteDeadlineWrite(_ deadline: UInt64) {
         deadlineWrites.add(1, ordering: .relaxed)
         if !state.index.mayHoldDeadlines { state.index.mayHoldDeadlines = true }
+        let earliest = state.index.earliestDeadline
+        if earliest == 0 || deadline < earliest { state.index.earliestDeadline = deadline }
+    }
+
+    /// After a whole walk of the index: what it learnt. `soonest` is the
+    /// earliest deadline still ahead (0: none), `found` how many deadlines it met.
+    private func noteWalk(soonest: UInt64, found: Int, writesAtStart: UInt64, now: UInt64) {
+        lock.withWriteLock {
+            guard !closed else { return }
+            if deadlineWrites.load(ordering: .relaxed) == writesAtStart {
+                // Nothing was written meanwhile: the walk saw it all.
+                if found == 0 { state.index.mayHoldDeadlines = false }
+                state.index.earliestDeadline = soonest
+            } else {
+                // Writes came meanwhile: keep what they noted, if it is still ahead.
+                let noted = state.index.earliestDeadline
+                let ahead = noted > now ? noted : 0
+                state.index.earliestDeadline = [soonest, ahead].filter { $0 != 0 }.min() ?? 0
+            }
+        }
     }
 
     /// Records the expiry of `key` when its value's deadline has passed (a
@@ -630,19 +656,29 @@ public final class Store: @unchecked Sendable {
     /// (in steps, under the read lock): what compaction does first.
     func recordDueExpiries() throws(KVFileError) {
         _ = try requireWriter()
+        guard lock.withReadLock({ state.index.mayHoldDeadlines }) else { return }
         var due: [[UInt8]] = []
+        var soonest: UInt64 = 0
+        var found = 0
+        let writesAtStart = deadlineWrites.load(ordering: .relaxed)
+        let now = Syscalls.wallClockMilliseconds()
         var cursor: Int? = 0
         while let start = cursor {
-            let now = Syscalls.wallClockMilliseconds()
             cursor = try lock.withReadLock { () throws(KVFileError) -> Int? in
                 try checkOpen()
-                guard state.index.mayHoldDeadlines else { return nil }
                 return state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
-                    if location.isExpired(at: now) { due.append(Array(key)) }
+                    guard location.deadline != 0 else { return }
+                    found += 1
+                    if location.deadline <= now {
+                        due.append(Array(key))
+                    } else if soonest == 0 || location.deadline < soonest {
+                        soonest = location.deadline
+                    }
                 }
             }
         }
         for key in due { try expireIfDue(key) }
+        noteWalk(soonest: soonest, found: found, writesAtStart: writesAtStart, now: now)
     }
 
     /// The writer's expiry sweep: after the store has been open a second (a
@@ -667,7 +703,9 @@ public final class Store: @unchecked Sendable {
         var cursor: Int? = 0
         var layout: [Int] = []
         var found = 0
+        var soonest: UInt64 = 0
         var writesAtStart: UInt64 = 0
+        var startedAt: UInt64 = 0
     }
 
     /// One step of the sweep: the next slots of the index (until it was
@@ -677,23 +715,23 @@ public final class Store: @unchecked Sendable {
             walk.cursor = lock.withReadLock { () -> Int? in
                 guard !closed, start > 0 || state.index.mayHoldDeadlines else { return nil }
                 if start == 0 {
-                    walk.layout = state.index.layoutIdentity
-                    walk.writesAtStart = deadlineWrites.load(ordering: .relaxed)
+                    walk = SweepWalk(cursor: 0, layout: state.index.layoutIdentity,
+                                     writesAtStart: deadlineWrites.load(ordering: .relaxed), startedAt: Syscalls.wallClockMilliseconds())
                 }
                 let next = state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
                     guard location.deadline != 0 else { return }
                     walk.found += 1
                     expiries.add(Array(key), deadline: location.deadline)
+                    // Due ones included: until this writer has recorded them, a writer opening next should look.
+                    if walk.soonest == 0 || location.deadline < walk.soonest { walk.soonest = location.deadline }
                 }
                 // A resize moved keys between the steps: walk again from the start.
                 if state.index.layoutIdentity != walk.layout { return 0 }
                 return next
             }
-            if walk.cursor == nil && walk.found == 0 {
-                // A whole walk met no deadline, and none was written meanwhile: later opens need not walk.
-                lock.withWriteLock {
-                    if !closed && deadlineWrites.load(ordering: .relaxed) == walk.writesAtStart { state.index.mayHoldDeadlines = false }
-                }
+            if walk.cursor == nil {
+                // The values due now are queued and recorded below; later opens look at what is ahead.
+                noteWalk(soonest: walk.soonest, found: walk.found, writesAtStart: walk.writesAtStart, now: walk.startedAt)
             }
         }
         let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 256)
@@ -773,7 +811,7 @@ public final class Store: @unchecked Sendable {
             let records = BatchPlanner.plan(batch, keydir: state.index, now: timestamp)
             try checkIndexPages()
             if records.isEmpty { return nil }
-            if records.contains(where: { $0.deadline != 0 }) { noteDeadlineWrite() }
+            if let earliest = records.lazy.map(\.deadline).filter({ $0 != 0 }).min() { noteDeadlineWrite(earliest) }
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)

@@ -19,8 +19,8 @@ struct PutCommand: ParsableCommand {
             With --ttl or --expire-at the value expires: from its deadline on, \
             every reader in every process sees no value (get exits 1, dump and \
             keys leave it out, --if-absent writes), whether or not a writer runs; \
-            a writer that is open records the expiry in the change feed \
-            (kvs_deleted with "expired": true). A put without --ttl clears an \
+            the next writer to open (or one that stays open) records the expiry \
+            in the change feed (kvs_deleted with "expired": true). A put without --ttl clears an \
             earlier expiry; kvfile persist removes one and keeps the value. \
             Deadlines follow the wall clock.
 

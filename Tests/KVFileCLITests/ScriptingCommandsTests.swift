@@ -258,6 +258,23 @@ import Testing
         #expect(try kvfile("stat", store, "--json").text.contains(#""newest_seq":2"#))
     }
 
+    /// A one-shot writer records at its open the expiries that passed while
+    /// no writer ran (the defect: only writers open for a second did).
+    @Test func theNextWriterToOpenRecordsExpiriesThatPassed() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s.kv")
+        #expect(try kvfile("put", "--ttl", "300ms", store, "a", "1").status == 0)
+        #expect(try kvfile("put", store, "b", "2").status == 0)
+        usleep(500_000)
+        #expect(try kvfile("put", store, "c", "3").status == 0)
+        let feed = try kvfile("watch", store, "--from-start", "--count", "4").text.split(separator: "\n")
+        #expect(feed.count == 4 && feed[2].contains(#""key":"a""#) && feed[2].contains(#""expired":true"#), "\(feed)")
+        #expect(try kvfile("stat", store, "--json").text.contains(#""keys":2"#))
+        // Recorded once: the next writer finds nothing more to do.
+        #expect(try kvfile("put", store, "d", "4").status == 0)
+        #expect(try kvfile("stat", store, "--json").text.contains(#""newest_seq":5"#))
+    }
+
     /// With only short commands writing, `kvfile compact` records the
     /// expiries that passed and reclaims their values (they stayed in `stat`).
     @Test func compactRecordsExpiriesThatPassedAndReclaimsThem() throws {

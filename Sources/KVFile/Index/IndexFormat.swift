@@ -69,6 +69,8 @@ enum IndexFormat {
     static let highestSegmentAt = 152
     /// Nonzero when the log may hold values with deadlines (a new index says so until a sweep finds none).
     static let deadlinesAt = 160
+    /// The earliest deadline a value in the log may have (ms since the epoch; 0: none known).
+    static let earliestDeadlineAt = 168
     static let segmentPageCRCsAt = 176
     static let headerCRCAt = 4092
 

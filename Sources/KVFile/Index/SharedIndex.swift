@@ -150,8 +150,9 @@ final class SharedIndex: @unchecked Sendable {
         // Space reserved, not a hole: a store into the mapping must never fault on a full disk.
         try Syscalls.reserve(fd, from: 0, to: IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
         index.initializeHeader(capacity: capacity)
-        // Built from a log that may hold deadlines: the writer's first sweep finds out.
+        // Built from a log that may hold deadlines, due or not: the next writer's open finds out.
         index.mayHoldDeadlines = true
+        index.earliestDeadline = 1
         return index
     }
 
@@ -1039,6 +1040,14 @@ final class SharedIndex: @unchecked Sendable {
     var mayHoldDeadlines: Bool {
         get { header(IndexFormat.deadlinesAt) != 0 }
         set { if writable && path != nil { setHeader(IndexFormat.deadlinesAt, newValue ? 1 : 0) } }
+    }
+
+    /// No value in the log has a deadline before this (ms since the epoch; 0:
+    /// none known): a writer that opens after it walks the index to record
+    /// the expiries due.
+    var earliestDeadline: UInt64 {
+        get { header(IndexFormat.earliestDeadlineAt) }
+        set { if writable && path != nil { setHeader(IndexFormat.earliestDeadlineAt, newValue) } }
     }
 
     /// The highest segment number ever handed out in this store (so none is used twice, even after compaction removed it).
