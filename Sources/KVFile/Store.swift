@@ -656,29 +656,59 @@ public final class Store: @unchecked Sendable {
     /// (in steps, under the read lock): what compaction does first.
     func recordDueExpiries() throws(KVFileError) {
         _ = try requireWriter()
-        guard lock.withReadLock({ state.index.mayHoldDeadlines }) else { return }
+        var walk = DeadlineWalk()
         var due: [[UInt8]] = []
-        var soonest: UInt64 = 0
-        var found = 0
-        let writesAtStart = deadlineWrites.load(ordering: .relaxed)
+        var ahead: UInt64 = 0
         let now = Syscalls.wallClockMilliseconds()
-        var cursor: Int? = 0
-        while let start = cursor {
-            cursor = try lock.withReadLock { () throws(KVFileError) -> Int? in
-                try checkOpen()
-                return state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
-                    guard location.deadline != 0 else { return }
-                    found += 1
-                    if location.deadline <= now {
-                        due.append(Array(key))
-                    } else if soonest == 0 || location.deadline < soonest {
-                        soonest = location.deadline
-                    }
+        while walk.cursor != nil {
+            walkStep(&walk) { key, deadline in
+                if deadline <= now {
+                    due.append(Array(key))
+                } else if ahead == 0 || deadline < ahead {
+                    ahead = deadline
                 }
             }
         }
+        guard walk.started else { return }
         for key in due { try expireIfDue(key) }
-        noteWalk(soonest: soonest, found: found, writesAtStart: writesAtStart, now: now)
+        noteWalk(soonest: ahead, found: walk.found, writesAtStart: walk.writesAtStart, now: now)
+    }
+
+    /// Where a walk of the index for values with deadlines is, and what it met.
+    private struct DeadlineWalk {
+        var cursor: Int? = 0
+        var started = false
+        var layout: [Int] = []
+        var found = 0
+        var writesAtStart: UInt64 = 0
+        var startedAt: UInt64 = 0
+    }
+
+    /// One step of a walk: the next slots of the index under the read lock,
+    /// `body` called with each value's key and deadline. It starts again
+    /// when a resize moved keys between steps, and ends at once when the
+    /// store is closed or the index says no value has a deadline.
+    private func walkStep(_ walk: inout DeadlineWalk, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
+        guard let start = walk.cursor else { return }
+        walk.cursor = lock.withReadLock { () -> Int? in
+            guard !closed, walk.started || state.index.mayHoldDeadlines else { return nil }
+            if !walk.started {
+                walk = DeadlineWalk(cursor: 0, started: true, layout: state.index.layoutIdentity,
+                                    writesAtStart: deadlineWrites.load(ordering: .relaxed), startedAt: Syscalls.wallClockMilliseconds())
+            }
+            let next = state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
+                guard location.deadline != 0 else { return }
+                walk.found += 1
+                body(key, location.deadline)
+            }
+            if state.index.layoutIdentity != walk.layout {
+                // A resize moved keys between the steps: walk again from the start of the new layout.
+                walk.layout = state.index.layoutIdentity
+                walk.found = 0
+                return 0
+            }
+            return next
+        }
     }
 
     /// The writer's expiry sweep: after the store has been open a second (a
@@ -690,48 +720,27 @@ public final class Store: @unchecked Sendable {
         // The thread holds the store only while it works: a store dropped without close still goes away (and its lock with it).
         background.start { [weak self, background] in
             guard background.sleep(milliseconds: 1000) else { return }
-            var walk = SweepWalk()
+            var walk = DeadlineWalk()
+            var soonest: UInt64 = 0
             while let store = self {
-                let pause = store.sweepStep(&walk)
+                let pause = store.sweepStep(&walk, soonest: &soonest)
                 guard background.sleep(milliseconds: pause) else { return }
             }
         }
     }
 
-    /// Where the sweep's walk of the index is.
-    private struct SweepWalk {
-        var cursor: Int? = 0
-        var layout: [Int] = []
-        var found = 0
-        var soonest: UInt64 = 0
-        var writesAtStart: UInt64 = 0
-        var startedAt: UInt64 = 0
-    }
-
     /// One step of the sweep: the next slots of the index (until it was
     /// walked once), then the expiries due. Returns how long to rest.
-    private func sweepStep(_ walk: inout SweepWalk) -> Int {
-        if let start = walk.cursor {
-            walk.cursor = lock.withReadLock { () -> Int? in
-                guard !closed, start > 0 || state.index.mayHoldDeadlines else { return nil }
-                if start == 0 {
-                    walk = SweepWalk(cursor: 0, layout: state.index.layoutIdentity,
-                                     writesAtStart: deadlineWrites.load(ordering: .relaxed), startedAt: Syscalls.wallClockMilliseconds())
-                }
-                let next = state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
-                    guard location.deadline != 0 else { return }
-                    walk.found += 1
-                    expiries.add(Array(key), deadline: location.deadline)
-                    // Due ones included: until this writer has recorded them, a writer opening next should look.
-                    if walk.soonest == 0 || location.deadline < walk.soonest { walk.soonest = location.deadline }
-                }
-                // A resize moved keys between the steps: walk again from the start.
-                if state.index.layoutIdentity != walk.layout { return 0 }
-                return next
+    private func sweepStep(_ walk: inout DeadlineWalk, soonest: inout UInt64) -> Int {
+        if walk.cursor != nil {
+            walkStep(&walk) { key, deadline in
+                expiries.add(Array(key), deadline: deadline)
+                // Due ones included: until this writer has recorded them, a writer opening next should look.
+                if soonest == 0 || deadline < soonest { soonest = deadline }
             }
-            if walk.cursor == nil {
+            if walk.cursor == nil && walk.started {
                 // The values due now are queued and recorded below; later opens look at what is ahead.
-                noteWalk(soonest: walk.soonest, found: walk.found, writesAtStart: walk.writesAtStart, now: walk.startedAt)
+                noteWalk(soonest: soonest, found: walk.found, writesAtStart: walk.writesAtStart, now: walk.startedAt)
             }
         }
         let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 256)

@@ -219,7 +219,6 @@ enum Syscalls {
         return names
     }
 
-    /// Tries to take an exclusive flock without waiting; false when another holder has it.
     /// True when another process holds an exclusive lock on `fd`'s file (a shared one is taken and let go at once).
     static func isLockedByOther(_ fd: Int32) -> Bool {
         let (r, code) = retrying { Int(flock(fd, LOCK_SH | LOCK_NB)) }
@@ -227,6 +226,7 @@ enum Syscalls {
         return r != 0 && code == EWOULDBLOCK
     }
 
+    /// Tries to take an exclusive flock without waiting; false when another holder has it.
     static func tryLockExclusive(_ fd: Int32, path: String) throws(KVFileError) -> Bool {
         let (r, code) = retrying { Int(flock(fd, LOCK_EX | LOCK_NB)) }
         if r == 0 { return true }

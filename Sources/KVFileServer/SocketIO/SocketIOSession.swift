@@ -83,23 +83,18 @@ final class SocketIOSession: Sendable {
         }
     }
 
-    /// Up to 16 packets and about `maxPayloadBytes`, oldest first.
-    private static func take(_ outbox: inout [String]) -> String {
+    /// Up to 16 packets and about `maxPayloadBytes`, oldest first, taken out of the outbox.
+    private static func take(_ state: inout State) -> String {
         var count = 0
         var bytes = 0
-        while count < outbox.count && count < EngineIOText.packetsPerPayload
-            && (count == 0 || bytes + outbox[count].utf8.count < EngineIOText.maxPayloadBytes) {
-            bytes += outbox[count].utf8.count + 1
+        while count < state.outbox.count && count < EngineIOText.packetsPerPayload
+            && (count == 0 || bytes + state.outbox[count].utf8.count < EngineIOText.maxPayloadBytes) {
+            bytes += state.outbox[count].utf8.count
             count += 1
         }
-        let payload = outbox[..<count].joined(separator: String(EngineIOText.separator))
-        outbox.removeFirst(count)
-        return payload
-    }
-
-    private static func take(_ state: inout State) -> String {
-        let payload = take(&state.outbox)
-        state.outboxBytes = state.outbox.isEmpty ? 0 : state.outboxBytes - payload.utf8.count
+        let payload = state.outbox[..<count].joined(separator: String(EngineIOText.separator))
+        state.outbox.removeFirst(count)
+        state.outboxBytes -= bytes
         return payload
     }
 
