@@ -64,6 +64,19 @@ import Testing
         #expect(String(decoding: raw, as: UTF8.self).lowercased().contains("transfer-encoding: chunked"))
     }
 
+    /// HEAD of a streamed route answers with its headers only, without claiming a length of 0.
+    @Test func headOfAStreamedRouteHasNoBodyAndNoZeroLength() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("h.kv"), scratch: dir)
+        _ = try server.client().put("/v1/keys/k", "v")
+        for path in ["/all", "/v1/keys?prefix=k"] {
+            let raw = String(decoding: try Self.exchange(server.port, "HEAD \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"), as: UTF8.self)
+            #expect(raw.hasPrefix("HTTP/1.1 200"), "\(path): \(raw)")
+            #expect(!raw.lowercased().contains("content-length: 0"), "\(path): \(raw)")
+            #expect(raw.components(separatedBy: "\r\n\r\n").dropFirst().joined().isEmpty, "\(path): a body after the head: \(raw)")
+        }
+    }
+
     /// /all is written as it is read (chunked), byte for byte what it was when built whole.
     @Test func allStreamsTheSameBytes() throws {
         let dir = TemporaryDirectory()

@@ -165,6 +165,20 @@ import Testing
         #expect(foreign.status == 403)
     }
 
+    /// A payload the server cannot read ends its session (it stayed open,
+    /// and the next poll just waited); one over the payload limit gets 413.
+    @Test func anUnreadableOrOversizedPayloadIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("s.kv"), scratch: dir)
+        let big = try EngineIOSession(client: server.client())
+        let oversized = try server.client().request("POST", big.path, body: Array(repeating: UInt8(ascii: "4"), count: 1_100_000))
+        #expect(oversized.status == 413)
+        let session = try EngineIOSession(client: server.client())
+        #expect(try session.post("9nonsense") == 400)
+        let after = try server.client().get(session.path)
+        #expect(after.status == 400 && jsonObject(after.text)["code"] as? Int == 1, "\(after.status) \(after.text)")
+    }
+
     @Test func aPrefixOnTheConnectURLKeepsOnlyKeysUnderIt() throws {
         let dir = TemporaryDirectory()
         let server = try ServerProcess(store: dir.sub("s.kv"), scratch: dir)
