@@ -4,7 +4,7 @@
 /// expired gets an expiry tombstone before the batch's first change of it.
 enum BatchPlanner {
     struct Record {
-        var operation: Operation
+        var operation: ChangeKind
         var key: [UInt8]
         var value: [UInt8]?
         var deadline: UInt64 = 0

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Every failure the engine reports. Each error says what happened, to which
 /// file or key, and what to do about it; `code` lets callers branch.
 public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -63,6 +67,12 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// True when a system call failed for want of space (ENOSPC, EDQUOT): the disk or a quota is full.
+    public var isDiskFull: Bool { errno == ENOSPC || errno == EDQUOT }
+
+    /// True when a system call found no such file or directory (ENOENT).
+    public var isNotFound: Bool { errno == ENOENT }
 
     /// The exit status a command-line tool reports this error with: the
     /// sysexits.h convention that `kvfile` and `kvfile-server` share (66 no

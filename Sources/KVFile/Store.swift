@@ -42,8 +42,10 @@ public final class Store: @unchecked Sendable {
     let compactionMutex = PlainMutex()
     /// What the last compaction did (guarded by `lock`).
     var lastCompaction: CompactionResult?
+    #if DEBUG
     /// Tests set this to simulate a crash at a compaction step (return true to crash there).
     nonisolated(unsafe) var compactionFailpoint: ((CompactionStep) -> Bool)?
+    #endif
 
     /// The active segment when automatic compaction last looked.
     private let lastActiveSeen = Atomic<UInt32>(0)
@@ -179,6 +181,38 @@ public final class Store: @unchecked Sendable {
             guard let location else { return try body(nil, 0) }
             return try RecordReader.withValue(at: location, key: key, in: state) { try body($0, location.seq) }
         }
+    }
+
+    /// Like ``withVersionedValue(forKey:_:)`` when the answer is at hand;
+    /// returns nil without calling `body` when giving it would wait: for the
+    /// store's lock (a writer switching segments or files holds it), for the
+    /// disk (a page of the index slots or of the record is not in memory), or
+    /// to repair or reopen the index. For code on threads that must not block
+    /// (Swift's cooperative pool, an event loop): answer inline when this
+    /// returns a value, else call ``withVersionedValue(forKey:_:)`` on a
+    /// thread that may wait.
+    public func withVersionedValueIfAtHand<R>(
+        forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
+    ) throws -> R? {
+        var answer: R?
+        let answered = try lock.withReadLockIfFree { () throws -> Bool in
+            try checkOpen()
+            guard !key.isEmpty else {
+                answer = try body(nil, 0)
+                return true
+            }
+            guard state.index.probeIsInMemory(key) else { return false }
+            switch state.index.probe(key) {
+            case .found(let location) where location.isLive:
+                guard let segment = state.segment(location.segment), Int(location.offset) + Int(location.size) <= segment.mappedLength,
+                      ResidentPages.contain(segment.base + Int(location.offset), count: Int(location.size)) else { return false }
+                answer = try RecordReader.withValue(at: location, key: key, in: state) { try body($0, location.seq) }
+            case .found, .notFound: answer = try body(nil, 0)
+            default: return false
+            }
+            return true
+        }
+        return answered == true ? answer : nil
     }
 
     /// A reader with an index of its own switches to the shared file once it can
@@ -319,7 +353,7 @@ public final class Store: @unchecked Sendable {
             let caughtUp: Bool
             do throws(KVFileError) {
                 caughtUp = try loader.catchUpAll(loader.resolveSegments(names), state: state)
-            } catch where error.errno == ENOENT {
+            } catch where error.isNotFound {
                 caughtUp = false  // a compaction removed a file while we read: read afresh
             }
             if !caughtUp {
@@ -335,7 +369,7 @@ public final class Store: @unchecked Sendable {
             try checkOpen()
             if state.index.writable, case .pageDamaged(let at) = problem {
                 // The writer found a page of its index failing its checksum: it stops (the next open builds the index anew).
-                throw failure.record(KVFileError.corrupt(IndexedOpen.path(path), offset: at,
+                throw failure.record(KVFileError.corrupt(StoreFiles(path).index, offset: at,
                     "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
             }
             guard state.index.path != nil, !state.index.writable else { return }
@@ -344,7 +378,7 @@ public final class Store: @unchecked Sendable {
                 if attempt % 8 == 7 { return try refreshSharedIndex() }
                 do throws(KVFileError) {
                     try loader.openForIndex(id, into: state)
-                } catch where error.errno == ENOENT {
+                } catch where error.isNotFound {
                     try refreshSharedIndex()
                 }
                 return
@@ -405,7 +439,7 @@ public final class Store: @unchecked Sendable {
         for id in ids where state.segment(id) == nil {
             do throws(KVFileError) {
                 try loader.openForIndex(id, into: state)
-            } catch where error.errno == ENOENT {
+            } catch where error.isNotFound {
                 continue  // removed meanwhile
             }
         }
@@ -463,7 +497,7 @@ public final class Store: @unchecked Sendable {
         // The key is copied for the message only when the value is too large.
         try Limits.check(keyLength: key.count, valueLength: value.count,
                          key: value.count > RecordFormat.maxValueLength && key.count <= RecordFormat.maxKeyLength ? Array(key) : nil)
-        return try writeOne(key: key, value: value, deadline: deadline) { existing throws(KVFileError) -> Operation? in
+        return try writeOne(key: key, value: value, deadline: deadline) { existing throws(KVFileError) -> ChangeKind? in
             if let condition {
                 current = existing?.seq ?? 0
                 guard condition.holds(for: current) else { return nil }
@@ -536,7 +570,7 @@ public final class Store: @unchecked Sendable {
         try Limits.check(keyLength: key.count, valueLength: nil)
         var current: UInt64 = 0
         var held = false
-        let receipt = try writeOne(key: key, value: nil) { existing throws(KVFileError) -> Operation? in
+        let receipt = try writeOne(key: key, value: nil) { existing throws(KVFileError) -> ChangeKind? in
             current = existing?.seq ?? 0
             held = condition.holds(for: current)
             return held && existing != nil ? .deleted : nil
@@ -554,7 +588,7 @@ public final class Store: @unchecked Sendable {
     @inline(__always)
     private func writeOne(
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, deadline: UInt64 = 0,
-        decide: (KeyLocation?) throws(KVFileError) -> Operation?
+        decide: (KeyLocation?) throws(KVFileError) -> ChangeKind?
     ) throws(KVFileError) -> WriteReceipt? {
         let writer = try requireWriter()
         let durable = options.durability == .always
@@ -773,7 +807,7 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func delete(key: UnsafeRawBufferPointer) throws(KVFileError) -> Bool {
         try Limits.check(keyLength: key.count, valueLength: nil)
-        return try writeOne(key: key, value: nil) { existing throws(KVFileError) -> Operation? in
+        return try writeOne(key: key, value: nil) { existing throws(KVFileError) -> ChangeKind? in
             existing == nil ? nil : .deleted
         } != nil
     }
@@ -872,7 +906,7 @@ public final class Store: @unchecked Sendable {
     @inline(__always)
     private func checkIndexPages() throws(KVFileError) {
         guard let at = state.index.damagedPage else { return }
-        throw failure.record(KVFileError.corrupt(IndexedOpen.path(path), offset: at,
+        throw failure.record(KVFileError.corrupt(StoreFiles(path).index, offset: at,
             "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
     }
 
@@ -1067,6 +1101,7 @@ public final class Store: @unchecked Sendable {
         if let segment { try failure.checkLinked(segment, store: path) }
     }
 
+    #if DEBUG
     /// Tests: stops using the store the way a crash would — no sync, no trim,
     /// the lock released — after letting background seals and compactions end.
     func abandonForCrashTest() {
@@ -1078,6 +1113,7 @@ public final class Store: @unchecked Sendable {
         lock.withWriteLock { closed = true }
         lockFile = nil
     }
+    #endif
 
     @inline(__always)
     func checkOpen() throws(KVFileError) {

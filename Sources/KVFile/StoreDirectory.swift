@@ -44,7 +44,7 @@ enum StoreDirectory {
         if let marker = try CompactionMarker.read(directory: directory) {
             try marker.rollForward(directory: directory)
         } else {
-            try Syscalls.unlink(directory + "/" + CompactionMarker.fileName)
+            try Syscalls.unlink(StoreFiles(directory).marker)
         }
         return true
     }
@@ -70,7 +70,7 @@ enum StoreDirectory {
                 state.deferAbove = deferAbove
                 let hints = try loader.loadAll(ids, into: state)
                 return (state, hints)
-            } catch where !loader.writer && error.errno == ENOENT && attempt < 50 {
+            } catch where !loader.writer && error.isNotFound && attempt < 50 {
                 attempt += 1
                 Syscalls.sleep(milliseconds: 2)
                 names = try Syscalls.listDirectory(loader.directory)
@@ -85,7 +85,7 @@ enum StoreDirectory {
     static func estimateRecords(_ directory: String, ids: [UInt32]) -> Int {
         var total = 0
         for id in ids {
-            if let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.hint(id), O_RDONLY) {
+            if let fd = try? Syscalls.openIfExists(StoreFiles(directory).hint(id), O_RDONLY) {
                 var count: UInt32 = 0
                 let n = withUnsafeMutableBytes(of: &count) { raw in
                     (try? Syscalls.preadFully(fd, raw, at: 24, path: "")) ?? 0
@@ -93,7 +93,7 @@ enum StoreDirectory {
                 Syscalls.close(fd)
                 if n == 4 { total += Int(UInt32(littleEndian: count)); continue }
             }
-            if let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.segment(id), O_RDONLY) {
+            if let fd = try? Syscalls.openIfExists(StoreFiles(directory).segment(id), O_RDONLY) {
                 total += ((try? Syscalls.fileSize(fd, path: "")) ?? 0) / 96
                 Syscalls.close(fd)
             }
@@ -104,7 +104,7 @@ enum StoreDirectory {
     /// Removes half-written temporary files a crashed writer left behind (writers only).
     static func removeLeftovers(_ directory: String, names: [String]) throws(KVFileError) {
         for name in names where FileNames.classify(name) == .temporary {
-            try Syscalls.unlink(directory + "/" + name)
+            try Syscalls.unlink(StoreFiles(directory).file(name))
         }
     }
 }

@@ -4,5 +4,5 @@ public struct WriteReceipt: Sendable, Equatable {
     /// The write's sequence number.
     public let seq: UInt64
     /// `.created` or `.updated`.
-    public let operation: Operation
+    public let operation: ChangeKind
 }

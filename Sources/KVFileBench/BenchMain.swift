@@ -20,11 +20,12 @@ struct BenchConfig {
         usage: kvfile-bench [--benchmarks=LIST] [--num=N] [--value_size=V] [--sync=0|1] [--db=DIR]
                             [--segment_size=BYTES] [--threads=T]
           LIST: comma-separated, run in order: fillseq fillrandom overwrite readrandom
-                readmissing deleterandom compact open watchlatency fillsync
+                readmissing readathand deleterandom compact open watchlatency fillsync
                 (default: fillseq,fillrandom,overwrite,readrandom,readmissing,deleterandom,open)
           compact: compaction MB/s while one thread keeps overwriting, and its longest put
           watchlatency: put in this process to event in a second process, p50/p99
           fillsync: durable puts/s with 1 thread and with --threads threads (group commit)
+          readathand: readrandom with the read that declines to wait (the server's GETs)
           The workload is shared/BENCH-WORKLOAD.md v1. DIR is deleted and recreated.
         """
 
@@ -50,7 +51,7 @@ struct BenchConfig {
             }
         }
         let known: Set = ["fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "deleterandom", "open",
-                          "compact", "watchlatency", "fillsync"]
+                          "compact", "watchlatency", "fillsync", "readathand"]
         if let unknown = config.benchmarks.first(where: { !known.contains($0) }) {
             return .failure(BenchUsageError(message: "kvfile-bench: unknown benchmark \(unknown)\n" + usage, code: 64))
         }

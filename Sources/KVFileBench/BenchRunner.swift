@@ -32,6 +32,7 @@ final class BenchRunner: @unchecked Sendable {
             case "overwrite": try opened(); report(name, ops: config.num, seconds: try fill(keys: Workload.uniformSequence(config.num, seed: Workload.overwriteSeed)))
             case "readrandom": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readRandomSeed), missing: false)
             case "readmissing": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readMissingSeed), missing: true)
+            case "readathand": try opened(); try read(name, keys: Workload.uniformSequence(config.num, seed: Workload.readRandomSeed), missing: false, atHand: true)
             case "deleterandom":
                 try opened()
                 let keys = Array(Workload.permutation(config.num, seed: Workload.deleteRandomSeed).prefix(config.num / 10))
@@ -78,27 +79,36 @@ final class BenchRunner: @unchecked Sendable {
         return now() - start
     }
 
-    private func read(_ name: String, keys: [UInt64], missing: Bool) throws {
+    /// `atHand`: with the read for threads that must not block (what the server's GETs use), counting those it declines.
+    private func read(_ name: String, keys: [UInt64], missing: Bool, atHand: Bool = false) throws {
         let store = store!
         var key = [UInt8](repeating: 0, count: missing ? 17 : 16)
         var found = 0
         var badLength = 0
+        var declined = 0
         let valueSize = config.valueSize
         let start = now()
         try key.withUnsafeMutableBufferPointer { k in
             let raw = UnsafeRawBufferPointer(k)
             for number in keys {
                 Workload.formatKey(number, missing: missing, into: k.baseAddress!)
-                try store.withValue(forKey: raw) { value in
+                let count = { (value: UnsafeRawBufferPointer?, _: UInt64) in
                     if let value {
                         found += 1
                         if value.count != valueSize { badLength += 1 }
                     }
                 }
+                if !atHand {
+                    try store.withVersionedValue(forKey: raw, count)
+                } else if try store.withVersionedValueIfAtHand(forKey: raw, count) == nil {
+                    declined += 1
+                    try store.withVersionedValue(forKey: raw, count)
+                }
             }
         }
         let seconds = now() - start
-        report(name, ops: keys.count, seconds: seconds, extra: " (\(found) of \(keys.count) found, \(badLength) bad_len)")
+        report(name, ops: keys.count, seconds: seconds,
+               extra: " (\(found) of \(keys.count) found, \(badLength) bad_len" + (atHand ? ", \(declined) declined)" : ")"))
     }
 
     private func delete(keys: [UInt64]) throws -> Double {

@@ -24,13 +24,19 @@ struct KVFileCommand: ParsableCommand {
               kvfile watch ./cache.kv
               kvfile serve ./cache.kv
 
-            Exit status: 0 success; 1 key not found; 3 watch --since asked for \
-            history that compaction removed; 64 usage error; 65 invalid \
-            input (empty or too long key, value over 64 MiB); 66 no store at the \
-            path, or not a store; 69 kvfile-server missing (serve); 74 I/O \
-            error or address in use (serve); 75 store locked by another writer \
-            past --lock-timeout; 76 store damaged or of an unsupported format \
-            version.
+            Exit status: 0 success; 1 key not found or condition false (get, \
+            delete, put --if-absent, --if-version); 3 watch --since cannot \
+            resume there (history that compaction removed, or past the log's \
+            newest seq); 64 usage error (also kvfile with no command); 65 \
+            invalid input (empty or too long key, value over 64 MiB, bad load \
+            input, a capacity used up); 66 no store at the path, or not a store \
+            (only put and load create one); 69 kvfile-server missing (serve); \
+            74 I/O error (also when standard output cannot be written, after a \
+            failed sync or a store directory removed under a writer) or address \
+            in use (serve); 75 store locked by another writer past \
+            --lock-timeout; 76 store damaged or of an unsupported format \
+            version (check exits 76 when it finds damage). Writing into a \
+            closed pipe (kvfile dump S | head) ends quietly with 0.
             """,
         version: KVFileVersion.current,
         subcommands: [

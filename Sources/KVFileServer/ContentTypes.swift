@@ -19,8 +19,8 @@ final class ContentTypes: Sendable {
     }
 
     /// The type recorded for the write `seq` of `key`, or the default.
-    func type(of key: [UInt8], seq: UInt64) -> String {
-        guard let entry = try? store.get(key),
+    func type(of key: [UInt8], seq: UInt64) async -> String {
+        guard let entry = try? await KVService.pointRead(store, key, { value, _ in value.map { Array($0) } }),
               let newline = entry.firstIndex(of: UInt8(ascii: "\n")),
               UInt64(String(decoding: entry[..<newline], as: UTF8.self)) == seq
         else { return Self.defaultType }

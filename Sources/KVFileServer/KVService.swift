@@ -96,7 +96,7 @@ struct KVService: HTTPResponder {
             }
             guard !key.isEmpty else { throw APIError(.badRequest, "bad_request", "the key is empty: use /v1/keys/KEY (percent-encode / and other reserved bytes)") }
             switch request.method {
-            case .get, .head: return try getKey(key, request: request)
+            case .get, .head: return try await getKey(key, request: request)
             case .put: return try await putKey(key, request: request)
             case .delete: return try await deleteKey(key, request: request)
             default: throw Self.methodNotAllowed("GET, HEAD, PUT, DELETE")
@@ -106,7 +106,7 @@ struct KVService: HTTPResponder {
         switch URLText.normalizedPath(rawPath) {
         case "/", "":
             switch request.method {
-            case .get, .head: return try compatGet(query)
+            case .get, .head: return try await compatGet(query)
             // PUT only (as the original): a browser cannot send a cross-origin PUT without a preflight, while a POST needs none.
             case .put: return try await compatPut(request)
             default: throw Self.methodNotAllowed("GET, HEAD, PUT")
@@ -160,31 +160,33 @@ struct KVService: HTTPResponder {
 
     // MARK: /v1/keys
 
-    /// Point reads run inline in the request's task: a lookup never waits
-    /// for a lock and touches an index slot and one record (a cold page is
-    /// its one wait). Moving them off the cooperative pool cost a fifth of GET
-    /// throughput on the server's own threads and a third on NIO's blocking
-    /// pool (scripts/bench-http, same run: 36.4k–40.5k → 29.1k–32.0k and
-    /// 22.3k–24.7k/s). Writes, which can wait (the writer's lock, a segment
-    /// roll), run on ``storeThreads``; calls that grow with the store
-    /// (listings, /all, stats) on NIO's blocking pool, compaction on a queue.
-    private func getKey(_ key: [UInt8], request: Request) throws -> Response {
-        let (store, contentTypes) = (store, contentTypes)
-        let found = try { () throws -> (ByteBuffer, UInt64, String)? in
-            let value = try key.withUnsafeBytes { keyBytes in
-                try store.withVersionedValue(forKey: keyBytes) { value, seq -> (ByteBuffer, UInt64)? in
-                    guard let value else { return nil }
-                    var buffer = ByteBuffer()
-                    buffer.writeBytes(value)
-                    return (buffer, seq)
-                }
-            }
-            guard let (body, seq) = value else { return nil }
-            return (body, seq, contentTypes.type(of: key, seq: seq))
-        }()
-        guard let (body, seq, contentType) = found else {
+    /// Point reads run inline in the request's task when the store has the
+    /// answer at hand (its lock free, the index slots and the record in
+    /// memory: ``Store/withVersionedValueIfAtHand(forKey:_:)``), else on
+    /// ``storeThreads``, so a cold page or a segment roll never holds a
+    /// cooperative thread. Hopping every read cost a fifth of GET throughput
+    /// (scripts/bench-http, same run: 36.4k–40.5k → 29.1k–32.0k/s). Writes,
+    /// which can wait (the writer's lock, a segment roll), always run on
+    /// ``storeThreads``; calls that grow with the store (listings, /all,
+    /// stats) on NIO's blocking pool, compaction on a queue.
+    static func pointRead<T: Sendable>(
+        _ store: Store, _ key: [UInt8], _ answer: @escaping @Sendable (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) -> T
+    ) async throws -> T {
+        if let inline = try key.withUnsafeBytes({ try store.withVersionedValueIfAtHand(forKey: $0, answer) }) { return inline }
+        return try await onStoreThreads { try key.withUnsafeBytes { try store.withVersionedValue(forKey: $0, answer) } }
+    }
+
+    private func getKey(_ key: [UInt8], request: Request) async throws -> Response {
+        let value = try await Self.pointRead(store, key) { value, seq -> (ByteBuffer, UInt64)? in
+            guard let value else { return nil }
+            var buffer = ByteBuffer()
+            buffer.writeBytes(value)
+            return (buffer, seq)
+        }
+        guard let (body, seq) = value else {
             throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
         }
+        let contentType = await contentTypes.type(of: key, seq: seq)
         let etag = "\"\(seq)\""
         if let tags = EntityTags(request.headers[.ifNoneMatch]), tags.matchesWeakly(seq) {
             return Response(status: .notModified, headers: [.eTag: etag])
@@ -353,12 +355,12 @@ struct KVService: HTTPResponder {
     /// `str`, which Flask sends as text/html).
     static let compatContentType = "text/html; charset=utf-8"
 
-    private func compatGet(_ query: [(name: String, value: [UInt8])]) throws -> Response {
+    private func compatGet(_ query: [(name: String, value: [UInt8])]) async throws -> Response {
         guard let key = query.last(where: { $0.name == "key" })?.value else {
             return .bytes(Array("Error: Missing argument 'KEY'".utf8), contentType: Self.compatContentType, status: .badRequest)
         }
-        // Inline, as GET /v1/keys/KEY.
-        guard !key.isEmpty, let value = try store.get(key) else {
+        let found = key.isEmpty ? nil : try await Self.pointRead(store, key) { value, _ in value.map { Array($0) } }
+        guard let value = found else {
             return .bytes(Array("Key Does Not exists".utf8), contentType: Self.compatContentType, status: .notFound)
         }
         return .bytes(value, contentType: Self.compatContentType)
@@ -478,7 +480,7 @@ struct KVService: HTTPResponder {
     static func apiError(for error: KVFileError) -> APIError {
         switch error.code {
         case .invalidArgument, .readOnly: return APIError(.badRequest, "invalid", error.message)
-        case .io where error.errno == 28: return APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk_full", error.message)
+        case .io where error.isDiskFull: return APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk_full", error.message)
         case .closed: return APIError(.serviceUnavailable, "shutting_down", error.message)
         case .syncFailed, .storeRemoved: return APIError(.serviceUnavailable, error.code.rawValue, error.message)
         default: return APIError(.internalServerError, error.code.rawValue, error.message)

@@ -108,7 +108,7 @@ func recordLines(_ storePath: String) throws -> [String] {
             let f = line.split(separator: " ", omittingEmptySubsequences: false)
             let file = fileBytes(fixture + "/store/" + f[0])
             let offset = Int(f[1])!
-            let operation = Operation(rawValue: UInt8(f[2])!)!
+            let operation = ChangeKind(rawValue: UInt8(f[2])!)!
             let value: [UInt8]? = f[8] == "-" ? nil : unhex(f[8])
             let encoded = encodeRecord(operation, seq: UInt64(f[3])!, timestamp: UInt64(f[4])!, key: unhex(f[7]), value: value, continues: f[5] == "1")
             #expect(Array(file[offset..<offset + encoded.count]) == encoded, "\(f[0]) at \(offset)")

@@ -50,7 +50,7 @@ import Testing
 
 /// Encodes one record the way the writer does, for tests.
 func encodeRecord(
-    _ operation: Operation, seq: UInt64, timestamp: UInt64 = 1_700_000_000_000,
+    _ operation: ChangeKind, seq: UInt64, timestamp: UInt64 = 1_700_000_000_000,
     key: [UInt8], value: [UInt8]?, continues: Bool = false, compress: Bool = true
 ) -> [UInt8] {
     let compressor = LZ4Compressor()
@@ -188,13 +188,13 @@ func encodeRecord(
         let builder = HintBuilder()
         let keys = [bytes("alpha"), bytes("beta"), bytes("alpha")]
         let sizes = [30, 25, 40]
-        let ops: [Operation] = [.created, .created, .deleted]
+        let ops: [ChangeKind] = [.created, .created, .deleted]
         for i in 0..<3 {
             keys[i].withUnsafeBytes { builder.add(operation: ops[i], seq: UInt64(i + 1), size: sizes[i], key: $0) }
         }
         let segmentLength = RecordFormat.segmentHeaderSize + sizes.reduce(0, +)
         let file = builder.fileBytes(segmentID: 3, segmentLength: segmentLength)
-        var seen: [(Operation, UInt64, Int, Int, [UInt8])] = []
+        var seen: [(ChangeKind, UInt64, Int, Int, [UInt8])] = []
         let problem = try file.withUnsafeBytes { raw throws(KVFileError) in
             try HintFileReader.read(raw, segmentID: 3, segmentLength: segmentLength) { entry throws(KVFileError) in
                 seen.append((entry.operation, entry.seq, entry.offset, entry.size, Array(entry.key)))

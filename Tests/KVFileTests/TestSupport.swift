@@ -19,11 +19,6 @@ final class TemporaryDirectory {
     func sub(_ name: String) -> String { path + "/" + name }
 }
 
-extension Tag {
-    /// Long loops; run with KVFILE_STRESS=1.
-    @Tag static var stress: Self
-}
-
 enum Env {
     static var stress: Bool { ProcessInfo.processInfo.environment["KVFILE_STRESS"] == "1" }
 }

@@ -105,7 +105,7 @@ public final class LogTailer: @unchecked Sendable {
                 try followDirectory(into: &events)
                 try skipPermanentGap(into: &events)
                 return events
-            } catch where error.errno == ENOENT && attempt < 50 {
+            } catch where error.isNotFound && attempt < 50 {
                 attempt += 1
                 Syscalls.sleep(milliseconds: 1)
             }

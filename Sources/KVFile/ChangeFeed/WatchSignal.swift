@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-@preconcurrency import Glibc
+import Glibc
 #endif
 
 // How a writer wakes tailers in other processes (see man/kvfile.5, "Change
@@ -23,7 +23,7 @@ final class WatchNotifier: @unchecked Sendable {
     static let recheckMilliseconds: UInt64 = 20
 
     init(directory: String) {
-        fd = (try? Syscalls.open(directory + "/" + WatchFile.name, O_RDWR | O_CREAT)) ?? -1
+        fd = (try? Syscalls.open(StoreFiles(directory).watch, O_RDWR | O_CREAT)) ?? -1
     }
 
     deinit { if fd >= 0 { Syscalls.close(fd) } }
@@ -34,19 +34,11 @@ final class WatchNotifier: @unchecked Sendable {
         let shouldSignal = mutex.withLock { () -> Bool in
             if milliseconds &- checkedAt >= WatchNotifier.recheckMilliseconds {
                 checkedAt = milliseconds
-                if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-                    flock(fd, LOCK_UN)
-                    watched = false
-                } else {
-                    watched = errno == EWOULDBLOCK
-                }
+                watched = Syscalls.isLockedByAnyone(fd)
             }
             return watched
         }
-        if shouldSignal {
-            var byte: UInt8 = 1
-            _ = pwrite(fd, &byte, 1, 0)
-        }
+        if shouldSignal { Syscalls.touch(fd) }
     }
 }
 
@@ -57,25 +49,16 @@ final class WatchListener {
     private let inotifyFD: Int32
 
     init(directory: String) throws(KVFileError) {
-        let path = directory + "/" + WatchFile.name
+        let path = StoreFiles(directory).watch
         let fd = (try? Syscalls.open(path, O_RDWR | O_CREAT)) ?? ((try? Syscalls.open(path, O_RDONLY)) ?? -1)
-        if fd >= 0 {
-            while flock(fd, LOCK_SH) != 0 && errno == EINTR {}
-        }
+        if fd >= 0 { Syscalls.lockShared(fd) }
         lockFD = fd
-        let ifd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        if ifd < 0 {
+        do {
+            inotifyFD = try Syscalls.watchDirectory(directory)
+        } catch {
             if fd >= 0 { Syscalls.close(fd) }
-            throw Syscalls.ioError("cannot watch", directory, errno)
+            throw error
         }
-        let mask = UInt32(IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_MODIFY | IN_CLOSE_WRITE)
-        if inotify_add_watch(ifd, directory, mask) < 0 {
-            let code = errno
-            Syscalls.close(ifd)
-            if fd >= 0 { Syscalls.close(fd) }
-            throw Syscalls.ioError("cannot watch", directory, code)
-        }
-        inotifyFD = ifd
     }
 
     deinit {
@@ -85,9 +68,7 @@ final class WatchListener {
 
     /// Waits until something in the directory changes or `milliseconds` pass; true when something changed.
     func wait(milliseconds: Int) -> Bool {
-        var entry = pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&entry, 1, Int32(milliseconds))
-        guard ready > 0 else { return false }
+        guard Syscalls.waitReadable(inotifyFD, milliseconds: milliseconds) else { return false }
         drain()
         return true
     }
@@ -96,8 +77,5 @@ final class WatchListener {
     var descriptor: Int32 { inotifyFD }
 
     /// Reads every queued event (they coalesce; their content does not matter).
-    func drain() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while buffer.withUnsafeMutableBytes({ read(inotifyFD, $0.baseAddress!, $0.count) }) > 0 {}
-    }
+    func drain() { Syscalls.drain(inotifyFD) }
 }

@@ -59,24 +59,12 @@ struct CompactionMarker: Equatable {
 
     /// Writes the marker atomically and durably in `directory`.
     func write(directory: String) throws(KVFileError) {
-        let finalPath = directory + "/" + CompactionMarker.fileName
-        let temporaryPath = finalPath + FileNames.temporarySuffix
-        let fd = try Syscalls.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
-        do throws(KVFileError) {
-            try withBytes(encoded()) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(fd, raw, at: 0, path: temporaryPath) }
-            try Syscalls.fdatasync(fd, path: temporaryPath)
-        } catch {
-            Syscalls.close(fd)
-            throw error
-        }
-        Syscalls.close(fd)
-        try Syscalls.rename(temporaryPath, finalPath)
-        try Syscalls.syncDirectory(directory)
+        try AtomicFile.write(encoded(), to: StoreFiles(directory).marker, syncDirectory: directory)
     }
 
     /// Reads the marker of `directory`, if there is an intact one.
     static func read(directory: String) throws(KVFileError) -> CompactionMarker? {
-        let path = directory + "/" + fileName
+        let path = StoreFiles(directory).marker
         guard let fd = try Syscalls.openIfExists(path, O_RDONLY) else { return nil }
         defer { Syscalls.close(fd) }
         let size = try Syscalls.fileSize(fd, path: path)
@@ -90,18 +78,18 @@ struct CompactionMarker: Equatable {
     func rollForward(directory: String) throws(KVFileError) {
         for id in outputs {
             for name in [FileNames.hint(id), FileNames.segment(id)] {
-                let finalPath = directory + "/" + name
-                let temporaryPath = finalPath + FileNames.temporarySuffix
+                let finalPath = StoreFiles(directory).file(name)
+                let temporaryPath = StoreFiles.temporary(of: finalPath)
                 if try Syscalls.kind(of: temporaryPath) == .regularFile { try Syscalls.rename(temporaryPath, finalPath) }
             }
         }
         try Syscalls.syncDirectory(directory)
         for id in inputs {
-            try Syscalls.unlink(directory + "/" + FileNames.hint(id))
-            try Syscalls.unlink(directory + "/" + FileNames.segment(id))
+            try Syscalls.unlink(StoreFiles(directory).hint(id))
+            try Syscalls.unlink(StoreFiles(directory).segment(id))
         }
         try Syscalls.syncDirectory(directory)
-        try Syscalls.unlink(directory + "/" + CompactionMarker.fileName)
+        try Syscalls.unlink(StoreFiles(directory).marker)
         try Syscalls.syncDirectory(directory)
     }
 }

@@ -65,10 +65,10 @@ final class CompactionOutput {
     private func startSegment() throws(KVFileError) {
         let id = allocateID()
         try IndexFormat.checkSegmentID(id, store: directory)
-        let path = directory + "/" + FileNames.segment(id) + FileNames.temporarySuffix
+        let path = StoreFiles.temporary(of: StoreFiles(directory).segment(id))
         let fd = try Syscalls.open(path, O_WRONLY | O_CREAT | O_TRUNC)
         createdPaths.append(path)
-        createdPaths.append(directory + "/" + FileNames.hint(id) + FileNames.temporarySuffix)
+        createdPaths.append(StoreFiles.temporary(of: StoreFiles(directory).hint(id)))
         let header = SegmentHeader(segmentID: id, baseSeq: baseSeq, createdMilliseconds: Syscalls.wallClockMilliseconds(), compacted: true)
         current = (id, fd, path, RecordFormat.segmentHeaderSize, HintBuilder(), UInt64.max, header)
         let encoded = header.encoded()

@@ -78,7 +78,7 @@ extension Store {
             try failpoint(.markerWritten)
             for out in output.finished {
                 for name in [FileNames.hint(out.id), FileNames.segment(out.id)] {
-                    try Syscalls.rename(path + "/" + name + FileNames.temporarySuffix, path + "/" + name)
+                    try Syscalls.rename(StoreFiles.temporary(of: StoreFiles(path).file(name)), StoreFiles(path).file(name))
                 }
             }
             try Syscalls.syncDirectory(path)
@@ -87,12 +87,12 @@ extension Store {
             try switchOver(from: plan.inputs, to: outputs, moves: moves)
             try failpoint(.keydirSwapped)
             for input in plan.inputs {
-                try Syscalls.unlink(path + "/" + FileNames.hint(input.id))
-                try Syscalls.unlink(path + "/" + FileNames.segment(input.id))
+                try Syscalls.unlink(StoreFiles(path).hint(input.id))
+                try Syscalls.unlink(StoreFiles(path).segment(input.id))
             }
             try Syscalls.syncDirectory(path)
             try failpoint(.inputsRemoved)
-            try Syscalls.unlink(path + "/" + CompactionMarker.fileName)
+            try Syscalls.unlink(StoreFiles(path).marker)
             try Syscalls.syncDirectory(path)
 
             let result = CompactionResult(
@@ -197,7 +197,7 @@ extension Store {
     private func openOutputs(_ finished: [CompactionOutput.Finished]) throws(KVFileError) -> [Segment] {
         var segments: [Segment] = []
         for out in finished {
-            let segmentPath = path + "/" + FileNames.segment(out.id)
+            let segmentPath = StoreFiles(path).segment(out.id)
             let fd = try Syscalls.open(segmentPath, O_RDONLY)
             let segment: Segment
             do throws(KVFileError) {
@@ -261,15 +261,23 @@ extension Store {
         }
     }
 
+    /// Where tests crash a compaction (debug builds only).
+    @inline(__always)
     private func failpoint(_ step: CompactionStep) throws(KVFileError) {
+        #if DEBUG
         if let hook = compactionFailpoint, hook(step) {
             throw KVFileError(.io, "injected crash at compaction step \(step.rawValue)", errno: KVFileError.injectedCrashErrno)
         }
+        #endif
     }
 }
 
 extension KVFileError {
+    #if DEBUG
     /// Marks errors the tests' failpoints raise, which must leave files as a crash would.
     static let injectedCrashErrno: Int32 = -9999
     var isInjectedCrash: Bool { errno == KVFileError.injectedCrashErrno }
+    #else
+    var isInjectedCrash: Bool { false }
+    #endif
 }

@@ -3,6 +3,8 @@
 enum FileNames {
     static let lock = "kvfile.lock"
     static let index = IndexFormat.fileName
+    static let marker = CompactionMarker.fileName
+    static let watch = WatchFile.name
     static let segmentSuffix = ".kvseg"
     static let hintSuffix = ".kvhint"
     static let temporarySuffix = ".tmp"

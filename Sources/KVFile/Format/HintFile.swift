@@ -27,7 +27,7 @@ final class HintBuilder {
     let keepsEntries: Bool
 
     @inline(__always)
-    func add(operation: Operation, seq: UInt64, size: Int, key: UnsafeRawBufferPointer) {
+    func add(operation: ChangeKind, seq: UInt64, size: Int, key: UnsafeRawBufferPointer) {
         entryCount += 1
         guard keepsEntries else { return entries.appendVarint(UInt64(size)) }
         entries.appendByte(operation.rawValue)
@@ -141,7 +141,7 @@ final class HintBuilder {
 
 /// One entry of a hint file, with its record's offset worked out.
 struct HintEntry {
-    var operation: Operation
+    var operation: ChangeKind
     var seq: UInt64
     var offset: Int
     var size: Int
@@ -185,7 +185,7 @@ enum HintFileReader {
         let end = count - 4
         var offset = RecordFormat.segmentHeaderSize
         for _ in 0..<entryCount {
-            guard position < end, let op = Operation(rawValue: p.load(fromByteOffset: position, as: UInt8.self)) else {
+            guard position < end, let op = ChangeKind(rawValue: p.load(fromByteOffset: position, as: UInt8.self)) else {
                 return "bad entry at byte \(position)"
             }
             position += 1
@@ -210,5 +210,16 @@ enum HintFileReader {
         if position != end { return "trailing bytes after the last entry" }
         if offset != segmentLength { return "entries cover \(offset) of \(segmentLength) segment bytes" }
         return nil
+    }
+}
+
+/// Writes hint files atomically: a temporary file, synced, then renamed.
+enum HintWriter {
+    /// Writes the hint file and returns its size. The caller syncs the directory.
+    /// With `rename: false` it stays under its temporary name (compaction renames it later).
+    static func write(_ hints: HintBuilder, segmentID: UInt32, segmentLength: Int, directory: String, rename: Bool = true) throws(KVFileError) -> Int {
+        let bytes = hints.fileBytes(segmentID: segmentID, segmentLength: segmentLength)
+        try AtomicFile.write(bytes, to: StoreFiles(directory).hint(segmentID), rename: rename, syncDirectory: nil)
+        return bytes.count
     }
 }

@@ -13,7 +13,7 @@
 
 /// The decoded fixed part of a record.
 struct RecordHeader: Equatable {
-    var operation: Operation
+    var operation: ChangeKind
     var compressed: Bool
     /// More records of the same atomic batch follow this one.
     var continues: Bool
@@ -76,7 +76,7 @@ enum RecordCodec {
         if available < 5 { return .incomplete }
         let kind = p.load(fromByteOffset: 4, as: UInt8.self)
         if kind & RecordFormat.reservedKindBits != 0 { return .invalid("reserved bits set in record kind byte") }
-        guard let operation = Operation(rawValue: kind & RecordFormat.opMask) else {
+        guard let operation = ChangeKind(rawValue: kind & RecordFormat.opMask) else {
             return .invalid("record kind byte has no operation")
         }
         let compressed = kind & RecordFormat.flagLZ4 != 0
@@ -165,7 +165,7 @@ enum RecordCodec {
     /// `rawLength` is non-nil exactly when `stored` holds LZ4-compressed bytes;
     /// a `deadline` (puts) of 0 is none; `expired` marks a delete as an expiry.
     static func encode(
-        to p: UnsafeMutableRawPointer, operation: Operation, continues: Bool,
+        to p: UnsafeMutableRawPointer, operation: ChangeKind, continues: Bool,
         seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
         key: UnsafeRawBufferPointer, stored: UnsafeRawBufferPointer, rawLength: Int?
     ) -> Int {

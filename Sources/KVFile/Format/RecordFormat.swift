@@ -52,8 +52,8 @@ public enum RecordFormat {
     static let maxRecordHeaderSize = 45
 }
 
-/// What a record did to its key. The writer decides it from its keydir.
-public enum Operation: UInt8, Sendable, Equatable {
+/// What a write did to its key (the change feed's event kinds). The writer decides it from its index.
+public enum ChangeKind: UInt8, Sendable, Equatable {
     /// The key did not exist before this record.
     case created = 1
     /// The key existed and this record replaced its value.

@@ -1,3 +1,6 @@
+#if DEBUG
+// The fault twin is compiled into debug builds only (the tests'); release
+// builds, the ones installed, get the inert stand-in in NoFaults.swift.
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
@@ -241,3 +244,4 @@ final class IOFaults: @unchecked Sendable {
         return result
     }
 }
+#endif

@@ -18,7 +18,7 @@ final class LockFile {
 
     /// Takes the lock of the store in `directory`, waiting up to `timeoutMilliseconds`.
     static func acquire(directory: String, timeoutMilliseconds: Int) throws(KVFileError) -> LockFile {
-        let path = directory + "/" + FileNames.lock
+        let path = StoreFiles(directory).lock
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT)
         let deadline = Syscalls.monotonicNanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
         var pause = 1
@@ -43,7 +43,7 @@ final class LockFile {
 
     /// True while a writer holds the lock of the store in `directory`.
     static func isHeld(directory: String) -> Bool {
-        guard let fd = try? Syscalls.openIfExists(directory + "/" + FileNames.lock, O_RDONLY) else { return false }
+        guard let fd = try? Syscalls.openIfExists(StoreFiles(directory).lock, O_RDONLY) else { return false }
         defer { Syscalls.close(fd) }
         return Syscalls.isLockedByOther(fd)
     }

@@ -2,8 +2,6 @@
 // turned into KVFileError with the path and errno. Nothing else touches errno.
 #if canImport(Glibc)
 @preconcurrency import Glibc
-#elseif canImport(Musl)
-@preconcurrency import Musl
 #endif
 import CKVFileSupport
 
@@ -226,6 +224,20 @@ enum Syscalls {
         return r != 0 && code == EWOULDBLOCK
     }
 
+    /// Takes a shared flock on `fd`, waiting for it; false when it cannot be taken.
+    @discardableResult
+    static func lockShared(_ fd: Int32) -> Bool {
+        retrying { Int(flock(fd, LOCK_SH)) }.0 == 0
+    }
+
+    /// True when some other descriptor holds a lock (shared or exclusive) on `fd`'s file:
+    /// an exclusive one is taken and let go at once when nobody does.
+    static func isLockedByAnyone(_ fd: Int32) -> Bool {
+        let (r, code) = retrying { Int(flock(fd, LOCK_EX | LOCK_NB)) }
+        if r == 0 { _ = flock(fd, LOCK_UN) }
+        return r != 0 && code == EWOULDBLOCK
+    }
+
     /// Tries to take an exclusive flock without waiting; false when another holder has it.
     static func tryLockExclusive(_ fd: Int32, path: String) throws(KVFileError) -> Bool {
         let (r, code) = retrying { Int(flock(fd, LOCK_EX | LOCK_NB)) }
@@ -256,6 +268,74 @@ enum Syscalls {
     static func release(_ fd: Int32, from: Int, to: Int, path: String) -> Bool {
         guard to > from else { return true }
         return kvf_punch_hole(fd, Int64(from), Int64(to - from)) == 0
+    }
+
+    /// Gives back a mapping made with ``map(_:length:writable:shared:path:)``.
+    static func unmap(_ address: UnsafeRawPointer, length: Int) {
+        _ = munmap(UnsafeMutableRawPointer(mutating: address), length)
+    }
+
+    /// How the kernel should read ahead in a mapping: `.random` for lookups, `.sequential` for scans;
+    /// `.free` drops anonymous pages (they read as zeros after).
+    enum Advice { case random, sequential, free }
+
+    static func advise(_ address: UnsafeRawPointer, length: Int, _ advice: Advice) {
+        let flag = switch advice {
+        case .random: MADV_RANDOM
+        case .sequential: MADV_SEQUENTIAL
+        case .free: MADV_DONTNEED
+        }
+        _ = madvise(UnsafeMutableRawPointer(mutating: address), length, flag)
+    }
+
+    /// Watches `directory` for entries created, removed, renamed or written
+    /// (inotify); returns a non-blocking descriptor to poll.
+    static func watchDirectory(_ directory: String) throws(KVFileError) -> Int32 {
+        let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if fd < 0 { throw ioError("cannot watch", directory, Glibc.errno) }
+        let mask = UInt32(IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_MODIFY | IN_CLOSE_WRITE)
+        if inotify_add_watch(fd, directory, mask) < 0 {
+            let code = Glibc.errno
+            close(fd)
+            throw ioError("cannot watch", directory, code)
+        }
+        return fd
+    }
+
+    /// Waits until `fd` is readable or `milliseconds` pass; true when it is readable.
+    static func waitReadable(_ fd: Int32, milliseconds: Int) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, Int32(milliseconds)) > 0
+    }
+
+    /// Reads a non-blocking descriptor until nothing is left, throwing the bytes away.
+    static func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress!, $0.count) }) > 0 {}
+    }
+
+    /// Writes one byte at offset 0, ignoring failure (a wake-up signal, not data).
+    static func touch(_ fd: Int32) {
+        var byte: UInt8 = 1
+        _ = pwrite(fd, &byte, 1, 0)
+    }
+
+    /// True when every page of the `count` bytes at `address` is in memory
+    /// (mincore), so reading them cannot wait for the disk. False for bytes
+    /// not mapped.
+    static func isInMemory(_ address: UnsafeRawPointer, count: Int) -> Bool {
+        let pageSize = 4096
+        var start = Int(bitPattern: address) & ~(pageSize - 1)
+        let end = Int(bitPattern: address) + max(count, 1)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { vector in
+            while start < end {
+                let pages = min(64, (end - start + pageSize - 1) / pageSize)
+                guard mincore(UnsafeMutableRawPointer(bitPattern: start), pages * pageSize, vector.baseAddress!) == 0 else { return false }
+                for page in 0..<pages where vector[page] & 1 == 0 { return false }
+                start += pages * pageSize
+            }
+            return true
+        }
     }
 
     static func sleep(milliseconds: Int) {

@@ -7,14 +7,12 @@
 /// log end it records) and builds it anew when it does not; a reader uses it
 /// when it matches and otherwise builds an index of its own in memory.
 enum IndexedOpen {
-    static func path(_ directory: String) -> String { directory + "/" + IndexFormat.fileName }
-
     // MARK: writers
 
     /// Opens the store for the writer (the lock is held): through the index
     /// file, or by building it. Returns the state and the active segment's hint entries.
     static func openWriter(names: [String], loader: inout StoreLoader, compactionWasInterrupted: Bool) throws(KVFileError) -> (StoreState, HintBuilder) {
-        let indexPath = path(loader.directory)
+        let indexPath = StoreFiles(loader.directory).index
         var existing: SharedIndex?
         if !compactionWasInterrupted, names.contains(IndexFormat.fileName) {
             existing = try? SharedIndex.open(path: indexPath, writable: true)
@@ -29,7 +27,7 @@ enum IndexedOpen {
                 }
             }
         }
-        let temporary = indexPath + FileNames.temporarySuffix
+        let temporary = StoreFiles.temporary(of: indexPath)
         let (state, hints) = try StoreDirectory.load(names: names, loader: &loader, indexFile: temporary)
         // Readers that mapped the old file see that it was replaced.
         existing?.retire()
@@ -61,7 +59,7 @@ enum IndexedOpen {
         let endSegment = UInt32(truncatingIfNeeded: logEnd >> 32)
         let endOffset = Int(logEnd & 0xFFFF_FFFF)
         if endSegment != 0 && (!ids.contains(endSegment) || (activeID ?? 0) < endSegment) {
-            throw KVFileError.corrupt(path(loader.directory), offset: IndexFormat.logEndAt, "the index ends in segment \(endSegment), which the log does not hold")
+            throw KVFileError.corrupt(StoreFiles(loader.directory).index, offset: IndexFormat.logEndAt, "the index ends in segment \(endSegment), which the log does not hold")
         }
         state.nextSeq = max(1, index.nextSeq)
         // Every segment is open before any record is applied: a probe reads the keys of the records slots name.
@@ -102,7 +100,7 @@ enum IndexedOpen {
         for segment in state.segments {
             if segment.indexEntry == nil && !requireEntries { continue }
             guard let entry = segment.indexEntry, UnsafeRawPointer(entry).loadLE(at: 4, as: UInt32.self) == segment.header.checksum else {
-                throw KVFileError.corrupt(path(state.directory), offset: IndexFormat.segmentTableAt,
+                throw KVFileError.corrupt(StoreFiles(state.directory).index, offset: IndexFormat.segmentTableAt,
                                           "the index's segment table does not describe \(FileNames.segment(segment.id))")
             }
             let sealed = segment.sealedLength
@@ -117,11 +115,11 @@ enum IndexedOpen {
     /// Opens the store for a reader through the index file; nil when there is
     /// none or it does not match the log (the caller builds an index in memory).
     static func openReader(names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState? {
-        guard names.contains(IndexFormat.fileName), var index = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+        guard names.contains(IndexFormat.fileName), var index = try? SharedIndex.open(path: StoreFiles(loader.directory).index, writable: false) else { return nil }
         // A writer replacing the file marks the old one before it renames the new one into place.
         for _ in 0..<5 where index.state == IndexFormat.stateReplaced {
             Syscalls.sleep(milliseconds: 2)
-            guard let again = try? SharedIndex.open(path: path(loader.directory), writable: false) else { return nil }
+            guard let again = try? SharedIndex.open(path: StoreFiles(loader.directory).index, writable: false) else { return nil }
             index = again
         }
         // A writer died while it applied a write: part of a batch may be in the index. The next writer repairs it.
@@ -144,7 +142,7 @@ enum IndexedOpen {
                 state.recomputeOldestSeq()
                 state.newestSeq = state.nextSeq - 1
                 return state
-            } catch where error.errno == ENOENT {
+            } catch where error.isNotFound {
                 // A compaction in another process removed a file meanwhile: look again.
                 names = try Syscalls.listDirectory(loader.directory)
             } catch where error.code == .corrupt {

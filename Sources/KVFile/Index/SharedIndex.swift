@@ -115,7 +115,7 @@ final class SharedIndex: @unchecked Sendable {
 
     deinit {
         checkedPages?.deallocate()
-        munmap(base, reserved)
+        Syscalls.unmap(base, length: reserved)
         if fd >= 0 { Syscalls.close(fd) }
     }
 
@@ -618,7 +618,7 @@ final class SharedIndex: @unchecked Sendable {
     /// Removes the index file of the store in `directory` (the writer's lock
     /// held), telling readers that map it to open the store again.
     static func remove(directory: String) throws(KVFileError) {
-        let path = IndexedOpen.path(directory)
+        let path = StoreFiles(directory).index
         if let index = try? open(path: path, writable: true) { index.retire() }
         if (try Syscalls.openIfExists(path, O_RDONLY)).map({ Syscalls.close($0); return true }) ?? false {
             try Syscalls.unlink(path)
@@ -636,6 +636,62 @@ final class SharedIndex: @unchecked Sendable {
     func lookup(_ key: UnsafeRawBufferPointer) -> KeyLocation? {
         if case .found(let location) = probe(key) { return location }
         return nil
+    }
+
+    /// True when probing for `key` reads only pages in memory: the slots it
+    /// probes and the start of each record whose tag matches (where the probe
+    /// compares keys). For callers that must not wait for the disk; an index
+    /// in anonymous memory always is.
+    func probeIsInMemory(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard path != nil else { return true }
+        let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
+        if writable {
+            if let oldTable, !slotsAreInMemory(hash, key, table: oldTable, mask: oldMask) { return false }
+            return slotsAreInMemory(hash, key, table: table, mask: mask)
+        }
+        guard let layout = readSettledLayout() else { return false }
+        for (offset, capacity) in [(layout.oldTableOffset, layout.oldCapacity), (layout.tableOffset, layout.capacity)] where offset != 0 {
+            let slots = (base + offset).assumingMemoryBound(to: UInt64.self)
+            if !slotsAreInMemory(hash, key, table: slots, mask: capacity - 1) { return false }
+        }
+        return true
+    }
+
+    private func slotsAreInMemory(_ hash: UInt64, _ key: UnsafeRawBufferPointer, table: UnsafeMutablePointer<UInt64>, mask: Int) -> Bool {
+        var index = Int(truncatingIfNeeded: hash) & mask
+        let tag = IndexFormat.tag(hash)
+        var page = -1
+        for _ in 0...min(mask, 64) {
+            let address = UnsafeRawPointer(table + index)
+            if Int(bitPattern: address) >> 12 != page {
+                guard ResidentPages.contain(address, count: 8) else { return false }
+                page = Int(bitPattern: address) >> 12
+            }
+            let slot = kvf_load_acquire_u64(table + index)
+            if slot == IndexFormat.emptySlot { return true }
+            if slot != IndexFormat.deletedSlot && IndexFormat.slotTag(slot) == tag, let segment = segment(IndexFormat.segment(slot)) {
+                guard recordKeyIsInMemory(segment, offset: Int(IndexFormat.offset(slot)), keyLength: key.count) else { return false }
+                // The probe stops at the key's slot.
+                if case .match = match(slot, key) { return true }
+            }
+            index = (index + 1) & mask
+        }
+        return true
+    }
+
+    /// True when the header of the record at `offset`, and its key when it is
+    /// as long as the one looked for, are in memory (what `match` reads).
+    private func recordKeyIsInMemory(_ segment: Segment, offset: Int, keyLength: Int) -> Bool {
+        let limit = segment.indexReadLimit
+        guard offset >= RecordFormat.segmentHeaderSize, offset < limit else { return true }
+        let start = segment.base + offset
+        guard ResidentPages.contain(start, count: 1) else { return false }
+        let toPageEnd = 4096 - (Int(bitPattern: start) & 4095)
+        guard let header = RecordCodec.peek(start, available: min(toPageEnd, limit - offset)) else {
+            // The header runs onto the next page.
+            return ResidentPages.contain(start, count: min(RecordFormat.maxRecordHeaderSize + keyLength, limit - offset))
+        }
+        return header.keyLength != keyLength || ResidentPages.contain(start + header.keyOffset, count: keyLength)
     }
 
     /// Starts loading the slot `key` hashes to (bulk loading).
@@ -934,7 +990,7 @@ final class SharedIndex: @unchecked Sendable {
         if let path {
             if !Syscalls.release(fd, from: offset, to: offset + bytes, path: path) { memset(base + offset, 0, bytes) }
         } else {
-            _ = madvise(base + offset, bytes, MADV_DONTNEED)
+            Syscalls.advise(base + offset, length: bytes, .free)
         }
     }
 

@@ -13,14 +13,14 @@ struct StoreLoader {
     /// that found a compaction marker reads them there).
     var temporaryOutputs: Set<UInt32> = []
 
-    func path(_ name: String) -> String { directory + "/" + name }
+    var files: StoreFiles { StoreFiles(directory) }
 
     func segmentPath(_ id: UInt32) -> String {
-        path(FileNames.segment(id)) + (temporaryOutputs.contains(id) ? FileNames.temporarySuffix : "")
+        temporaryOutputs.contains(id) ? StoreFiles.temporary(of: files.segment(id)) : files.segment(id)
     }
 
     func hintPath(_ id: UInt32) -> String {
-        path(FileNames.hint(id)) + (temporaryOutputs.contains(id) ? FileNames.temporarySuffix : "")
+        temporaryOutputs.contains(id) ? StoreFiles.temporary(of: files.hint(id)) : files.hint(id)
     }
 
     /// The segments that make up the store now: the directory's segment files,
@@ -42,7 +42,7 @@ struct StoreLoader {
         // A hint file is written only after its segment is complete, and goes
         // first when one is removed: one without its segment means the segment is gone.
         if let orphan = FileNames.hintIDs(in: names).first(where: { !explained.contains($0) }) {
-            throw KVFileError.corrupt(directory + "/" + FileNames.segment(orphan), offset: 0,
+            throw KVFileError.corrupt(StoreFiles(directory).segment(orphan), offset: 0,
                                       "the segment is missing, though its hint file \(FileNames.hint(orphan)) is there (its records are lost)")
         }
         return ids.sorted()
@@ -123,8 +123,8 @@ struct StoreLoader {
         let size = try Syscalls.fileSize(fd, path: hintPath)
         if size == 0 { return "empty" }
         let mapping = try Syscalls.map(fd, length: size, writable: false, shared: false, path: hintPath)
-        defer { munmap(mapping, size) }
-        _ = madvise(mapping, size, MADV_SEQUENTIAL)
+        defer { Syscalls.unmap(mapping, length: size) }
+        Syscalls.advise(mapping, length: size, .sequential)
         let id = segment.id
         let bytes = UnsafeRawBufferPointer(start: mapping, count: size)
         if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length,
@@ -167,7 +167,7 @@ struct StoreLoader {
     @discardableResult
     func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?, resumeAt: Int? = nil) throws(KVFileError) -> HintBuilder? {
         var hints = hints
-        let segmentPath = path(FileNames.segment(id))
+        let segmentPath = files.segment(id)
         let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
         let segment: Segment
         do throws(KVFileError) {
@@ -426,7 +426,7 @@ struct StoreLoader {
                 // bytes there have changed since. Damage that stays put is
                 // reported at once; changing bytes are read again from the
                 // last good record.
-                if lookedAgain > 0 { usleep(UInt32(1000 << lookedAgain)) }
+                if lookedAgain > 0 { Syscalls.sleep(milliseconds: 1 << lookedAgain) }
                 lookedAgain += 1
                 start = appliedEnd
                 continue
@@ -492,29 +492,6 @@ struct StoreLoader {
         case .failure(.unknownFlags(let flags)):
             throw KVFileError(.unsupportedVersion, "\(path) has header flags \(flags) this kvfile does not know; use a newer kvfile.", path: path)
         }
-    }
-}
-
-/// Writes hint files atomically: a temporary file, synced, then renamed.
-enum HintWriter {
-    /// Writes the hint file and returns its size. The caller syncs the directory.
-    /// With `rename: false` it stays under its temporary name (compaction renames it later).
-    static func write(_ hints: HintBuilder, segmentID: UInt32, segmentLength: Int, directory: String, rename: Bool = true) throws(KVFileError) -> Int {
-        let bytes = hints.fileBytes(segmentID: segmentID, segmentLength: segmentLength)
-        let finalPath = directory + "/" + FileNames.hint(segmentID)
-        let temporaryPath = finalPath + FileNames.temporarySuffix
-        let fd = try Syscalls.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
-        do throws(KVFileError) {
-            try withBytes(bytes) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(fd, raw, at: 0, path: temporaryPath) }
-            try Syscalls.fdatasync(fd, path: temporaryPath)
-        } catch {
-            Syscalls.close(fd)
-            try? Syscalls.unlink(temporaryPath)
-            throw error
-        }
-        Syscalls.close(fd)
-        if rename { try Syscalls.rename(temporaryPath, finalPath) }
-        return bytes.count
     }
 }
 

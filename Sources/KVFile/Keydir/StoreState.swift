@@ -112,7 +112,7 @@ final class StoreState {
     /// A record met while catching an index up in log order: it replaces an
     /// older record of its key (a delete removes the key); a key the index has
     /// a newer record of is left alone. No deletion marks: nothing older comes later.
-    private func applyInLogOrder(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+    private func applyInLogOrder(key: UnsafeRawBufferPointer, operation: ChangeKind, location: KeyLocation) {
         if let existing = index.lookup(key), existing.seq >= location.seq {
             notice(seq: location.seq, in: segment(location.segment))
             return
@@ -121,7 +121,7 @@ final class StoreState {
     }
 
     @inline(__always)
-    func applyLoaded(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+    func applyLoaded(key: UnsafeRawBufferPointer, operation: ChangeKind, location: KeyLocation) {
         if appliesInLogOrder { return applyInLogOrder(key: key, operation: operation, location: location) }
         if let deferAbove, location.seq > deferAbove {
             // Copies made by compaction repeat a sequence number; the tailer skips repeats.
@@ -152,7 +152,7 @@ final class StoreState {
 
     /// Applies a record the writer just wrote: newer than everything known.
     @inline(__always)
-    func applyNewest(key: UnsafeRawBufferPointer, operation: Operation, location: KeyLocation) {
+    func applyNewest(key: UnsafeRawBufferPointer, operation: ChangeKind, location: KeyLocation) {
         let holder = segment(location.segment)
         notice(seq: location.seq, in: holder)
         let old: KeyLocation?
@@ -204,7 +204,7 @@ final class StoreState {
 /// A record a tailer has read but not yet delivered.
 struct DeferredRecord {
     var seq: UInt64
-    var operation: Operation
+    var operation: ChangeKind
     var location: KeyLocation
     var key: [UInt8]
 }

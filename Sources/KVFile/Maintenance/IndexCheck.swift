@@ -13,7 +13,7 @@ enum IndexCheck {
         }
         let index: SharedIndex
         do {
-            guard let opened = try SharedIndex.open(path: IndexedOpen.path(path), writable: false) else { return [] }
+            guard let opened = try SharedIndex.open(path: StoreFiles(path).index, writable: false) else { return [] }
             index = opened
         } catch {
             return [CheckProblem(severity: .warning, file: file, offset: error.offset, message: "\(error.message); the next writer builds it anew")]

@@ -65,7 +65,7 @@ public enum StoreCheck {
             default: break
             }
         }
-        let sizes = ids.map { id in (try? fileSize(path + "/" + FileNames.segment(id))) ?? 0 }
+        let sizes = ids.map { id in (try? fileSize(StoreFiles(path).segment(id))) ?? 0 }
         let total = max(1, sizes.reduce(0, +))
         var done = 0
         let loader = StoreLoader(directory: path, writer: false, segmentSize: 0)
@@ -91,9 +91,9 @@ public enum StoreCheck {
     /// and the hint file is compared with the records.
     private static func checkSegment(path: String, id: UInt32, isActive: Bool, report: inout CheckReport) throws(KVFileError) {
         let name = FileNames.segment(id)
-        let segmentPath = path + "/" + name
+        let segmentPath = StoreFiles(path).file(name)
         let hintName = FileNames.hint(id)
-        let hintPresent = (try? Syscalls.kind(of: path + "/" + hintName)) == .regularFile
+        let hintPresent = (try? Syscalls.kind(of: StoreFiles(path).file(hintName))) == .regularFile
         var looked = 0
         while true {
             let data = try FileBytes(path: segmentPath)
@@ -128,7 +128,7 @@ public enum StoreCheck {
     }
 
     private struct SegmentOutcome {
-        var records: [(operation: Operation, seq: UInt64, offset: Int, size: Int, key: [UInt8])] = []
+        var records: [(operation: ChangeKind, seq: UInt64, offset: Int, size: Int, key: [UInt8])] = []
         var problems: [CheckProblem] = []
         var damageAt: Int?
         var recordEnd = 0
@@ -203,10 +203,10 @@ public enum StoreCheck {
     /// size, or disagreeing with the records, is damage.
     private static func checkHint(
         path: String, id: UInt32, segmentLength: Int,
-        records: [(operation: Operation, seq: UInt64, offset: Int, size: Int, key: [UInt8])], report: inout CheckReport
+        records: [(operation: ChangeKind, seq: UInt64, offset: Int, size: Int, key: [UInt8])], report: inout CheckReport
     ) throws(KVFileError) {
         let hintName = FileNames.hint(id)
-        guard let hint = try? FileBytes(path: path + "/" + hintName) else {
+        guard let hint = try? FileBytes(path: StoreFiles(path).file(hintName)) else {
             report.problems.append(CheckProblem(severity: .warning, file: hintName, offset: nil, message: "missing; open scans the segment instead and a writer rewrites it"))
             return
         }

@@ -54,7 +54,7 @@ public enum StoreRepair {
         var nextSeq: UInt64 = 1
         for id in ids {
             let name = FileNames.segment(id)
-            let data = try FileBytes(path: path + "/" + name)
+            let data = try FileBytes(path: StoreFiles(path).file(name))
             files[id] = data
             if data.count >= RecordFormat.segmentHeaderSize,
                case .success(let header) = SegmentHeader.decode(data.bytes.baseAddress!, available: data.count, expectedID: id) {
@@ -66,7 +66,7 @@ public enum StoreRepair {
             }
             let damage = try SalvageScanner.scan(data.bytes, recordEnd: SalvageScanner.recordEnd(of: data.bytes, id: id),
                                                  resync: SalvageScanner.resync(for: data.bytes, id: id,
-                                                                               hintPath: path + "/" + FileNames.hint(id))) {
+                                                                               hintPath: StoreFiles(path).hint(id))) {
                 (offset, header, record) throws(KVFileError) in
                 report.recordsRead += 1
                 nextSeq = max(nextSeq, header.seq + 1)
@@ -113,9 +113,9 @@ public enum StoreRepair {
             let backup = path + "/damaged-\(Syscalls.wallClockMilliseconds())"
             try Syscalls.makeDirectory(backup)
             for id in damagedIDs {
-                try Syscalls.link(path + "/" + FileNames.segment(id), backup + "/" + FileNames.segment(id))
-                if try Syscalls.kind(of: path + "/" + FileNames.hint(id)) == .regularFile {
-                    try Syscalls.link(path + "/" + FileNames.hint(id), backup + "/" + FileNames.hint(id))
+                try Syscalls.link(StoreFiles(path).segment(id), StoreFiles(backup).segment(id))
+                if try Syscalls.kind(of: StoreFiles(path).hint(id)) == .regularFile {
+                    try Syscalls.link(StoreFiles(path).hint(id), StoreFiles(backup).hint(id))
                 }
             }
             try Syscalls.syncDirectory(backup)

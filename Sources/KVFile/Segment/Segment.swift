@@ -114,7 +114,7 @@ final class Segment: @unchecked Sendable {
         let pageSize = 4096
         let capacity = max(pageSize, (mapCapacity + pageSize - 1) & ~(pageSize - 1))
         let mapping = try Syscalls.map(fd, length: capacity, writable: writable, shared: true, path: path)
-        _ = madvise(mapping, capacity, MADV_RANDOM)
+        Syscalls.advise(mapping, length: capacity, .random)
         self.id = id
         self.path = path
         self.fd = fd
@@ -125,7 +125,7 @@ final class Segment: @unchecked Sendable {
     }
 
     deinit {
-        munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+        Syscalls.unmap(base, length: mappedLength)
         Syscalls.close(fd)
     }
 

@@ -59,7 +59,7 @@ final class SegmentWriter {
 
     /// A record staged in the mapping, not yet part of the log.
     struct Staged {
-        var operation: Operation
+        var operation: ChangeKind
         var seq: UInt64
         var offset: Int
         var size: Int
@@ -82,7 +82,7 @@ final class SegmentWriter {
             var target = min(max(needed, segment.allocated + SegmentWriter.reserveStep), segment.recordCapacity)
             do throws(KVFileError) {
                 try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
-            } catch where (error.errno == ENOSPC || error.errno == EDQUOT) && target > needed {
+            } catch where error.isDiskFull && target > needed {
                 // Not room for a step ahead: reserve what this write needs, no more.
                 target = needed
                 try Syscalls.reserve(segment.fd, from: segment.allocated, to: target, path: segment.path)
@@ -113,7 +113,7 @@ final class SegmentWriter {
     /// after the records staged before it. Not part of the log until `commitStaged`.
     @inline(__always)
     func stage(
-        operation: Operation, continues: Bool, seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
+        operation: ChangeKind, continues: Bool, seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, prepared: (size: Int, compressedLength: Int?)
     ) -> Staged {
         let offset = segment.length + stagedBytes
@@ -145,12 +145,6 @@ final class SegmentWriter {
     @inline(__always)
     func commitStaged() {
         segment.length += stagedBytes
-        stagedBytes = 0
-    }
-
-    /// Erases staged records, so that no later scan can mistake them for part of the log.
-    func discardStaged() {
-        if stagedBytes > 0 { memset(segment.writableBase + segment.length, 0, stagedBytes) }
         stagedBytes = 0
     }
 
@@ -280,7 +274,7 @@ final class SegmentWriter {
     /// Creates an empty segment file with its header, durably, mapped for writing.
     static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int, durable: Bool = true) throws(KVFileError) -> Segment {
         try IndexFormat.checkSegmentID(id, store: directory)
-        let path = directory + "/" + FileNames.segment(id)
+        let path = StoreFiles(directory).segment(id)
         let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
         do throws(KVFileError) {
             let header = activeHeader(id: id, baseSeq: baseSeq, capacity: capacity)

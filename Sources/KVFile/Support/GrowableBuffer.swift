@@ -49,14 +49,4 @@ final class GrowableBuffer {
     }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
-
-    /// Drops everything, and gives back memory when the buffer grew large.
-    func reset(keepingCapacity limit: Int = 1 << 20) {
-        count = 0
-        if capacity > limit {
-            free(base)
-            capacity = 4096
-            base = malloc(capacity)!
-        }
-    }
 }

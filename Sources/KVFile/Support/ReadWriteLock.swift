@@ -31,6 +31,14 @@ final class ReadWriteLock: @unchecked Sendable {
         return try body()
     }
 
+    /// Runs `body` under the read lock if it is free now; nil when a writer holds it or waits for it.
+    @inline(__always)
+    func withReadLockIfFree<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T? {
+        guard pthread_rwlock_tryrdlock(lock) == 0 else { return nil }
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
     @inline(__always)
     func withWriteLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         if pthread_rwlock_trywrlock(lock) != 0 {
