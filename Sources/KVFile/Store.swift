@@ -38,13 +38,14 @@ public final class Store: @unchecked Sendable {
     private var lockFile: LockFile?
     private var closed = false
 
-    /// One compaction at a time.
-    let compactionMutex = PlainMutex()
-    /// What the last compaction did (guarded by `lock`).
-    var lastCompaction: CompactionResult?
+    /// Compacts the sealed segments (writers only; set at the end of `init`).
+    private(set) var compactor: Compactor?
     #if DEBUG
     /// Tests set this to simulate a crash at a compaction step (return true to crash there).
-    nonisolated(unsafe) var compactionFailpoint: ((CompactionStep) -> Bool)?
+    var compactionFailpoint: ((CompactionStep) -> Bool)? {
+        get { compactor?.failpointHook }
+        set { compactor?.failpointHook = newValue }
+    }
     #endif
 
     /// The active segment when automatic compaction last looked.
@@ -118,6 +119,8 @@ public final class Store: @unchecked Sendable {
                 syncer.start()
                 self.syncer = syncer
             }
+            compactor = Compactor(directory: directory, segmentSize: options.segmentSize, lock: lock, state: state,
+                                  writer: writer!, failure: failure, host: self)
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
@@ -194,6 +197,10 @@ public final class Store: @unchecked Sendable {
     public func withVersionedValueIfAtHand<R>(
         forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
     ) throws -> R? {
+        // A reader with an index of its own looks at the shared file now and then (lookAgainAtSharedIndex): the blocking read does that.
+        if usesOwnIndex.load(ordering: .relaxed) && Syscalls.monotonicMilliseconds() &- lastLookAtSharedIndex.load(ordering: .relaxed) >= 250 {
+            return nil
+        }
         var answer: R?
         let answered = try lock.withReadLockIfFree { () throws -> Bool in
             try checkOpen()
@@ -328,7 +335,7 @@ public final class Store: @unchecked Sendable {
         return try lock.withReadLock { () throws(KVFileError) -> StoreStats in
             try checkOpen()
             var stats = state.stats()
-            stats.lastCompaction = lastCompaction
+            stats.lastCompaction = compactor?.lastResult
             return stats
         }
     }
@@ -935,6 +942,26 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    // MARK: compaction
+
+    /// Compacts on demand: seals the active segment, then rewrites every
+    /// sealed segment into fresh ones holding only live records (with their
+    /// original sequence numbers) and the tombstones still needed, and removes
+    /// the old files. Readers and writers keep working meanwhile. A crash at
+    /// any point leaves a store that opens to the same contents. Expiries
+    /// that passed and were not recorded yet are recorded first, so their
+    /// values are reclaimed.
+    @discardableResult
+    public func compact() throws(KVFileError) -> CompactionResult {
+        try recordDueExpiries()
+        return try compact(sealActive: true, policy: nil)
+    }
+
+    func compact(sealActive: Bool, policy: CompactionPolicy?) throws(KVFileError) -> CompactionResult {
+        _ = try requireWriter()
+        return try compactor!.compact(sealActive: sealActive, policy: policy)
+    }
+
     /// Starts a compaction on a background thread when the policy says the sealed segments are dead enough.
     private func considerCompaction(activeID: UInt32) {
         lastActiveSeen.store(activeID, ordering: .relaxed)
@@ -1044,12 +1071,9 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// For compaction's own seal of the active segment (under the write lock).
-    func noteRollForCompaction(_ writer: SegmentWriter) { noteRoll(writer) }
-
     /// Under the write lock, after `makeRoom`: remember that a roll left a segment to seal.
     @inline(__always)
-    private func noteRoll(_ writer: SegmentWriter) {
+    func noteRoll(_ writer: SegmentWriter) {
         if !writer.pendingSeals.isEmpty { sealPending.store(true, ordering: .relaxed) }
     }
 
@@ -1058,7 +1082,7 @@ public final class Store: @unchecked Sendable {
     public func close() throws(KVFileError) {
         // No compaction or seal of ours may touch the files once the lock is released.
         background.stopAndWait()
-        compactionMutex.withLock {}  // a compaction another thread called
+        compactor?.waitUntilIdle()  // a compaction another thread called
         syncer?.stop()
         syncer = nil
         do throws(KVFileError) {
@@ -1108,7 +1132,7 @@ public final class Store: @unchecked Sendable {
         background.stopAndWait()
         syncer?.stop()
         syncer = nil
-        compactionMutex.withLock {}
+        compactor?.waitUntilIdle()
         syncMutex.withLock {}
         lock.withWriteLock { closed = true }
         lockFile = nil
@@ -1127,3 +1151,5 @@ public final class Store: @unchecked Sendable {
         return writer
     }
 }
+
+extension Store: CompactionHost {}

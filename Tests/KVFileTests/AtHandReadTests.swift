@@ -60,6 +60,39 @@ import Testing
         #expect(missing == true)
         try store.close()
     }
+
+    /// A reader that had to build an index of its own (no usable index file)
+    /// switches to the writer's file once there is one; reads at hand must not
+    /// keep it on its own, older index.
+    @Test func aReaderWithAnIndexOfItsOwnStillSeesNewWritesThroughReadsAtHand() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let first = try Store(path: dir.path)
+            try first.put("k", "v1")
+            try first.close()
+        }
+        try FileManager.default.removeItem(atPath: dir.sub("kvfile.index"))
+        let reader = try Store(path: dir.path, options: .reader)
+        #expect(try reader.getString("k") == "v1")
+        let writer = try Store(path: dir.path)
+        try writer.put("k", "v2")
+        func read() throws -> String? {
+            try Array("k".utf8).withUnsafeBytes { key in
+                let atHand = try reader.withVersionedValueIfAtHand(forKey: key) { value, _ in value.map { String(decoding: $0, as: UTF8.self) } }
+                if let atHand { return atHand }
+                return try reader.withVersionedValue(forKey: key) { value, _ in value.map { String(decoding: $0, as: UTF8.self) } }
+            }
+        }
+        let deadline = Date().addingTimeInterval(5)
+        var seen = try read()
+        while seen != "v2" && Date() < deadline {
+            usleep(20_000)
+            seen = try read()
+        }
+        #expect(seen == "v2")
+        try writer.close()
+        try reader.close()
+    }
 }
 
 /// Dropping clean pages of closed files from the page cache (posix_fadvise).

@@ -42,6 +42,7 @@ static inline void kvf_word_increment(uint32_t *word) { __atomic_fetch_add(word,
 /// (the index file): acquire and release order, never torn.
 static inline uint64_t kvf_load_acquire_u64(const void *address) { return __atomic_load_n((const uint64_t *)address, __ATOMIC_ACQUIRE); }
 static inline void kvf_store_release_u64(void *address, uint64_t value) { __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELEASE); }
+static inline uint64_t kvf_fetch_or_relaxed_u64(void *address, uint64_t bits) { return __atomic_fetch_or((uint64_t *)address, bits, __ATOMIC_RELAXED); }
 static inline uint64_t kvf_load_relaxed_u64(const void *address) { return __atomic_load_n((const uint64_t *)address, __ATOMIC_RELAXED); }
 static inline void kvf_store_relaxed_u64(void *address, uint64_t value) { __atomic_store_n((uint64_t *)address, value, __ATOMIC_RELAXED); }
 /// Fences for a seqlock: stores after a release fence are not seen before the stores ahead of it, loads before an acquire fence are done before the loads after it.

@@ -26,40 +26,73 @@ private struct CompactionPlan {
     var baseSeq: UInt64
 }
 
-extension Store {
-    /// Compacts on demand: seals the active segment, then rewrites every
-    /// sealed segment into fresh ones holding only live records (with their
-    /// original sequence numbers) and the tombstones still needed, and removes
-    /// the old files. Readers and writers keep working meanwhile. A crash at
-    /// any point leaves a store that opens to the same contents.
-    @discardableResult
-    /// Compacts every sealed segment. Expiries that passed and were not
-    /// recorded yet are recorded first, so their values are reclaimed.
-    public func compact() throws(KVFileError) -> CompactionResult {
-        try recordDueExpiries()
-        return try compact(sealActive: true, policy: nil)
+/// What a compaction needs from the store it compacts, besides the state it
+/// shares: the store's checks and its seal scheduling.
+protocol CompactionHost: AnyObject {
+    /// Throws when the store was closed.
+    func checkOpen() throws(KVFileError)
+    /// After the writer sealed its active segment (under the write lock).
+    func noteRoll(_ writer: SegmentWriter)
+    /// Seals every segment rolled away (outside the write lock).
+    func finishSeals() throws(KVFileError)
+}
+
+/// Compacts a writer's sealed segments, one compaction at a time. Its
+/// dependencies are explicit: the store's lock, state, writer and failure
+/// record, and the host's three calls above.
+final class Compactor: @unchecked Sendable {
+    private let directory: String
+    private let segmentSize: Int
+    private let lock: ReadWriteLock
+    private let state: StoreState
+    private let writer: SegmentWriter
+    private let failure: WriterFailure
+    private unowned let host: CompactionHost
+    /// One compaction at a time.
+    private let mutex = PlainMutex()
+    /// What the last compaction did (guarded by `lock`).
+    private(set) var lastResult: CompactionResult?
+    #if DEBUG
+    /// Tests set this to simulate a crash at a compaction step (return true to crash there).
+    nonisolated(unsafe) var failpointHook: ((CompactionStep) -> Bool)?
+    #endif
+
+    init(directory: String, segmentSize: Int, lock: ReadWriteLock, state: StoreState, writer: SegmentWriter,
+         failure: WriterFailure, host: CompactionHost) {
+        self.directory = directory
+        self.segmentSize = segmentSize
+        self.lock = lock
+        self.state = state
+        self.writer = writer
+        self.failure = failure
+        self.host = host
     }
 
+    /// Waits for a compaction under way (another thread's) to end.
+    func waitUntilIdle() { mutex.withLock {} }
+
+    /// Rewrites the sealed segments (those `policy` picks, or all) into fresh
+    /// ones holding only live records and the tombstones still needed; with
+    /// `sealActive` the active segment is sealed first so it is included.
     func compact(sealActive: Bool, policy: CompactionPolicy?) throws(KVFileError) -> CompactionResult {
-        let writer = try requireWriter()
-        return try compactionMutex.withLock { () throws(KVFileError) -> CompactionResult in
+        try mutex.withLock { () throws(KVFileError) -> CompactionResult in
             let started = Syscalls.monotonicNanoseconds()
             let plan = try lock.withWriteLock { () throws(KVFileError) -> CompactionPlan in
-                try checkOpen()
+                try host.checkOpen()
                 try failure.check()
                 if sealActive {
                     try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state)
-                    noteRollForCompaction(writer)
+                    host.noteRoll(writer)
                 }
-                return Store.plan(state: state, activeID: writer.segment.id, policy: policy)
+                return Compactor.plan(state: state, activeID: writer.segment.id, policy: policy)
             }
             // Inputs must be sealed (synced, with hint files) before they are replaced.
-            try finishSeals()
+            try host.finishSeals()
             guard !plan.inputs.isEmpty else {
                 return CompactionResult(inputSegments: 0, outputSegments: 0, bytesBefore: 0, bytesAfter: 0,
                                         recordsCopied: 0, recordsDropped: 0, seconds: 0)
             }
-            let output = CompactionOutput(directory: path, segmentSize: options.segmentSize, baseSeq: plan.baseSeq) { [self] in
+            let output = CompactionOutput(directory: directory, segmentSize: segmentSize, baseSeq: plan.baseSeq) { [self] in
                 lock.withWriteLock { state.allocateSegmentID() }
             }
             var moves: [Move] = []
@@ -74,26 +107,26 @@ extension Store {
                 throw error
             }
             let marker = CompactionMarker(inputs: plan.inputs.map(\.id), outputs: output.finished.map(\.id))
-            try marker.write(directory: path)
+            try marker.write(directory: directory)
             try failpoint(.markerWritten)
             for out in output.finished {
                 for name in [FileNames.hint(out.id), FileNames.segment(out.id)] {
-                    try Syscalls.rename(StoreFiles.temporary(of: StoreFiles(path).file(name)), StoreFiles(path).file(name))
+                    try Syscalls.rename(StoreFiles.temporary(of: StoreFiles(directory).file(name)), StoreFiles(directory).file(name))
                 }
             }
-            try Syscalls.syncDirectory(path)
+            try Syscalls.syncDirectory(directory)
             try failpoint(.outputsRenamed)
             let outputs = try openOutputs(output.finished)
             try switchOver(from: plan.inputs, to: outputs, moves: moves)
             try failpoint(.keydirSwapped)
             for input in plan.inputs {
-                try Syscalls.unlink(StoreFiles(path).hint(input.id))
-                try Syscalls.unlink(StoreFiles(path).segment(input.id))
+                try Syscalls.unlink(StoreFiles(directory).hint(input.id))
+                try Syscalls.unlink(StoreFiles(directory).segment(input.id))
             }
-            try Syscalls.syncDirectory(path)
+            try Syscalls.syncDirectory(directory)
             try failpoint(.inputsRemoved)
-            try Syscalls.unlink(StoreFiles(path).marker)
-            try Syscalls.syncDirectory(path)
+            try Syscalls.unlink(StoreFiles(directory).marker)
+            try Syscalls.syncDirectory(directory)
 
             let result = CompactionResult(
                 inputSegments: plan.inputs.count, outputSegments: outputs.count,
@@ -101,7 +134,7 @@ extension Store {
                 bytesAfter: outputs.reduce(0) { $0 + $1.length + $1.hintBytes },
                 recordsCopied: output.recordsCopied, recordsDropped: dropped,
                 seconds: Double(Syscalls.monotonicNanoseconds() - started) / 1e9)
-            lock.withWriteLock { lastCompaction = result }
+            lock.withWriteLock { lastResult = result }
             return result
         }
     }
@@ -132,7 +165,7 @@ extension Store {
                     return UnsafeRawBufferPointer(start: segment.base + record.offset + record.header.keyOffset, count: record.header.keyLength)
                 }
                 let live: [Bool] = try lock.withReadLock { () throws(KVFileError) -> [Bool] in
-                    try checkOpen()
+                    try host.checkOpen()
                     var live = [Bool](repeating: false, count: pending.count)
                     for index in pending.indices {
                         // Lookups are cache misses: start the slot of the one eight ahead
@@ -197,7 +230,7 @@ extension Store {
     private func openOutputs(_ finished: [CompactionOutput.Finished]) throws(KVFileError) -> [Segment] {
         var segments: [Segment] = []
         for out in finished {
-            let segmentPath = StoreFiles(path).segment(out.id)
+            let segmentPath = StoreFiles(directory).segment(out.id)
             let fd = try Syscalls.open(segmentPath, O_RDONLY)
             let segment: Segment
             do throws(KVFileError) {
@@ -217,7 +250,7 @@ extension Store {
     /// long, then forgets the inputs. Keys written meanwhile keep their newer location.
     private func switchOver(from inputs: [Segment], to outputs: [Segment], moves: [Move]) throws(KVFileError) {
         try lock.withWriteLock { () throws(KVFileError) in
-            try checkOpen()
+            try host.checkOpen()
             for segment in outputs { state.add(segment) }
         }
         var index = 0
@@ -265,7 +298,7 @@ extension Store {
     @inline(__always)
     private func failpoint(_ step: CompactionStep) throws(KVFileError) {
         #if DEBUG
-        if let hook = compactionFailpoint, hook(step) {
+        if let hook = failpointHook, hook(step) {
             throw KVFileError(.io, "injected crash at compaction step \(step.rawValue)", errno: KVFileError.injectedCrashErrno)
         }
         #endif

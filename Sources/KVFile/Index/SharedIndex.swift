@@ -85,9 +85,6 @@ final class SharedIndex: @unchecked Sendable {
     /// Every page's checksum is stale (the index was not closed cleanly, or was just built).
     private var allPagesDirty = true
 
-    /// Slots that named no record while the writer probed past them (the index disagrees with the log).
-    private(set) var damagedSlots = 0
-
     /// The writer of an index closed cleanly checks each page of the table it
     /// found against its checksum the first time it reads it (so opening costs
     /// no pass over the file): that table, and the pages checked so far.
@@ -95,7 +92,12 @@ final class SharedIndex: @unchecked Sendable {
     private var checkedPages: UnsafeMutablePointer<UInt64>?
     /// The first page of it found to fail its checksum (file offset): the
     /// index is then replaced at the next open, and this writer refuses writes.
-    private(set) var damagedPage: Int?
+    /// Atomic: pages are checked by lookups, which run in parallel under the store's read lock.
+    var damagedPage: Int? {
+        let at = damagedPageStorage.load(ordering: .acquiring)
+        return at < 0 ? nil : at
+    }
+    private let damagedPageStorage = Atomic<Int>(-1)
 
     // MARK: opening
 
@@ -436,14 +438,16 @@ final class SharedIndex: @unchecked Sendable {
         guard let checkedPages, let slots = uncheckedSlots else { return }
         let page = index / IndexFormat.slotsPerPage
         let bit: UInt64 = 1 << UInt64(page & 63)
-        if checkedPages[page >> 6] & bit != 0 { return }
+        // Lookups check pages in parallel (under the store's read lock): the bits are set atomically.
+        if kvf_load_relaxed_u64(checkedPages + (page >> 6)) & bit != 0 { return }
         let capacity = slots == table ? mask + 1 : oldMask + 1
         let tableOffset = UnsafeRawPointer(slots) - UnsafeRawPointer(base)
         let at = tableOffset + page * IndexFormat.pageSize
         let stored = UnsafeRawPointer(base + tableOffset + capacity * 8).loadLE(at: page * 4, as: UInt32.self)
-        checkedPages[page >> 6] |= bit
-        guard CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != stored, damagedPage == nil else { return }
-        damagedPage = at
+        kvf_fetch_or_relaxed_u64(checkedPages + (page >> 6), bit)
+        guard CRC32C.checksum(UnsafeRawPointer(base + at), IndexFormat.pageSize) != stored,
+              damagedPageStorage.compareExchange(expected: -1, desired: at, ordering: .acquiringAndReleasing).exchanged
+        else { return }
         // Readers that map the file stop trusting it at once; the next writer builds it anew.
         retire()
     }
@@ -486,8 +490,8 @@ final class SharedIndex: @unchecked Sendable {
                 case .unknownSegment(let id):
                     if !writable { return .problem(.unknownSegment(id)) }
                 case .damaged:
+                    // The writer probes past it: a slot naming no record holds no key.
                     if !writable { return .problem(.damaged(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot))) }
-                    damagedSlots += 1
                 }
             }
             index = (index + 1) & mask
@@ -962,9 +966,7 @@ final class SharedIndex: @unchecked Sendable {
                 if table[target] == IndexFormat.deletedSlot { deletedSlots -= 1 }
                 // Copied before the old slot goes: a reader always finds the key in one of the tables.
                 store(slot, in: table, at: target)
-            } else {
-                damagedSlots += 1
-            }
+            }  // else: a slot naming no record is dropped
             // A marker, not empty: probes of keys not moved yet run through here.
             store(IndexFormat.deletedSlot, in: old, at: index)
         }

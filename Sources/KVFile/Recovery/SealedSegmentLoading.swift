@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+// A sealed segment: from its hint file when that is sound, else by a scan.
+
+extension StoreLoader {
+    /// Opens a sealed segment: its hint file when it is sound, else a full scan.
+    /// A writer rewrites a missing or damaged hint file.
+    func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
+        let segmentPath = segmentPath(id)
+        let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
+        let segment: Segment
+        let size: Int
+        do throws(KVFileError) {
+            size = try Syscalls.fileSize(fd, path: segmentPath)
+            var unwritten = size < RecordFormat.segmentHeaderSize
+            if !unwritten && !temporaryOutputs.contains(id) { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+            var hasHint = false
+            if unwritten, let hint = try Syscalls.openIfExists(hintPath(id), O_RDONLY) {
+                Syscalls.close(hint)
+                hasHint = true
+            }
+            if unwritten && !temporaryOutputs.contains(id) && !hasHint {
+                // A segment rolled away whose header never reached the disk (a power loss before its
+                // seal's first sync): nothing in it was synced, and nothing after it either (a seal
+                // syncs it before any later sync). Empty; a writer removes the file.
+                Syscalls.close(fd)
+                if writer { try Syscalls.unlink(segmentPath) }
+                return
+            }
+            let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+            // A seal cut short may have left the block map past the records: they end before it.
+            let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: records, mapCapacity: size)
+        } catch {
+            Syscalls.close(fd)
+            throw error
+        }
+        state.add(segment)
+
+        let hintPath = hintPath(id)
+        if let problem = try applyHint(hintPath, segment: segment, state: state) {
+            let hints = HintBuilder()
+            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
+                                              rule: segment.damageRule(fileSize: size).0) {
+                (offset, header, record) throws(KVFileError) in
+                let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
+                state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
+                    segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
+                hints.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
+            }
+            switch end {
+            case .clean: break
+            case .tornTail(let at, let reason) where problem != "missing":
+                // A hint file exists, so the seal finished (the hint is written after the sync): the tail was complete.
+                throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
+            case .tornTail(let at, _):
+                // No hint file: the seal never finished, so the tail may be torn like an active one.
+                segment.length = at
+                if writer {
+                    // Synced before it is cut: a cut file holds only synced records (kvfile(5), "Layouts").
+                    try Syscalls.fdatasync(segment.fd, path: segmentPath)
+                    try Syscalls.ftruncate(segment.fd, at, path: segmentPath)
+                    try Syscalls.fdatasync(segment.fd, path: segmentPath)
+                }
+            case .corrupt(let at, let reason):
+                throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
+            }
+            if writer {
+                segment.hintBytes = try HintWriter.write(hints, segmentID: id, segmentLength: segment.length, directory: directory)
+            }
+        }
+    }
+
+    /// Reads the hint file of `segment` into the keydir; returns why it could not be used, or nil.
+    private func applyHint(_ hintPath: String, segment: Segment, state: StoreState) throws(KVFileError) -> String? {
+        guard let fd = try Syscalls.openIfExists(hintPath, O_RDONLY) else { return "missing" }
+        defer { Syscalls.close(fd) }
+        let size = try Syscalls.fileSize(fd, path: hintPath)
+        if size == 0 { return "empty" }
+        let mapping = try Syscalls.map(fd, length: size, writable: false, shared: false, path: hintPath)
+        defer { Syscalls.unmap(mapping, length: size) }
+        Syscalls.advise(mapping, length: size, .sequential)
+        let id = segment.id
+        let bytes = UnsafeRawBufferPointer(start: mapping, count: size)
+        if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length,
+           recorded <= segment.mappedLength, (try? Syscalls.fileSize(segment.fd, path: segment.path)) == recorded {
+            // The seal finished while we opened the segment (cut, then the hint): read it as sealed.
+            segment.length = recorded
+        }
+        if let recorded = HintFileReader.intactRecordedLength(bytes, segmentID: id), recorded != segment.length {
+            // The segment changed after it was sealed (cut short or grown): its
+            // records no longer agree with the hint, which stays as evidence.
+            throw KVFileError.corrupt(segment.path, offset: min(recorded, segment.length),
+                "the segment is \(segment.length) bytes but its intact hint file \(FileNames.hint(id)) records \(recorded) (in a sealed segment)")
+        }
+        // Entries are applied a few behind the one being read, whose slot and
+        // then keydir entries are prefetched meanwhile: loading is bound by those cache misses.
+        var window = LookaheadWindow<HintEntry>()
+        func apply(_ entry: HintEntry) {
+            state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(
+                segment: id, offset: UInt32(entry.offset), size: UInt32(entry.size), seq: entry.seq))
+        }
+        let problem = try HintFileReader.read(bytes, segmentID: id, segmentLength: segment.length) { (entry) throws(KVFileError) in
+            state.index.prefetch(entry.key)
+            window.push(entry, halfway: { state.index.prefetchEntries($0.key) }, apply: apply)
+        }
+        if problem == nil {
+            // The rest (a damaged file is scanned from the segment instead).
+            window.flush(apply: apply)
+            segment.hintBytes = size
+        }
+        return problem
+    }
+}
