@@ -51,9 +51,6 @@ public final class Store: @unchecked Sendable {
     /// The active segment when automatic compaction last looked.
     private let lastActiveSeen = Atomic<UInt32>(0)
     private let autoCompactionRunning = Atomic<Bool>(false)
-    /// A roll left a segment that still needs sealing.
-    private let sealPending = Atomic<Bool>(false)
-    private let backgroundSealRunning = Atomic<Bool>(false)
     /// Automatic compaction and background seals: `close()` stops and waits for them.
     private let background = BackgroundThreads()
     /// The writer's keys with deadlines, for its expiry sweep.
@@ -64,10 +61,8 @@ public final class Store: @unchecked Sendable {
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
 
-    /// Serializes sealing of rolled segments.
-    private let syncMutex = PlainMutex()
-    /// Durability `.always` and `sync()` (writers only).
-    private let groupCommit: GroupCommit?
+    /// Seals rolled segments and runs group commit for durability `.always` and `sync()` (writers only).
+    private var sealer: SealScheduler?
     private var syncer: IntervalSyncer?
     /// A failed sync or removed files: every later write and sync fails (writers only).
     let failure = WriterFailure()
@@ -110,10 +105,12 @@ public final class Store: @unchecked Sendable {
                 state.add(first)
             }
             try Syscalls.syncDirectory(directory)
-            writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints)
-            groupCommit = GroupCommit(durable: writer!.position)
+            let seals = SealQueue()
+            writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints, seals: seals)
             let upgrade = state.activeSegment!.header.version < RecordFormat.version
             watchNotifier = WatchNotifier(directory: directory)
+            sealer = SealScheduler(queue: seals, writer: writer!, directory: directory, lock: lock, failure: failure,
+                                   background: background, checkOpen: { [unowned self] () throws(KVFileError) in try checkOpen() })
             if case .interval(let milliseconds) = options.durability {
                 let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
                 syncer.start()
@@ -124,7 +121,6 @@ public final class Store: @unchecked Sendable {
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
-                noteRoll(writer!)
                 try finishSeals()
             }
             // Expiries that passed while no writer was open are recorded now (a walk of the
@@ -137,7 +133,6 @@ public final class Store: @unchecked Sendable {
         } else {
             writer = nil
             watchNotifier = nil
-            groupCommit = nil
         }
     }
 
@@ -599,11 +594,11 @@ public final class Store: @unchecked Sendable {
     ) throws(KVFileError) -> WriteReceipt? {
         let writer = try requireWriter()
         let durable = options.durability == .always
-        if durable { groupCommit?.writerStarted() }
-        defer { if durable { groupCommit?.writerFinished() } }
+        if durable { sealer?.groupCommit.writerStarted() }
+        defer { if durable { sealer?.groupCommit.writerFinished() } }
         var timestamp: UInt64 = 0
         var receipt: WriteReceipt?
-        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+        let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
             try checkOpen()
             try failure.check()
             // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
@@ -619,28 +614,21 @@ public final class Store: @unchecked Sendable {
             let seq = state.nextSeq
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
-            let expiry = expiring ? writer.prepare(seq: seq, timestamp: timestamp, key: key, value: nil) : (0, nil)
-            let mainSeq = seq + (expiring ? 1 : 0)
-            let prepared = operation == nil ? (0, nil)
-                : writer.prepare(seq: mainSeq, timestamp: timestamp, deadline: deadline, key: key, value: value)
-            try writer.makeRoom(for: expiry.0 + prepared.0, nextSeq: seq, state: state)
-            noteRoll(writer)
-            let expiryStaged = expiring ? writer.stage(
-                operation: .deleted, continues: operation != nil, seq: seq, timestamp: timestamp, expired: true,
-                key: key, value: nil, prepared: expiry) : nil
-            let staged = operation.map { operation in
-                writer.stage(operation: operation, continues: false, seq: mainSeq, timestamp: timestamp, deadline: deadline,
-                             key: key, value: value, prepared: prepared)
+            // The expiry's tombstone first, in the same batch, so the change feed reports it before the write.
+            let appended = try writer.append(count: count, timestamp: timestamp, state: state) { index, use in
+                if expiring && index == 0 {
+                    use(.init(operation: .deleted, seq: seq, expired: true, key: key, value: nil))
+                } else {
+                    use(.init(operation: operation!, seq: seq + UInt64(index), deadline: deadline, key: key, value: value))
+                }
+            } apply: { records in
+                state.nextSeq = seq + UInt64(count)
+                apply(records)
             }
-            if let operation { receipt = WriteReceipt(seq: mainSeq, operation: operation) }
-            state.nextSeq = seq + UInt64(count)
-            state.index.beginChange()
-            if let expiryStaged { apply(expiryStaged, key: key, writer: writer) }
-            if let staged { apply(staged, key: key, writer: writer) }
-            writer.commitStaged()
-            state.noteCommitted(logEnd: writer.position)
+            if let operation { receipt = WriteReceipt(seq: seq + UInt64(count - 1), operation: operation) }
+            state.noteCommitted(logEnd: appended.end)
             state.index.endChange()
-            return writer.position
+            return appended.end
         }
         guard let position else { return nil }
         try afterWrite(position, now: timestamp)
@@ -830,8 +818,8 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func write(_ batch: WriteBatch) throws(KVFileError) -> BatchResult {
         let durable = options.durability == .always
-        if durable { groupCommit?.writerStarted() }
-        defer { if durable { groupCommit?.writerFinished() } }
+        if durable { sealer?.groupCommit.writerStarted() }
+        defer { if durable { sealer?.groupCommit.writerFinished() } }
         for change in batch.changes {
             switch change {
             case .put(let key, let value, _): try Limits.check(keyLength: key.count, valueLength: value.count, key: key)
@@ -842,7 +830,7 @@ public final class Store: @unchecked Sendable {
         let writer = try requireWriter()
         var timestamp: UInt64 = 0
         var result = BatchResult.written
-        let position = try lock.withWriteLock { () throws(KVFileError) -> UInt64? in
+        let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
             try checkOpen()
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
@@ -865,42 +853,21 @@ public final class Store: @unchecked Sendable {
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
-            var bound = 0
-            for (index, record) in records.enumerated() {
-                let valueLength = record.value?.count ?? 0
-                bound += RecordCodec.encodedLength(
-                    seq: firstSeq + UInt64(index), timestamp: timestamp, deadline: record.deadline, keyLength: record.key.count,
-                    storedLength: valueLength, rawLength: record.value == nil ? nil : valueLength)
-            }
-            if bound > RecordFormat.maxBatchBytes {
-                throw KVFileError(.invalidArgument, "batch of \(records.count) records needs \(bound) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
-            }
-            try writer.makeRoom(for: bound, nextSeq: firstSeq, state: state)
-            noteRoll(writer)
-            var staged: [SegmentWriter.Staged] = []
-            staged.reserveCapacity(records.count)
-            for (index, record) in records.enumerated() {
-                let seq = firstSeq + UInt64(index)
-                let one = record.key.withUnsafeBytes { key in
+            let appended = try writer.append(count: records.count, timestamp: timestamp, state: state) { index, use in
+                let record = records[index]
+                record.key.withUnsafeBytes { key in
                     Limits.withOptionalBytes(record.value) { value in
-                        let prepared = writer.prepare(seq: seq, timestamp: timestamp, deadline: record.deadline, key: key, value: value)
-                        return writer.stage(
-                            operation: record.operation, continues: index < records.count - 1,
-                            seq: seq, timestamp: timestamp, deadline: record.deadline, expired: record.expired,
-                            key: key, value: value, prepared: prepared)
+                        use(.init(operation: record.operation, seq: firstSeq + UInt64(index), deadline: record.deadline,
+                                  expired: record.expired, key: key, value: value))
                     }
                 }
-                staged.append(one)
+            } apply: { staged in
+                state.nextSeq = firstSeq + UInt64(records.count)
+                apply(staged)
             }
-            state.nextSeq = firstSeq + UInt64(records.count)
-            state.index.beginChange()
-            for (index, record) in records.enumerated() {
-                record.key.withUnsafeBytes { apply(staged[index], key: $0, writer: writer) }
-            }
-            writer.commitStaged()
-            state.noteCommitted(logEnd: writer.position)
+            state.noteCommitted(logEnd: appended.end)
             state.index.endChange()
-            return writer.position
+            return appended.end
         }
         guard let position else { return result }
         try afterWrite(position, now: timestamp)
@@ -917,12 +884,13 @@ public final class Store: @unchecked Sendable {
             "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
     }
 
-    /// After the bytes of `staged` reached the OS: hint entry, keydir, stats.
+    /// Inside an append, once its records are in the mapping: the index
+    /// takes them, as one change readers in other processes see whole (the
+    /// caller ends the change once the append returns).
     @inline(__always)
-    private func apply(_ staged: SegmentWriter.Staged, key: UnsafeRawBufferPointer, writer: SegmentWriter) {
-        writer.addHint(staged)
-        state.applyNewest(key: key, operation: staged.operation, location: KeyLocation(
-            segment: writer.segment.id, offset: UInt32(staged.offset), size: UInt32(staged.size), seq: staged.seq))
+    private func apply(_ records: [SegmentWriter.Appended]) {
+        state.index.beginChange()
+        for record in records { state.applyNewest(key: record.key, operation: record.operation, location: record.location) }
     }
 
     // MARK: durability and closing
@@ -930,15 +898,15 @@ public final class Store: @unchecked Sendable {
     /// After a write, outside the lock: sync when durability asks for it, wake
     /// tailers, and after a segment was sealed consider compacting.
     @inline(__always)
-    private func afterWrite(_ position: UInt64, now milliseconds: UInt64) throws(KVFileError) {
+    private func afterWrite(_ position: LogPosition, now milliseconds: UInt64) throws(KVFileError) {
         if options.durability == .always {
-            try syncUpTo(position)  // also seals: cheap here, every record in the old segment was synced already
-        } else if sealPending.load(ordering: .relaxed) {
-            sealInBackground()
+            try sealer?.syncUpTo(position)  // also seals: cheap here, every record in the old segment was synced already
+        } else if sealer?.hasPendingSeals == true {
+            sealer?.sealInBackground()
         }
         watchNotifier?.notify(now: milliseconds)
-        if options.autoCompaction != nil && UInt32(truncatingIfNeeded: position >> 32) != lastActiveSeen.load(ordering: .relaxed) {
-            considerCompaction(activeID: UInt32(truncatingIfNeeded: position >> 32))
+        if options.autoCompaction != nil && position.segment != lastActiveSeen.load(ordering: .relaxed) {
+            considerCompaction(activeID: position.segment)
         }
     }
 
@@ -990,91 +958,20 @@ public final class Store: @unchecked Sendable {
 
     /// Forces everything written so far onto stable storage.
     public func sync() throws(KVFileError) {
-        guard let writer else { return }
+        guard let writer, let sealer else { return }
         try failure.check()
-        try finishSeals()
-        let position = try lock.withReadLock { () throws(KVFileError) -> UInt64 in
+        try sealer.finishSeals()
+        let position = try lock.withReadLock { () throws(KVFileError) -> LogPosition in
             try checkOpen()
-            return writer.position
+            return writer.end
         }
-        try syncUpTo(position)
-    }
-
-    /// Group commit (see ``GroupCommit``): one sync covers every writer waiting.
-    /// Segments a roll left behind are sealed first: their data comes earlier.
-    private func syncUpTo(_ position: UInt64) throws(KVFileError) {
-        guard let writer, let groupCommit else { return }
-        try groupCommit.waitDurable(position) { () throws(KVFileError) -> UInt64 in
-            // Held throughout: no seal or close cuts a segment under the watermark's store.
-            try syncMutex.withLock { () throws(KVFileError) -> UInt64 in
-                while true {
-                    try sealPendingLocked(writer)
-                    // The position covered must lie in the segment synced, with every segment before it sealed:
-                    // a roll between the seal and this read leaves a segment to seal first.
-                    let (segment, end, rolled) = try lock.withReadLock { () throws(KVFileError) in
-                        try checkOpen()
-                        return (writer.segment, writer.position, sealPending.load(ordering: .relaxed))
-                    }
-                    if rolled { continue }
-                    // What earlier syncs made durable in this segment, told on this one (kvfile(5), "Block map").
-                    let durable = groupCommit.durablePosition
-                    if UInt32(truncatingIfNeeded: durable >> 32) == segment.id { segment.storeWatermark(Int(durable & 0xFFFF_FFFF)) }
-                    try failure.syncData(segment, store: path)
-                    return end
-                }
-            }
-        }
+        try sealer.syncUpTo(position)
     }
 
     /// Seals the segments rolls left behind (cut, sync, hint file) outside the write lock.
     /// Also waits for a seal another thread has under way.
     func finishSeals() throws(KVFileError) {
-        guard let writer else { return }
-        try syncMutex.withLock { () throws(KVFileError) in try sealPendingLocked(writer) }
-    }
-
-    /// Seals on a background thread, so that the write that rolled does not
-    /// wait for the sync of a whole segment. Errors surface at the next
-    /// `sync()`, `close()` or compaction, which seal again.
-    private func sealInBackground() {
-        guard backgroundSealRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        let started = background.start { [self] in
-            try? finishSeals()
-            backgroundSealRunning.store(false, ordering: .releasing)
-        }
-        if !started {
-            backgroundSealRunning.store(false, ordering: .releasing)
-            try? finishSeals()
-        }
-    }
-
-    /// Call with `syncMutex` held.
-    private func sealPendingLocked(_ writer: SegmentWriter) throws(KVFileError) {
-        guard sealPending.load(ordering: .relaxed) else { return }
-        let pending = lock.withWriteLock { () -> [SegmentWriter.PendingSeal] in
-            sealPending.store(false, ordering: .relaxed)
-            return writer.takePendingSeals()
-        }
-        for (index, seal) in pending.enumerated() {
-            do throws(KVFileError) {
-                let hintBytes = try SegmentWriter.seal(seal, directory: path, failure: failure)
-                lock.withWriteLock { seal.segment.hintBytes = hintBytes }
-            } catch {
-                // Keep what is not sealed yet for the next attempt.
-                lock.withWriteLock {
-                    writer.restorePendingSeals(Array(pending[index...]))
-                    sealPending.store(true, ordering: .relaxed)
-                }
-                throw error
-            }
-            groupCommit?.advance(to: UInt64(seal.segment.id) << 32 | UInt64(seal.segment.length))
-        }
-    }
-
-    /// Under the write lock, after `makeRoom`: remember that a roll left a segment to seal.
-    @inline(__always)
-    func noteRoll(_ writer: SegmentWriter) {
-        if !writer.pendingSeals.isEmpty { sealPending.store(true, ordering: .relaxed) }
+        try sealer?.finishSeals()
     }
 
     /// Syncs a writer's data, releases the lock, and makes the store unusable.
@@ -1102,11 +999,11 @@ public final class Store: @unchecked Sendable {
         defer { lockFile = nil }
         if closing, let writer {
             // After any group-commit sync under way: none may store into the map once the file is cut.
-            try syncMutex.withLock { () throws(KVFileError) in
+            try sealer!.withSyncsPaused { () throws(KVFileError) in
                 try lock.withWriteLock { () throws(KVFileError) in
                     try writer.syncForClose(failure: failure)
                     // After the log is on disk: the index says it covers all of it and was closed cleanly.
-                    state.noteCommitted(logEnd: writer.position)
+                    state.noteCommitted(logEnd: writer.end)
                     try state.index.closeCleanly()
                 }
             }
@@ -1133,7 +1030,7 @@ public final class Store: @unchecked Sendable {
         syncer?.stop()
         syncer = nil
         compactor?.waitUntilIdle()
-        syncMutex.withLock {}
+        sealer?.withSyncsPaused {}
         lock.withWriteLock { closed = true }
         lockFile = nil
     }

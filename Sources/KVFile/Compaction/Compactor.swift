@@ -27,19 +27,17 @@ private struct CompactionPlan {
 }
 
 /// What a compaction needs from the store it compacts, besides the state it
-/// shares: the store's checks and its seal scheduling.
+/// shares: whether it is open, and sealing what the writer rolled away from.
 protocol CompactionHost: AnyObject {
     /// Throws when the store was closed.
     func checkOpen() throws(KVFileError)
-    /// After the writer sealed its active segment (under the write lock).
-    func noteRoll(_ writer: SegmentWriter)
     /// Seals every segment rolled away (outside the write lock).
     func finishSeals() throws(KVFileError)
 }
 
 /// Compacts a writer's sealed segments, one compaction at a time. Its
 /// dependencies are explicit: the store's lock, state, writer and failure
-/// record, and the host's three calls above.
+/// record, and the host's two calls above.
 final class Compactor: @unchecked Sendable {
     private let directory: String
     private let segmentSize: Int
@@ -82,7 +80,6 @@ final class Compactor: @unchecked Sendable {
                 try failure.check()
                 if sealActive {
                     try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state)
-                    host.noteRoll(writer)
                 }
                 return Compactor.plan(state: state, activeID: writer.segment.id, policy: policy)
             }

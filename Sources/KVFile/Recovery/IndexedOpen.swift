@@ -35,7 +35,7 @@ enum IndexedOpen {
         state.index.path = indexPath
         state.index.markAllPagesDirty()
         state.index.nextSeq = state.nextSeq
-        if let active = state.activeSegment { state.index.logEnd = UInt64(active.id) << 32 | UInt64(active.length) }
+        if let active = state.activeSegment { state.index.logEnd = LogPosition(segment: active.id, offset: active.length).packed }
         return (state, hints)
     }
 
@@ -55,9 +55,8 @@ enum IndexedOpen {
             activeID = id
             break
         }
-        let logEnd = index.logEnd
-        let endSegment = UInt32(truncatingIfNeeded: logEnd >> 32)
-        let endOffset = Int(logEnd & 0xFFFF_FFFF)
+        let logEnd = LogPosition(packed: index.logEnd)
+        let (endSegment, endOffset) = (logEnd.segment, logEnd.offset)
         if endSegment != 0 && (!ids.contains(endSegment) || (activeID ?? 0) < endSegment) {
             throw KVFileError.corrupt(StoreFiles(loader.directory).index, offset: IndexFormat.logEndAt, "the index ends in segment \(endSegment), which the log does not hold")
         }
@@ -136,7 +135,7 @@ enum IndexedOpen {
                 if index.state == IndexFormat.stateClosed {
                     // Closed cleanly: the log must end where the index says.
                     guard let active = state.activeSegment, let end = active.closedRecordsEnd(),
-                          UInt64(active.id) << 32 | UInt64(end) == index.logEnd else { return nil }
+                          LogPosition(segment: active.id, offset: end).packed == index.logEnd else { return nil }
                 }
                 state.nextSeq = max(1, index.nextSeq)
                 state.recomputeOldestSeq()
@@ -201,9 +200,9 @@ extension StoreLoader {
             var records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
             if !writer {
                 // Where records end (for counts): the trailer of a closed file, the index's end for the file a writer appends to.
-                let end = state.index.logEnd
+                let end = LogPosition(packed: state.index.logEnd)
                 if header.mapOffset > 0 && size > Int(header.mapOffset) {
-                    records = UInt32(truncatingIfNeeded: end >> 32) == id ? Int(end & 0xFFFF_FFFF) : RecordFormat.segmentHeaderSize
+                    records = end.segment == id ? end.offset : RecordFormat.segmentHeaderSize
                 }
             }
             segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: min(records, size),

@@ -17,19 +17,24 @@ final class SegmentWriter {
     private let segmentSize: Int
     private(set) var segment: Segment
     private var hints: HintBuilder
+    /// Where rolled segments wait for their seal.
+    private let seals: SealQueue
     /// Bytes of the batch being staged in the mapping, past `segment.length`.
     private var stagedBytes = 0
+    /// The records of the append under way (kept: no allocation per append).
+    private var appended: [Appended] = []
     /// Compressed value of the record being encoded.
     private let compressed = GrowableBuffer(capacity: 1 << 12)
     private let compressor = LZ4Compressor()
     /// How far ahead of the records space is reserved.
     static let reserveStep = 4 << 20
 
-    init(directory: String, segmentSize: Int, active: Segment, hints: HintBuilder) {
+    init(directory: String, segmentSize: Int, active: Segment, hints: HintBuilder, seals: SealQueue) {
         self.directory = directory
         self.segmentSize = segmentSize
         self.segment = active
         self.hints = hints
+        self.seals = seals
         // The block map of the records already there (it may have been cut off or lost).
         active.storeMapEntry(block: 0, start: RecordFormat.segmentHeaderSize)
         if !hints.sizesKnown {
@@ -53,24 +58,94 @@ final class SegmentWriter {
         }
     }
 
-    /// Where the log ends: segment id in the high half, offset in the low half.
-    /// Grows with every write, across rolls, so it can order syncs.
-    var position: UInt64 { UInt64(segment.id) << 32 | UInt64(segment.length) }
+    /// Where the log ends.
+    var end: LogPosition { LogPosition(segment: segment.id, offset: segment.length) }
 
-    /// A record staged in the mapping, not yet part of the log.
-    struct Staged {
+    /// One record to append. Its key and value bytes need stay valid only
+    /// while the writer looks at it (see ``append(count:timestamp:state:record:apply:)``).
+    struct LogRecord {
         var operation: ChangeKind
         var seq: UInt64
-        var offset: Int
-        var size: Int
-        var keyOffset: Int
-        var keyLength: Int
+        var deadline: UInt64 = 0
+        /// A delete that records an expiry.
+        var expired = false
+        var key: UnsafeRawBufferPointer
+        var value: UnsafeRawBufferPointer?
+    }
+
+    /// A record written into the mapping: what it did and where it is (its
+    /// key bytes are those in the mapping).
+    struct Appended {
+        var operation: ChangeKind
+        var key: UnsafeRawBufferPointer
+        var location: KeyLocation
+    }
+
+    /// What an append did.
+    struct AppendResult {
+        /// Where the log ends after it.
+        var end: LogPosition
+        /// It started a new segment; the one before waits in the seal queue.
+        var rolled: Bool
+    }
+
+    /// Appends `count` records as one batch, which a reader of the log sees
+    /// whole or not at all (every record but the last is marked as
+    /// continuing). Makes room first (rolling to a new segment when the
+    /// active one is full; reserving disk space), encodes the records into
+    /// the mapping, passes them to `apply` (where the caller updates its
+    /// index), and only then makes them part of the log. `record(i, use)`
+    /// hands record `i` to `use` while its bytes are valid; it may be called
+    /// twice for a record (once to size it). Under the store's write lock.
+    func append(
+        count: Int, timestamp: UInt64, state: StoreState,
+        record: (_ index: Int, _ use: (LogRecord) -> Void) -> Void,
+        apply: (_ records: [Appended]) -> Void
+    ) throws(KVFileError) -> AppendResult {
+        precondition(count > 0 && stagedBytes == 0, "an append of no records, or inside another")
+        var firstSeq: UInt64 = 0
+        var bytes = 0
+        var single: (size: Int, compressedLength: Int?)?
+        if count == 1 {
+            // One record: sized exactly (its value compressed once, here).
+            record(0) { one in
+                firstSeq = one.seq
+                single = prepare(one, timestamp: timestamp)
+            }
+            bytes = single!.size
+        } else {
+            // A batch: sized by its values uncompressed (compression only shrinks what it is used on).
+            for index in 0..<count {
+                record(index) { one in
+                    if index == 0 { firstSeq = one.seq }
+                    bytes += RecordCodec.encodedLength(
+                        seq: one.seq, timestamp: timestamp, deadline: one.deadline, keyLength: one.key.count,
+                        storedLength: one.value?.count ?? 0, rawLength: one.value.map(\.count))
+                }
+            }
+        }
+        if bytes > RecordFormat.maxBatchBytes {
+            throw KVFileError(.invalidArgument, "batch of \(count) records needs \(bytes) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
+        }
+        let before = segment.id
+        try makeRoom(for: bytes, nextSeq: firstSeq, state: state)
+        appended.removeAll(keepingCapacity: true)
+        for index in 0..<count {
+            record(index) { one in
+                let prepared = single ?? prepare(one, timestamp: timestamp)
+                stage(one, continues: index < count - 1, timestamp: timestamp, prepared: prepared)
+            }
+        }
+        apply(appended)
+        segment.length += stagedBytes
+        stagedBytes = 0
+        return AppendResult(end: end, rolled: segment.id != before)
     }
 
     /// Makes sure `bytes` more fit in the active segment, sealing it and
     /// starting the next when they do not (a segment always takes at least
     /// one batch), and reserves the disk space for them.
-    func makeRoom(for bytes: Int, nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+    private func makeRoom(for bytes: Int, nextSeq: UInt64, state: StoreState) throws(KVFileError) {
         precondition(stagedBytes == 0, "makeRoom in the middle of a batch")
         let used = segment.length
         let hasRecords = used > RecordFormat.segmentHeaderSize
@@ -93,59 +168,42 @@ final class SegmentWriter {
 
     /// Compresses the value when that pays and returns the exact encoded record size.
     @inline(__always)
-    func prepare(
-        seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?
-    ) -> (size: Int, compressedLength: Int?) {
+    private func prepare(_ record: LogRecord, timestamp: UInt64) -> (size: Int, compressedLength: Int?) {
         var compressedLength: Int?
-        if let value, value.count >= RecordFormat.minCompressibleLength {
+        if let value = record.value, value.count >= RecordFormat.minCompressibleLength {
             compressed.count = 0
             let destination = compressed.reserve(LZ4Compressor.bound(value.count))
             compressedLength = compressor.compress(value, into: destination)
         }
-        let storedLength = compressedLength ?? value?.count ?? 0
+        let storedLength = compressedLength ?? record.value?.count ?? 0
         let size = RecordCodec.encodedLength(
-            seq: seq, timestamp: timestamp, deadline: deadline, keyLength: key.count, storedLength: storedLength,
-            rawLength: compressedLength == nil ? nil : value!.count)
+            seq: record.seq, timestamp: timestamp, deadline: record.deadline, keyLength: record.key.count, storedLength: storedLength,
+            rawLength: compressedLength == nil ? nil : record.value!.count)
         return (size, compressedLength)
     }
 
-    /// Encodes a record after `prepare` (and `makeRoom`) into the mapping,
-    /// after the records staged before it. Not part of the log until `commitStaged`.
+    /// Encodes a prepared record into the mapping after those staged before
+    /// it, notes its hint entry and where it is. Not part of the log until the append ends.
     @inline(__always)
-    func stage(
-        operation: ChangeKind, continues: Bool, seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
-        key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?, prepared: (size: Int, compressedLength: Int?)
-    ) -> Staged {
+    private func stage(_ record: LogRecord, continues: Bool, timestamp: UInt64, prepared: (size: Int, compressedLength: Int?)) {
         let offset = segment.length + stagedBytes
         precondition(offset + prepared.size <= segment.allocated, "stage past the reserved space")
         let stored: UnsafeRawBufferPointer
         if let length = prepared.compressedLength {
             stored = UnsafeRawBufferPointer(start: compressed.base, count: length)
         } else {
-            stored = value ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            stored = record.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
         noteRecordStart(offset)
         let written = RecordCodec.encode(
-            to: segment.writableBase + offset, operation: operation, continues: continues, seq: seq, timestamp: timestamp,
-            deadline: deadline, expired: expired, key: key, stored: stored, rawLength: prepared.compressedLength == nil ? nil : value!.count)
+            to: segment.writableBase + offset, operation: record.operation, continues: continues, seq: record.seq, timestamp: timestamp,
+            deadline: record.deadline, expired: record.expired, key: record.key, stored: stored,
+            rawLength: prepared.compressedLength == nil ? nil : record.value!.count)
         stagedBytes += written
-        return Staged(
-            operation: operation, seq: seq, offset: offset, size: written,
-            keyOffset: offset + written - stored.count - key.count, keyLength: key.count)
-    }
-
-    /// Records the hint entry of a staged record.
-    @inline(__always)
-    func addHint(_ staged: Staged) {
-        hints.add(operation: staged.operation, seq: staged.seq, size: staged.size,
-                  key: UnsafeRawBufferPointer(start: segment.base + staged.keyOffset, count: staged.keyLength))
-    }
-
-    /// Makes the staged records part of the log.
-    @inline(__always)
-    func commitStaged() {
-        segment.length += stagedBytes
-        stagedBytes = 0
+        let key = UnsafeRawBufferPointer(start: segment.base + offset + written - stored.count - record.key.count, count: record.key.count)
+        hints.add(operation: record.operation, seq: record.seq, size: written, key: key)
+        appended.append(Appended(operation: record.operation, key: key, location: KeyLocation(
+            segment: segment.id, offset: UInt32(offset), size: UInt32(written), seq: record.seq)))
     }
 
     /// Starts a segment of the current format when the active one is older
@@ -161,27 +219,7 @@ final class SegmentWriter {
         if segment.length > RecordFormat.segmentHeaderSize { try roll(nextSeq: nextSeq, needing: 0, state: state) }
     }
 
-    /// A segment the writer left that still needs its tail cut, a sync and its hint file.
-    struct PendingSeal {
-        var segment: Segment
-        var hints: HintBuilder
-    }
-
-    /// Segments rolled away from under the write lock, sealed later outside it
-    /// (``Store`` calls `takePendingSeals` after each write), so that a roll
-    /// never makes other writers wait for a sync.
-    private(set) var pendingSeals: [PendingSeal] = []
-
-    func restorePendingSeals(_ seals: [PendingSeal]) {
-        pendingSeals = seals + pendingSeals
-    }
-
-    func takePendingSeals() -> [PendingSeal] {
-        defer { pendingSeals = [] }
-        return pendingSeals
-    }
-
-    /// Starts the next segment; the old one goes to `pendingSeals`. The new
+    /// Starts the next segment; the old one goes to the seal queue. The new
     /// segment's header is not synced here: if it is lost in a crash, the
     /// segment counts as one whose creation was cut short (empty).
     private func roll(nextSeq: UInt64, needing bytes: Int, state: StoreState) throws(KVFileError) {
@@ -189,7 +227,7 @@ final class SegmentWriter {
             id: state.allocateSegmentID(), baseSeq: nextSeq, directory: directory,
             capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes), durable: false)
         state.add(next)
-        pendingSeals.append(PendingSeal(segment: segment, hints: hints))
+        seals.add(PendingSeal(segment: segment, hints: hints))
         segment = next
         hints = HintBuilder(keepsEntries: false)
         mappedBlock = 0

@@ -145,8 +145,8 @@ final class StoreState {
     /// After a write: the index covers the log up to `logEnd` (what a writer
     /// reopening after a crash catches up from).
     @inline(__always)
-    func noteCommitted(logEnd: UInt64) {
-        index.logEnd = logEnd
+    func noteCommitted(logEnd: LogPosition) {
+        index.logEnd = logEnd.packed
         index.nextSeq = nextSeq
     }
 
