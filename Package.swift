@@ -93,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KVFileCLITests",
-            dependencies: ["KVFileCLI", "KVFileBench", "KVFile", "KVFileText"]
+            dependencies: ["KVFileCLI", "KVFileBench", "KVFile", "KVFileText", "KVFileServeOptions"]
         ),
         // Starts the real kvfile-server on loopback and speaks HTTP to it over sockets.
         .testTarget(

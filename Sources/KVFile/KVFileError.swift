@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Every failure the engine reports. Each error says what happened, to which
-/// file or key, and what to do about it; `code` lets callers branch.
+/// file or key; `code` lets callers branch (the tools add remedies and exit statuses).
 public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What kind of failure this is, grouped by the phase in which it occurs.
     public enum Code: String, Sendable, Equatable {
@@ -48,7 +48,7 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The kind of failure.
     public let code: Code
-    /// A sentence that says what happened and what to do.
+    /// A sentence that says what happened.
     public let message: String
     /// The file involved, when there is one.
     public let path: String?
@@ -73,22 +73,6 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// True when a system call found no such file or directory (ENOENT).
     public var isNotFound: Bool { errno == ENOENT }
-
-    /// The exit status a command-line tool reports this error with: the
-    /// sysexits.h convention that `kvfile` and `kvfile-server` share (66 no
-    /// store, 75 locked, 76 damaged, 65 invalid input, 74 I/O, 3 history compacted).
-    public var exitStatus: Int32 {
-        switch code {
-        case .storeNotFound, .notAStore: 66
-        case .locked: 75
-        case .corrupt, .unsupportedVersion: 76
-        case .invalidArgument, .readOnly, .capacityExhausted: 65
-        case .io, .closed, .syncFailed, .storeRemoved: 74
-        case .historyCompacted, .resumeAheadOfLog: 3
-        case .sequenceGap: 76
-        case .consumerTooSlow: 74
-        }
-    }
 
     static func corrupt(_ path: String, offset: Int, _ what: String) -> KVFileError {
         KVFileError(

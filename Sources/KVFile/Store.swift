@@ -48,9 +48,6 @@ public final class Store: @unchecked Sendable {
     }
     #endif
 
-    /// The active segment when automatic compaction last looked.
-    private let lastActiveSeen = Atomic<UInt32>(0)
-    private let autoCompactionRunning = Atomic<Bool>(false)
     /// Automatic compaction and background seals: `close()` stops and waits for them.
     private let background = BackgroundThreads()
     /// The writer's keys with deadlines, for its expiry sweep.
@@ -116,8 +113,8 @@ public final class Store: @unchecked Sendable {
                 syncer.start()
                 self.syncer = syncer
             }
-            compactor = Compactor(directory: directory, segmentSize: options.segmentSize, lock: lock, state: state,
-                                  writer: writer!, failure: failure, host: self)
+            compactor = Compactor(directory: directory, segmentSize: options.segmentSize, policy: options.autoCompaction,
+                                  lock: lock, state: state, writer: writer!, failure: failure, background: background, host: self)
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
@@ -905,9 +902,7 @@ public final class Store: @unchecked Sendable {
             sealer?.sealInBackground()
         }
         watchNotifier?.notify(now: milliseconds)
-        if options.autoCompaction != nil && position.segment != lastActiveSeen.load(ordering: .relaxed) {
-            considerCompaction(activeID: position.segment)
-        }
+        compactor?.afterWrite(activeID: position.segment)
     }
 
     // MARK: compaction
@@ -928,32 +923,6 @@ public final class Store: @unchecked Sendable {
     func compact(sealActive: Bool, policy: CompactionPolicy?) throws(KVFileError) -> CompactionResult {
         _ = try requireWriter()
         return try compactor!.compact(sealActive: sealActive, policy: policy)
-    }
-
-    /// Starts a compaction on a background thread when the policy says the sealed segments are dead enough.
-    private func considerCompaction(activeID: UInt32) {
-        lastActiveSeen.store(activeID, ordering: .relaxed)
-        guard let policy = options.autoCompaction, !background.isStopping else { return }
-        // The same choice compaction makes, so a round started here has work and the loop below ends.
-        let worthIt = lock.withReadLock { !policy.inputs(from: state.segments.filter { $0.id != activeID }).isEmpty }
-        guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        let started = background.start { [self] in
-            // Segments sealed while a round ran started no compaction of their
-            // own (this one was running), so look again until nothing is left.
-            var rounds = 0
-            var succeeded = true
-            while rounds < 16 && !background.isStopping {
-                guard let result = try? compact(sealActive: false, policy: policy) else { succeeded = false; break }
-                if result.inputSegments == 0 { break }
-                rounds += 1
-            }
-            autoCompactionRunning.store(false, ordering: .releasing)
-            // A roll between the last plan and the line above was missed too.
-            if succeeded, let activeID = lock.withReadLock({ writer?.segment.id }) {
-                considerCompaction(activeID: activeID)
-            }
-        }
-        if !started { autoCompactionRunning.store(false, ordering: .releasing) }
     }
 
     /// Forces everything written so far onto stable storage.

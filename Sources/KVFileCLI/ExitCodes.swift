@@ -1,5 +1,6 @@
 import ArgumentParser
 import KVFile
+import KVFileServeOptions
 
 /// The tool's exit codes (kvfile(1), EXIT STATUS). Usage errors exit 64 by
 /// swift-argument-parser's convention; the rest follow sysexits.h.
@@ -17,7 +18,7 @@ enum CLIExitCode: Int32 {
     case corrupt = 76
 
     init(_ error: KVFileError) {
-        self = CLIExitCode(rawValue: error.exitStatus) ?? .ioError
+        self = CLIExitCode(rawValue: ExitStatus.of(error)) ?? .ioError
     }
 }
 

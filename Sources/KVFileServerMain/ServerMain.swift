@@ -47,7 +47,7 @@ struct ServerMain: AsyncParsableCommand {
             try await ServerRunner.run(configuration, logger: logger)
         } catch let error as KVFileError {
             FileHandleStderr.write("kvfile-server: \(error.message)\n")
-            throw ExitCode(error.exitStatus)  // the same codes as kvfile(1)
+            throw ExitCode(ExitStatus.of(error))  // the same codes as kvfile(1)
         } catch {
             // Mostly: the address cannot be bound (in use, not local, no permission).
             if !storeExisted { Self.removeEmptyStore(options.store) }

@@ -158,7 +158,15 @@ func event(_ line: String) -> [String: Any] {
         let store = dir.sub("s")
         _ = try kvfile("put", store, "seed", "0")
         let watch = try Background(kvfileBinary, ["watch", store], output: dir.sub("out"))
-        usleep(300_000)
+        // Ready once it reports a write made after it started (no fixed sleep).
+        let deadline = Date().addingTimeInterval(10)
+        var n = 0
+        while watch.lines.isEmpty && Date() < deadline {
+            _ = try kvfile("put", store, "ready\(n)", "1")
+            n += 1
+            usleep(20_000)
+        }
+        #expect(!watch.lines.isEmpty, "kvfile watch reported no write")
         watch.process.terminate()
         let ended = watch.waitForExit(seconds: 5)
         #expect(ended, "SIGTERM did not end kvfile watch")

@@ -65,16 +65,6 @@ import Testing
         }
     }
 
-    @Test func errorsMapToTheDocumentedExitStatuses() {
-        let expected: [(KVFileError.Code, Int32)] = [
-            (.storeNotFound, 66), (.notAStore, 66), (.locked, 75), (.corrupt, 76), (.unsupportedVersion, 76),
-            (.invalidArgument, 65), (.readOnly, 65), (.io, 74), (.closed, 74), (.historyCompacted, 3),
-        ]
-        for (code, status) in expected {
-            #expect(KVFileError(code, "x").exitStatus == status, "\(code)")
-        }
-    }
-
     @Test func theLastSequenceNumberIsGivenOutThenWritesAreRefused() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("seq")

@@ -99,17 +99,11 @@ public final class LogTailer: @unchecked Sendable {
         try deliver(into: &events)
         // 2. New segments; a rebuild when compaction replaced some. A file
         // listed a moment ago may be gone (a compaction removed it): look again.
-        var attempt = 0
-        while true {
-            do {
-                try followDirectory(into: &events)
-                try skipPermanentGap(into: &events)
-                return events
-            } catch where error.isNotFound && attempt < 50 {
-                attempt += 1
-                Syscalls.sleep(milliseconds: 1)
-            }
+        try VanishedFiles.retrying(pauseMilliseconds: 1) { () throws(KVFileError) in
+            try followDirectory(into: &events)
+            try skipPermanentGap(into: &events)
         }
+        return events
     }
 
     private func catchUpSegments() throws(KVFileError) {

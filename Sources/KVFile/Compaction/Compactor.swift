@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import Synchronization
 
 // Online compaction (see man/kvfile.5, "Compaction"). Readers and writers
 // keep going throughout: the copy reads immutable sealed segments and checks
@@ -28,7 +29,7 @@ private struct CompactionPlan {
 
 /// What a compaction needs from the store it compacts, besides the state it
 /// shares: whether it is open, and sealing what the writer rolled away from.
-protocol CompactionHost: AnyObject {
+protocol CompactionHost: AnyObject, Sendable {
     /// Throws when the store was closed.
     func checkOpen() throws(KVFileError)
     /// Seals every segment rolled away (outside the write lock).
@@ -41,10 +42,14 @@ protocol CompactionHost: AnyObject {
 final class Compactor: @unchecked Sendable {
     private let directory: String
     private let segmentSize: Int
+    /// When to compact by itself (nil: only on demand).
+    private let policy: CompactionPolicy?
     private let lock: ReadWriteLock
     private let state: StoreState
     private let writer: SegmentWriter
     private let failure: WriterFailure
+    /// Where automatic compactions run; the store stops and waits for them when it closes.
+    private let background: BackgroundThreads
     private unowned let host: CompactionHost
     /// One compaction at a time.
     private let mutex = PlainMutex()
@@ -55,11 +60,17 @@ final class Compactor: @unchecked Sendable {
     nonisolated(unsafe) var failpointHook: ((CompactionStep) -> Bool)?
     #endif
 
-    init(directory: String, segmentSize: Int, lock: ReadWriteLock, state: StoreState, writer: SegmentWriter,
-         failure: WriterFailure, host: CompactionHost) {
+    /// The active segment when automatic compaction last looked.
+    private let lastActiveSeen = Atomic<UInt32>(0)
+    private let autoCompactionRunning = Atomic<Bool>(false)
+
+    init(directory: String, segmentSize: Int, policy: CompactionPolicy?, lock: ReadWriteLock, state: StoreState,
+         writer: SegmentWriter, failure: WriterFailure, background: BackgroundThreads, host: CompactionHost) {
         self.directory = directory
         self.segmentSize = segmentSize
+        self.policy = policy
         self.lock = lock
+        self.background = background
         self.state = state
         self.writer = writer
         self.failure = failure
@@ -68,6 +79,39 @@ final class Compactor: @unchecked Sendable {
 
     /// Waits for a compaction under way (another thread's) to end.
     func waitUntilIdle() { mutex.withLock {} }
+
+    /// After a write, outside the lock: once the writer rolled to a new
+    /// segment, considers compacting by itself.
+    @inline(__always)
+    func afterWrite(activeID: UInt32) {
+        if policy != nil && activeID != lastActiveSeen.load(ordering: .relaxed) { consider(activeID: activeID) }
+    }
+
+    /// Starts a compaction on a background thread when the policy says the sealed segments are dead enough.
+    private func consider(activeID: UInt32) {
+        lastActiveSeen.store(activeID, ordering: .relaxed)
+        guard let policy, !background.isStopping else { return }
+        // The same choice compaction makes, so a round started here has work and the loop below ends.
+        let worthIt = lock.withReadLock { !policy.inputs(from: state.segments.filter { $0.id != activeID }).isEmpty }
+        guard worthIt, autoCompactionRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        // The host (the store) is held while the round runs, as a caller of compact() is.
+        let started = background.start { [self, host = self.host] in
+            // Segments sealed while a round ran started no compaction of their
+            // own (this one was running), so look again until nothing is left.
+            var rounds = 0
+            var succeeded = true
+            while rounds < 16 && !background.isStopping {
+                guard let result = try? compact(sealActive: false, policy: policy) else { succeeded = false; break }
+                if result.inputSegments == 0 { break }
+                rounds += 1
+            }
+            autoCompactionRunning.store(false, ordering: .releasing)
+            // A roll between the last plan and the line above was missed too.
+            if succeeded { consider(activeID: lock.withReadLock { writer.segment.id }) }
+            withExtendedLifetime(host) {}
+        }
+        if !started { autoCompactionRunning.store(false, ordering: .releasing) }
+    }
 
     /// Rewrites the sealed segments (those `policy` picks, or all) into fresh
     /// ones holding only live records and the tombstones still needed; with

@@ -50,11 +50,7 @@ enum IndexedOpen {
             index.markPagesClean()
             index.checkPagesWhenRead()
         }
-        var activeID: UInt32?
-        for id in ids.reversed() where try !loader.isCompactionOutput(id) {
-            activeID = id
-            break
-        }
+        let activeID = try loader.activeSegmentID(among: ids)
         let logEnd = LogPosition(packed: index.logEnd)
         let (endSegment, endOffset) = (logEnd.segment, logEnd.offset)
         if endSegment != 0 && (!ids.contains(endSegment) || (activeID ?? 0) < endSegment) {

@@ -43,4 +43,11 @@ extension StoreLoader {
             throw KVFileError(.unsupportedVersion, "\(path) has header flags \(flags) this kvfile does not know; use a newer kvfile.", path: path)
         }
     }
+
+    /// The active segment among `ids` (ascending): the newest one compaction
+    /// did not write (kvfile(5), "Files"); nil when every one is a compaction output.
+    func activeSegmentID(among ids: [UInt32]) throws(KVFileError) -> UInt32? {
+        for id in ids.reversed() where try !isCompactionOutput(id) { return id }
+        return nil
+    }
 }

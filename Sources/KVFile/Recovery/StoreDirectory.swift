@@ -55,26 +55,21 @@ enum StoreDirectory {
     static func load(names: [String], loader: inout StoreLoader, expectedKeys: Int = 0, deferAbove: UInt64? = nil,
                      indexFile: String? = nil) throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) {
         var names = names
-        var attempt = 0
-        while true {
-            do {
-                let ids = try loader.resolveSegments(names)
-                let expected = expectedKeys > 0 ? expectedKeys : estimateRecords(loader.directory, ids: ids)
-                let index: SharedIndex
-                if let indexFile {
-                    index = try SharedIndex.create(path: indexFile, expectedKeys: expected)
-                } else {
-                    index = try SharedIndex.anonymous(expectedKeys: expected)
-                }
-                let state = StoreState(directory: loader.directory, index: index)
-                state.deferAbove = deferAbove
-                let hints = try loader.loadAll(ids, into: state)
-                return (state, hints)
-            } catch where !loader.writer && error.isNotFound && attempt < 50 {
-                attempt += 1
-                Syscalls.sleep(milliseconds: 2)
-                names = try Syscalls.listDirectory(loader.directory)
+        return try VanishedFiles.retrying(!loader.writer, pauseMilliseconds: 2, beforeRetry: { () throws(KVFileError) in
+            names = try Syscalls.listDirectory(loader.directory)
+        }) { () throws(KVFileError) -> (state: StoreState, activeHints: HintBuilder) in
+            let ids = try loader.resolveSegments(names)
+            let expected = expectedKeys > 0 ? expectedKeys : estimateRecords(loader.directory, ids: ids)
+            let index: SharedIndex
+            if let indexFile {
+                index = try SharedIndex.create(path: indexFile, expectedKeys: expected)
+            } else {
+                index = try SharedIndex.anonymous(expectedKeys: expected)
             }
+            let state = StoreState(directory: loader.directory, index: index)
+            state.deferAbove = deferAbove
+            let hints = try loader.loadAll(ids, into: state)
+            return (state, hints)
         }
     }
 

@@ -51,11 +51,7 @@ struct StoreLoader {
     /// Loads every segment of the directory, the sealed ones first; returns the
     /// active segment's hint entries (for a writer).
     func loadAll(_ ids: [UInt32], into state: StoreState) throws(KVFileError) -> HintBuilder {
-        var activeID: UInt32?
-        for id in ids.reversed() where try !isCompactionOutput(id) {
-            activeID = id
-            break
-        }
+        let activeID = try activeSegmentID(among: ids)
         for id in ids where id != activeID {
             try loadSealed(id, into: state)
         }
