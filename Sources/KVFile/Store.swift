@@ -50,10 +50,8 @@ public final class Store: @unchecked Sendable {
 
     /// Automatic compaction and background seals: `close()` stops and waits for them.
     private let background = BackgroundThreads()
-    /// The writer's keys with deadlines, for its expiry sweep.
-    private let expiries = ExpiryQueue()
-    /// Writes with deadlines this writer made (the sweep clears the index's flag only if none came during its walk).
-    private let deadlineWrites = Atomic<UInt64>(0)
+    /// Deadlines: what the index says of them, the writer's sweep (writers only; set in `init`).
+    private var expiry: ExpiryKeeper?
 
     /// Wakes change-feed tailers (writers only).
     private let watchNotifier: WatchNotifier?
@@ -120,13 +118,12 @@ public final class Store: @unchecked Sendable {
                 try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
                 try finishSeals()
             }
+            let expiry = ExpiryKeeper(lock: lock, state: state, background: background, host: self)
+            self.expiry = expiry
             // Expiries that passed while no writer was open are recorded now (a walk of the
             // index, only when the earliest deadline the index knows has passed).
-            let earliest = state.index.earliestDeadline
-            if state.index.mayHoldDeadlines && earliest != 0 && earliest <= Syscalls.wallClockMilliseconds() {
-                try recordDueExpiries()
-            }
-            startExpirySweep()
+            if expiry.somePassedWhileClosed { try recordDueExpiries() }
+            expiry.startSweep()
         } else {
             writer = nil
             watchNotifier = nil
@@ -607,7 +604,7 @@ public final class Store: @unchecked Sendable {
             if expiring { existing = nil }
             let operation = try decide(existing)
             guard operation != nil || expiring else { return nil }
-            if deadline != 0 && operation != nil { noteDeadlineWrite(deadline) }
+            if deadline != 0 && operation != nil { expiry?.noteDeadlineWrite(deadline) }
             let seq = state.nextSeq
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
@@ -629,38 +626,11 @@ public final class Store: @unchecked Sendable {
         }
         guard let position else { return nil }
         try afterWrite(position, now: timestamp)
-        if deadline != 0 && receipt != nil { expiries.add(Array(key), deadline: deadline) }
+        if deadline != 0 && receipt != nil { expiry?.sweepLater(Array(key), deadline: deadline) }
         return receipt
     }
 
     // MARK: expiry
-
-    /// Under the write lock, before a record with `deadline` is written.
-    @inline(__always)
-    private func noteDeadlineWrite(_ deadline: UInt64) {
-        deadlineWrites.add(1, ordering: .relaxed)
-        if !state.index.mayHoldDeadlines { state.index.mayHoldDeadlines = true }
-        let earliest = state.index.earliestDeadline
-        if earliest == 0 || deadline < earliest { state.index.earliestDeadline = deadline }
-    }
-
-    /// After a whole walk of the index: what it learnt. `soonest` is the
-    /// earliest deadline still ahead (0: none), `found` how many deadlines it met.
-    private func noteWalk(soonest: UInt64, found: Int, writesAtStart: UInt64, now: UInt64) {
-        lock.withWriteLock {
-            guard !closed else { return }
-            if deadlineWrites.load(ordering: .relaxed) == writesAtStart {
-                // Nothing was written meanwhile: the walk saw it all.
-                if found == 0 { state.index.mayHoldDeadlines = false }
-                state.index.earliestDeadline = soonest
-            } else {
-                // Writes came meanwhile: keep what they noted, if it is still ahead.
-                let noted = state.index.earliestDeadline
-                let ahead = noted > now ? noted : 0
-                state.index.earliestDeadline = [soonest, ahead].filter { $0 != 0 }.min() ?? 0
-            }
-        }
-    }
 
     /// Records the expiry of `key` when its value's deadline has passed (a
     /// tombstone flagged as an expiry, which the change feed reports once).
@@ -678,114 +648,10 @@ public final class Store: @unchecked Sendable {
         return deadline
     }
 
-    /// Records every expiry whose deadline has passed, walking the whole index
-    /// (in steps, under the read lock): what compaction does first.
+    /// Records every expiry whose deadline has passed (see ``ExpiryKeeper``): what compaction does first.
     func recordDueExpiries() throws(KVFileError) {
         _ = try requireWriter()
-        var walk = DeadlineWalk()
-        var due: [[UInt8]] = []
-        var ahead: UInt64 = 0
-        let now = Syscalls.wallClockMilliseconds()
-        while walk.cursor != nil {
-            walkStep(&walk) { key, deadline in
-                if deadline <= now {
-                    due.append(Array(key))
-                } else if ahead == 0 || deadline < ahead {
-                    ahead = deadline
-                }
-            }
-        }
-        guard walk.started else { return }
-        for key in due { try expireIfDue(key) }
-        noteWalk(soonest: ahead, found: walk.found, writesAtStart: walk.writesAtStart, now: now)
-    }
-
-    /// Where a walk of the index for values with deadlines is, and what it met.
-    private struct DeadlineWalk {
-        var cursor: Int? = 0
-        var started = false
-        var layout: [Int] = []
-        var found = 0
-        var writesAtStart: UInt64 = 0
-        var startedAt: UInt64 = 0
-    }
-
-    /// One step of a walk: the next slots of the index under the read lock,
-    /// `body` called with each value's key and deadline. It starts again
-    /// when a resize moved keys between steps, and ends at once when the
-    /// store is closed or the index says no value has a deadline.
-    private func walkStep(_ walk: inout DeadlineWalk, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
-        guard let start = walk.cursor else { return }
-        walk.cursor = lock.withReadLock { () -> Int? in
-            guard !closed, walk.started || state.index.mayHoldDeadlines else { return nil }
-            if !walk.started {
-                walk = DeadlineWalk(cursor: 0, started: true, layout: state.index.layoutIdentity,
-                                    writesAtStart: deadlineWrites.load(ordering: .relaxed), startedAt: Syscalls.wallClockMilliseconds())
-            }
-            let next = state.index.forEachEntry(fromSlot: start, count: 4096) { key, location in
-                guard location.deadline != 0 else { return }
-                walk.found += 1
-                body(key, location.deadline)
-            }
-            if state.index.layoutIdentity != walk.layout {
-                // A resize moved keys between the steps: walk again from the start of the new layout.
-                walk.layout = state.index.layoutIdentity
-                walk.found = 0
-                return 0
-            }
-            return next
-        }
-    }
-
-    /// The writer's expiry sweep: after the store has been open a second (a
-    /// writer open for one command records only the expiries it meets), it
-    /// walks the index in steps for values with deadlines (when the index
-    /// says there may be any), then records each expiry within about a
-    /// quarter of a second of its deadline.
-    private func startExpirySweep() {
-        // The thread holds the store only while it works: a store dropped without close still goes away (and its lock with it).
-        background.start { [weak self, background] in
-            guard background.sleep(milliseconds: 1000) else { return }
-            var walk = DeadlineWalk()
-            var soonest: UInt64 = 0
-            while let store = self {
-                let pause = store.sweepStep(&walk, soonest: &soonest)
-                guard background.sleep(milliseconds: pause) else { return }
-            }
-        }
-    }
-
-    /// One step of the sweep: the next slots of the index (until it was
-    /// walked once), then the expiries due. Returns how long to rest.
-    private func sweepStep(_ walk: inout DeadlineWalk, soonest: inout UInt64) -> Int {
-        if walk.cursor != nil {
-            walkStep(&walk) { key, deadline in
-                expiries.add(Array(key), deadline: deadline)
-                // Due ones included: until this writer has recorded them, a writer opening next should look.
-                if soonest == 0 || deadline < soonest { soonest = deadline }
-            }
-            if walk.cursor == nil && walk.started {
-                // The values due now are queued and recorded below; later opens look at what is ahead.
-                noteWalk(soonest: soonest, found: walk.found, writesAtStart: walk.writesAtStart, now: walk.startedAt)
-            }
-        }
-        let due = expiries.takeDue(now: Syscalls.wallClockMilliseconds(), limit: 256)
-        for (index, entry) in due.enumerated() {
-            if background.isStopping {
-                for later in due[index...] { expiries.add(later.key, deadline: later.deadline) }
-                break
-            }
-            do throws(KVFileError) {
-                // Not expired (written again, or the clock went back): look again at its deadline.
-                let deadline = try expireIfDue(entry.key)
-                if deadline != 0 { expiries.add(entry.key, deadline: deadline) }
-            } catch {
-                // The writer's failure: its next write reports it; these wait for the next step.
-                for later in due[index...] { expiries.add(later.key, deadline: later.deadline) }
-                break
-            }
-        }
-        return walk.cursor != nil ? 1 : (due.count == 256 ? 0 : 250)
+        try expiry?.recordDue()
     }
 
     /// Removes `key`; returns false when it had no value (an expired value
@@ -846,7 +712,7 @@ public final class Store: @unchecked Sendable {
             let records = BatchPlanner.plan(batch, keydir: state.index, now: timestamp)
             try checkIndexPages()
             if records.isEmpty { return nil }
-            if let earliest = records.lazy.map(\.deadline).filter({ $0 != 0 }).min() { noteDeadlineWrite(earliest) }
+            if let earliest = records.lazy.map(\.deadline).filter({ $0 != 0 }).min() { expiry?.noteDeadlineWrite(earliest) }
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
@@ -868,7 +734,7 @@ public final class Store: @unchecked Sendable {
         }
         guard let position else { return result }
         try afterWrite(position, now: timestamp)
-        for case .put(let key, _, let deadline) in batch.changes where deadline != 0 { expiries.add(key, deadline: deadline) }
+        for case .put(let key, _, let deadline) in batch.changes where deadline != 0 { expiry?.sweepLater(key, deadline: deadline) }
         return result
     }
 
@@ -1019,3 +885,7 @@ public final class Store: @unchecked Sendable {
 }
 
 extension Store: CompactionHost {}
+
+extension Store: ExpiryHost {
+    var isClosed: Bool { closed }
+}
