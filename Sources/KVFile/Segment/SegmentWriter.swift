@@ -83,10 +83,8 @@ final class SegmentWriter {
 
     /// What an append did.
     struct AppendResult {
-        /// Where the log ends after it.
+        /// Where the log ends after it (in a new segment when it rolled; the one before waits in the seal queue).
         var end: LogPosition
-        /// It started a new segment; the one before waits in the seal queue.
-        var rolled: Bool
     }
 
     /// Appends `count` records as one batch, which a reader of the log sees
@@ -127,7 +125,6 @@ final class SegmentWriter {
         if bytes > RecordFormat.maxBatchBytes {
             throw KVFileError(.invalidArgument, "batch of \(count) records needs \(bytes) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
         }
-        let before = segment.id
         try makeRoom(for: bytes, nextSeq: firstSeq, state: state)
         appended.removeAll(keepingCapacity: true)
         for index in 0..<count {
@@ -139,7 +136,7 @@ final class SegmentWriter {
         apply(appended)
         segment.length += stagedBytes
         stagedBytes = 0
-        return AppendResult(end: end, rolled: segment.id != before)
+        return AppendResult(end: end)
     }
 
     /// Makes sure `bytes` more fit in the active segment, sealing it and
