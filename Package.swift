@@ -89,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KVFileTests",
-            dependencies: ["KVFile", "CKVFileSupport"]
+            dependencies: ["KVFile", "CKVFileSupport", "KVFileBench"]
         ),
         .testTarget(
             name: "KVFileCLITests",

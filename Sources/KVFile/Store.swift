@@ -68,6 +68,7 @@ public final class Store: @unchecked Sendable {
     ///
     /// Opening after a crash cuts a torn tail off the active segment; damage
     /// anywhere else fails with ``KVFileError/Code/corrupt`` naming the file and offset.
+    /// - Throws: ``KVFileError`` `.storeNotFound` (no store and not allowed to create one), `.notAStore`, `.locked` (another writer past the lock timeout), `.corrupt` (damage other than a torn tail), `.unsupportedVersion`, `.invalidArgument` (options out of range), `.io`.
     public init(path: String, options: StoreOptions = StoreOptions()) throws(KVFileError) {
         try options.validate()
         var directory = path
@@ -146,16 +147,19 @@ public final class Store: @unchecked Sendable {
     // MARK: reading
 
     /// The value of `key`, or nil when it has none.
+    /// - Throws: ``KVFileError`` `.closed` after ``close()``; `.corrupt` when the record the index names is damaged (never returned as data); `.io` when a file cannot be read.
     public func get(_ key: [UInt8]) throws(KVFileError) -> [UInt8]? {
         try withBytes(key) { (key) throws(KVFileError) in try get(raw: key) }
     }
 
     /// The value of `key` (UTF-8), or nil when it has none.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func get(_ key: String) throws(KVFileError) -> [UInt8]? {
         try get(Array(key.utf8))
     }
 
     /// The value of `key` decoded as UTF-8 (invalid bytes become U+FFFD), or nil.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func getString(_ key: String) throws(KVFileError) -> String? {
         try get(key).map { String(decoding: $0, as: UTF8.self) }
     }
@@ -163,6 +167,7 @@ public final class Store: @unchecked Sendable {
     /// Calls `body` with the value of `key` (nil when absent) without copying
     /// it into an array. The bytes are valid only inside `body`, which must
     /// not write to this store.
+    /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func withValue<R>(forKey key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
         try withLocation(key) { location throws -> R in
             guard let location else { return try body(nil) }
@@ -172,6 +177,7 @@ public final class Store: @unchecked Sendable {
 
     /// Like ``withValue(forKey:_:)``, also passing the sequence number of the
     /// write that set the value (0 when absent): a version for caches and ETags.
+    /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func withVersionedValue<R>(
         forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
     ) throws -> R {
@@ -189,6 +195,7 @@ public final class Store: @unchecked Sendable {
     /// (Swift's cooperative pool, an event loop): answer inline when this
     /// returns a value, else call ``withVersionedValue(forKey:_:)`` on a
     /// thread that may wait.
+    /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func withVersionedValueIfAtHand<R>(
         forKey key: UnsafeRawBufferPointer, _ body: (_ value: UnsafeRawBufferPointer?, _ seq: UInt64) throws -> R
     ) throws -> R? {
@@ -272,6 +279,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// True when `key` has a value.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func contains(_ key: [UInt8]) throws(KVFileError) -> Bool {
         do {
             return try key.withUnsafeBytes { raw in try withLocation(raw) { $0 != nil } }
@@ -283,6 +291,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// True when `key` (UTF-8) has a value.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func contains(_ key: String) throws(KVFileError) -> Bool { try contains(Array(key.utf8)) }
 
     /// The number of live keys.
@@ -291,6 +300,7 @@ public final class Store: @unchecked Sendable {
     /// Calls `body` with every live key and its value, sorted by key bytes,
     /// as they were when the call began. Only keys starting with `prefix`
     /// when one is given. Other threads may read and write meanwhile.
+    /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
         try forEach(prefix: prefix) { key, value, _ in try body(key, value) }
     }
@@ -298,6 +308,7 @@ public final class Store: @unchecked Sendable {
     /// Like ``forEach(prefix:_:)``, also passing when each value expires
     /// (milliseconds since the Unix epoch; 0: never). Values already expired
     /// when the call began are left out.
+    /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8], _ expiresAt: UInt64) throws -> Void) throws {
         try openNewSegments()
         let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
@@ -310,6 +321,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Every live key starting with `prefix`, sorted by bytes.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func keys(prefix: [UInt8] = []) throws(KVFileError) -> [[UInt8]] {
         try openNewSegments()
         return try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }.map(\.key)
@@ -319,12 +331,14 @@ public final class Store: @unchecked Sendable {
     /// `after`, sorted by bytes: a page of keys. Pass the last key of a page
     /// as `after` to get the next one. Memory grows with `limit`, not with
     /// the store (one pass over the index).
+    /// - Throws: ``KVFileError``, as `get` does.
     public func keys(prefix: [UInt8] = [], after: [UInt8]?, limit: Int) throws(KVFileError) -> [[UInt8]] {
         try openNewSegments()
         return try snapshot { StoreSnapshot.keys(of: $0, prefix: prefix, after: after, limit: limit) }
     }
 
     /// Counts and sizes, as `kvfile stat` shows them.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func stats() throws(KVFileError) -> StoreStats {
         try openNewSegments()
         return try lock.withReadLock { () throws(KVFileError) -> StoreStats in
@@ -338,6 +352,7 @@ public final class Store: @unchecked Sendable {
     /// For a read-only store: reads what writers appended since open or the
     /// last refresh. A writer's store, and a reader of a shared index, are
     /// always current (the reader only opens segments that appeared).
+    /// - Throws: ``KVFileError`` `.closed`, `.corrupt`, `.io` (see the reads).
     public func refresh() throws(KVFileError) {
         guard writer == nil else { return }
         lastLookAtSharedIndex.store(0, ordering: .relaxed)
@@ -458,6 +473,7 @@ public final class Store: @unchecked Sendable {
     /// epoch, by the wall clock; 0: never) the value expires then: every
     /// reader in every process treats the key as absent from that moment. A
     /// write without one clears an earlier expiry.
+    /// - Throws: ``KVFileError`` `.readOnly` for a store opened read-only; `.invalidArgument` for an empty key, a key over 4 KiB or a value over 64 MiB; `.capacityExhausted` when the store's sequence numbers or index slots are used up; `.syncFailed` or `.storeRemoved` once a sync failed or the store's files were removed (every later write fails); `.io` when a file cannot be written (``KVFileError/isDiskFull`` for a full disk); `.closed` after ``close()``.
     @discardableResult
     public func put(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) throws(KVFileError) -> WriteReceipt {
         try withBytes(key) { (key) throws(KVFileError) -> WriteReceipt in
@@ -469,6 +485,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Sets `key` to `value`, both as UTF-8.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func put(_ key: String, _ value: String) throws(KVFileError) -> WriteReceipt {
         try put(Array(key.utf8), Array(value.utf8))
@@ -476,6 +493,7 @@ public final class Store: @unchecked Sendable {
 
     /// Sets `key` to `value` only when `key` has no value; returns whether it did.
     /// The check and the write are one atomic step.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func putIfAbsent(_ key: [UInt8], _ value: [UInt8]) throws(KVFileError) -> Bool {
         if case .written = try put(key, value, if: .absent) { return true }
@@ -484,6 +502,7 @@ public final class Store: @unchecked Sendable {
 
     /// Sets `key` to `value` from raw buffers, without making arrays: the
     /// fastest way to write. The buffers are copied before this returns.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(KVFileError) -> WriteReceipt {
         var current: UInt64 = 0
@@ -511,6 +530,7 @@ public final class Store: @unchecked Sendable {
 
     /// Sets `key` to `value` when `condition` holds, in one atomic step (an
     /// expired value counts as none: `.absent` holds). `expiresAt` as for ``put(_:_:expiresAt:)``.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     public func put(
         key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, if condition: WriteCondition, expiresAt: UInt64 = 0
     ) throws(KVFileError) -> ConditionalWriteResult {
@@ -520,6 +540,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Sets `key` to `value` (both arrays) when `condition` holds.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     public func put(_ key: [UInt8], _ value: [UInt8], if condition: WriteCondition, expiresAt: UInt64 = 0) throws(KVFileError) -> ConditionalWriteResult {
         try withBytes(key) { (key) throws(KVFileError) -> ConditionalWriteResult in
             try withBytes(value) { (value) throws(KVFileError) -> ConditionalWriteResult in
@@ -530,6 +551,7 @@ public final class Store: @unchecked Sendable {
 
     /// When the value of `key` expires, in milliseconds since the Unix epoch:
     /// 0 when it never does, nil when the key has no value.
+    /// - Throws: ``KVFileError``, as `get` does.
     public func expiry(of key: [UInt8]) throws(KVFileError) -> UInt64? {
         do {
             return try key.withUnsafeBytes { raw in try withLocation(raw) { $0?.deadline } }
@@ -542,6 +564,7 @@ public final class Store: @unchecked Sendable {
 
     /// Removes the expiry of `key`'s value (writes the same value without a
     /// deadline); false when the key has no value. A value without one is left alone.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func persist(_ key: [UInt8]) throws(KVFileError) -> Bool {
         while true {
@@ -568,6 +591,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Removes `key` when `condition` holds, in one atomic step.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     public func delete(key: UnsafeRawBufferPointer, if condition: WriteCondition) throws(KVFileError) -> ConditionalWriteResult {
         try Limits.check(keyLength: key.count, valueLength: nil)
         var current: UInt64 = 0
@@ -617,12 +641,14 @@ public final class Store: @unchecked Sendable {
 
     /// Removes `key`; returns false when it had no value (an expired value
     /// has none: its expiry is recorded then, and nothing else).
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func delete(_ key: [UInt8]) throws(KVFileError) -> Bool {
         try withBytes(key) { (key) throws(KVFileError) -> Bool in try delete(key: key) }
     }
 
     /// Removes `key` given as a raw buffer; returns false when it had no value.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func delete(key: UnsafeRawBufferPointer) throws(KVFileError) -> Bool {
         try Limits.check(keyLength: key.count, valueLength: nil)
@@ -632,6 +658,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Removes `key` (UTF-8); returns false when it had no value.
+    /// - Throws: ``KVFileError``, as `put(_:_:expiresAt:)` does.
     @discardableResult
     public func delete(_ key: String) throws(KVFileError) -> Bool { try delete(Array(key.utf8)) }
 
@@ -639,6 +666,7 @@ public final class Store: @unchecked Sendable {
     /// checks holds (all are checked first, under the writer's lock); else
     /// writes nothing and says which check failed. Deletes of keys that have
     /// no value at that point record nothing.
+    /// - Throws: ``KVFileError`` `.readOnly` for a store opened read-only; `.invalidArgument` for an empty key, a key over 4 KiB or a value over 64 MiB, a batch over 1 GiB; `.capacityExhausted` when the store's sequence numbers or index slots are used up; `.syncFailed` or `.storeRemoved` once a sync failed or the store's files were removed (every later write fails); `.io` when a file cannot be written (``KVFileError/isDiskFull`` for a full disk); `.closed` after ``close()``.
     @discardableResult
     public func write(_ batch: WriteBatch) throws(KVFileError) -> BatchResult {
         for change in batch.changes {
@@ -661,6 +689,7 @@ public final class Store: @unchecked Sendable {
     /// any point leaves a store that opens to the same contents. Expiries
     /// that passed and were not recorded yet are recorded first, so their
     /// values are reclaimed.
+    /// - Throws: ``KVFileError`` `.readOnly`; `.corrupt` when a sealed segment is damaged (compaction stops, nothing is lost); `.syncFailed`, `.storeRemoved`, `.io`, `.closed` as for writes.
     @discardableResult
     public func compact() throws(KVFileError) -> CompactionResult {
         try recordDueExpiries()
@@ -673,6 +702,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Forces everything written so far onto stable storage.
+    /// - Throws: ``KVFileError`` `.syncFailed` (the data since the last good sync may be lost; the store refuses writes from then on), `.storeRemoved`, `.io`, `.closed`.
     public func sync() throws(KVFileError) {
         guard let writer, let sealer else { return }
         try failure.check()
@@ -692,6 +722,7 @@ public final class Store: @unchecked Sendable {
 
     /// Syncs a writer's data, releases the lock, and makes the store unusable.
     /// Calling it again does nothing.
+    /// - Throws: ``KVFileError`` `.syncFailed` or `.io` when the last sync fails (the store is closed all the same).
     public func close() throws(KVFileError) {
         // No compaction or seal of ours may touch the files once the lock is released.
         background.stopAndWait()
@@ -732,6 +763,7 @@ public final class Store: @unchecked Sendable {
     /// (``KVFileError/Code/syncFailed``), or its files were removed while it
     /// was open (``KVFileError/Code/storeRemoved``, looked at now). A
     /// read-only store only checks that it is open.
+    /// - Throws: ``KVFileError`` `.closed`, `.syncFailed`, `.storeRemoved`.
     public func checkHealth() throws(KVFileError) {
         let segment = try lock.withReadLock { () throws(KVFileError) -> Segment? in
             try checkOpen()

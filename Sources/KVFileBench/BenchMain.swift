@@ -1,5 +1,5 @@
 // kvfile-bench: LevelDB db_bench-style flags and output over the exact
-// workload of shared/BENCH-WORKLOAD.md, so figures compare with the peers'.
+// shared benchmark workload (version 1), so figures compare with the peers'.
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
@@ -26,7 +26,7 @@ struct BenchConfig {
           watchlatency: put in this process to event in a second process, p50/p99
           fillsync: durable puts/s with 1 thread and with --threads threads (group commit)
           readathand: readrandom with the read that declines to wait (the server's GETs)
-          The workload is shared/BENCH-WORKLOAD.md v1. DIR is deleted and recreated.
+          The workload is the shared benchmark workload, version 1. DIR is deleted and recreated.
         """
 
     static func parse(_ arguments: [String]) -> Result<BenchConfig, BenchUsageError> {

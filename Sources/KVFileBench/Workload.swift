@@ -1,14 +1,14 @@
-// The benchmark workload of shared/BENCH-WORKLOAD.md (v1), generated exactly:
+// The shared benchmark workload, version 1 (the one the peer engines are measured with), generated exactly:
 // splitmix64 sequences with fixed seeds, %016llu keys, half-compressible values.
 
-/// splitmix64 with unsigned 64-bit wrapping arithmetic.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
+/// splitmix64 with unsigned 64-bit wrapping arithmetic (public: the engine's tests draw from it too).
+public struct SplitMix64: RandomNumberGenerator {
+    public var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
     @inline(__always)
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9e37_79b9_7f4a_7c15
         var z = state
         z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9

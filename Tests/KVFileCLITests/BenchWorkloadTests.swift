@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import KVFileBench
 
-/// The generator against the test vectors at the end of shared/BENCH-WORKLOAD.md.
+/// The generator against the shared workload's published test vectors (version 1).
 @Suite struct BenchWorkloadTests {
     func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import KVFile
+import KVFileBench
 
 /// A fresh directory under the system temp dir, removed when the test ends.
 final class TemporaryDirectory {
@@ -23,18 +24,8 @@ enum Env {
     static var stress: Bool { ProcessInfo.processInfo.environment["KVFILE_STRESS"] == "1" }
 }
 
-/// A small deterministic generator (splitmix64) so failures reproduce.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+/// A small deterministic generator so failures reproduce: the benchmark's splitmix64.
+typealias SeededRandom = SplitMix64
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 

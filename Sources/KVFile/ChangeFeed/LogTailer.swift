@@ -30,6 +30,9 @@ public final class LogTailer: @unchecked Sendable {
     private var pending: [DeferredRecord] = []
 
     /// Opens a feed of the store at `path`, starting at `start`.
+    /// - Throws: ``KVFileError`` `.storeNotFound` or `.notAStore`; `.historyCompacted` when compaction removed
+    ///   the history a resume needs (the message names the oldest seq to resume from); `.resumeAheadOfLog`
+    ///   when the resume point is past the log's newest seq; `.corrupt`, `.unsupportedVersion`, `.io`.
     public init(path: String, start: FeedStart = .now) throws(KVFileError) {
         var directory = path
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
@@ -88,6 +91,8 @@ public final class LogTailer: @unchecked Sendable {
     }
 
     /// Reads what the log gained since the last call and returns the new changes, in order.
+    /// - Throws: ``KVFileError`` `.historyCompacted` when a compaction removed events not yet
+    ///   delivered; `.sequenceGap` when the log skips sequence numbers it must hold; `.corrupt`, `.io`.
     public func poll() throws(KVFileError) -> [ChangeEvent] {
         try mutex.withLock { () throws(KVFileError) -> [ChangeEvent] in try pollLocked() }
     }
