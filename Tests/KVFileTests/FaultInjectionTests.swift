@@ -468,3 +468,37 @@ import Synchronization
         #expect(kept == damaged)
     }
 }
+
+/// A failed open must give back every descriptor it took.
+@Suite(.serialized) struct DescriptorLeakTests {
+    private static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
+    /// The index file's mapping failing (ENOMEM) left its descriptor open,
+    /// once per attempt: a reader retrying would run out of descriptors.
+    @Test func anIndexThatCannotBeMappedLeavesNoDescriptorOpen() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        do {
+            let store = try Store(path: path)
+            for i in 0..<20 { try store.put("k\(i)", "v") }
+            try store.close()
+        }
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        faults.setRule { call, file in call == .map && file.hasSuffix(IndexFormat.fileName) ? ENOMEM : nil }
+        // Opened once first, so lazily opened files of the test process itself are not counted.
+        _ = try? Store(path: path, options: .reader)
+        let before = Self.openDescriptors()
+        for _ in 0..<20 {
+            // A reader falls back to an index of its own; it must still find every key.
+            if let reader = try? Store(path: path, options: .reader) {
+                #expect(try reader.getString("k7") == "v")
+                try reader.close()
+            }
+        }
+        let after = Self.openDescriptors()
+        #expect(after <= before + 2, "descriptors open: \(before) before, \(after) after 20 failed index maps")
+    }
+}

@@ -65,8 +65,8 @@ struct CompactionMarker: Equatable {
     /// Reads the marker of `directory`, if there is an intact one.
     static func read(directory: String) throws(KVFileError) -> CompactionMarker? {
         let path = StoreFiles(directory).marker
-        guard let fd = try Syscalls.openIfExists(path, O_RDONLY) else { return nil }
-        defer { Syscalls.close(fd) }
+        guard let file = try OwnedFile.openIfExists(path, O_RDONLY) else { return nil }
+        let fd = file.fd
         let size = try Syscalls.fileSize(fd, path: path)
         guard size > 0 && size < 1 << 24 else { return nil }
         var bytes = [UInt8](repeating: 0, count: size)

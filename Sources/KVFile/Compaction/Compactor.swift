@@ -272,14 +272,8 @@ final class Compactor: @unchecked Sendable {
         var segments: [Segment] = []
         for out in finished {
             let segmentPath = StoreFiles(directory).segment(out.id)
-            let fd = try Syscalls.open(segmentPath, O_RDONLY)
-            let segment: Segment
-            do throws(KVFileError) {
-                segment = try Segment(id: out.id, path: segmentPath, fd: fd, header: out.header, length: out.length, mapCapacity: out.length)
-            } catch {
-                Syscalls.close(fd)
-                throw error
-            }
+            let segment = try Segment(id: out.id, path: segmentPath, file: OwnedFile(opening: segmentPath, O_RDONLY),
+                                      header: out.header, length: out.length, mapCapacity: out.length)
             segment.minSeq = out.minSeq
             segment.hintBytes = out.hintBytes
             segments.append(segment)

@@ -13,16 +13,14 @@ enum AtomicFile {
     /// file is removed when a step fails.
     static func write(_ bytes: [UInt8], to path: String, rename: Bool = true, syncDirectory directory: String?) throws(KVFileError) {
         let temporaryPath = StoreFiles.temporary(of: path)
-        let fd = try Syscalls.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
         do throws(KVFileError) {
-            try withBytes(bytes) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(fd, raw, at: 0, path: temporaryPath) }
-            try Syscalls.fdatasync(fd, path: temporaryPath)
+            let file = try OwnedFile(opening: temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
+            try withBytes(bytes) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(file.fd, raw, at: 0, path: temporaryPath) }
+            try Syscalls.fdatasync(file.fd, path: temporaryPath)
         } catch {
-            Syscalls.close(fd)
             try? Syscalls.unlink(temporaryPath)
             throw error
         }
-        Syscalls.close(fd)
         guard rename else { return }
         try Syscalls.rename(temporaryPath, path)
         if let directory { try Syscalls.syncDirectory(directory) }

@@ -19,32 +19,28 @@ final class LockFile {
     /// Takes the lock of the store in `directory`, waiting up to `timeoutMilliseconds`.
     static func acquire(directory: String, timeoutMilliseconds: Int) throws(KVFileError) -> LockFile {
         let path = StoreFiles(directory).lock
-        let fd = try Syscalls.open(path, O_RDWR | O_CREAT)
+        let file = try OwnedFile(opening: path, O_RDWR | O_CREAT)
+        let fd = file.fd
         let deadline = Syscalls.monotonicNanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
         var pause = 1
-        do throws(KVFileError) {
-            while true {
-                if try Syscalls.tryLockExclusive(fd, path: path) { break }
-                if Syscalls.monotonicNanoseconds() >= deadline {
-                    throw lockedError(directory: directory, fd: fd, path: path, waited: timeoutMilliseconds)
-                }
-                Syscalls.sleep(milliseconds: pause)
-                pause = min(pause * 2, 20)
+        while true {
+            if try Syscalls.tryLockExclusive(fd, path: path) { break }
+            if Syscalls.monotonicNanoseconds() >= deadline {
+                throw lockedError(directory: directory, fd: fd, path: path, waited: timeoutMilliseconds)
             }
-            let text = Array("\(Syscalls.processID)\n".utf8)
-            try Syscalls.ftruncate(fd, 0, path: path)
-            try withBytes(text) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
-        } catch {
-            Syscalls.close(fd)
-            throw error
+            Syscalls.sleep(milliseconds: pause)
+            pause = min(pause * 2, 20)
         }
-        return LockFile(path: path, fd: fd)
+        let text = Array("\(Syscalls.processID)\n".utf8)
+        try Syscalls.ftruncate(fd, 0, path: path)
+        try withBytes(text) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
+        return LockFile(path: path, fd: file.release())
     }
 
     /// True while a writer holds the lock of the store in `directory`.
     static func isHeld(directory: String) -> Bool {
-        guard let fd = try? Syscalls.openIfExists(StoreFiles(directory).lock, O_RDONLY) else { return false }
-        defer { Syscalls.close(fd) }
+        guard let file = try? OwnedFile.openIfExists(StoreFiles(directory).lock, O_RDONLY) else { return false }
+        let fd = file.fd
         return Syscalls.isLockedByOther(fd)
     }
 

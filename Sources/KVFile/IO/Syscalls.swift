@@ -59,6 +59,13 @@ enum Syscalls {
         return Int32(fd)
     }
 
+    /// True when `path` names a file that can be opened for reading.
+    static func exists(_ path: String) throws(KVFileError) -> Bool {
+        guard let fd = try openIfExists(path, O_RDONLY) else { return false }
+        close(fd)
+        return true
+    }
+
     static func close(_ fd: Int32) {
         _ = Glibc.close(fd)  // never retried: Linux frees the descriptor even on EINTR
     }

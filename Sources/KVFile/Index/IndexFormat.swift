@@ -125,8 +125,8 @@ enum IndexFormat {
 /// as current as the page cache; one from an earlier boot may have lost writes.
 enum BootID {
     static let current: (UInt64, UInt64) = {
-        guard let fd = try? Syscalls.openIfExists("/proc/sys/kernel/random/boot_id", 0) else { return (0, 0) }
-        defer { Syscalls.close(fd) }
+        guard let file = try? OwnedFile.openIfExists("/proc/sys/kernel/random/boot_id", 0) else { return (0, 0) }
+        let fd = file.fd
         var raw = [UInt8](repeating: 0, count: 64)
         let n = (try? withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: "boot_id") }) ?? 0
         var digits: [UInt8] = []

@@ -139,15 +139,11 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Creates a new, empty index file at `path` (replacing one there), sized for `expectedKeys`.
     static func create(path: String, expectedKeys: Int) throws(KVFileError) -> SharedIndex {
-        let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_TRUNC)
-        let index: SharedIndex
-        do throws(KVFileError) {
-            let mapping = try Syscalls.map(fd, length: IndexFormat.addressSpace, writable: true, shared: true, path: path)
-            index = SharedIndex(path: path, fd: fd, base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max))
-        } catch {
-            Syscalls.close(fd)
-            throw error
-        }
+        let file = try OwnedFile(opening: path, O_RDWR | O_CREAT | O_TRUNC)
+        let mapping = try Syscalls.map(file.fd, length: IndexFormat.addressSpace, writable: true, shared: true, path: path)
+        let fd = file.fd
+        // From here the index owns the descriptor and the mapping.
+        let index = SharedIndex(path: path, fd: file.release(), base: mapping, writable: true, seed: UInt64.random(in: 0...UInt64.max))
         let capacity = capacity(for: expectedKeys)
         // Space reserved, not a hole: a store into the mapping must never fault on a full disk.
         try Syscalls.reserve(fd, from: 0, to: IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity), path: path)
@@ -162,17 +158,17 @@ final class SharedIndex: @unchecked Sendable {
     /// it is an index of this version whose tables fit in the file; whether
     /// it matches the log is for ``IndexValidator`` to say.
     static func open(path: String, writable: Bool) throws(KVFileError) -> SharedIndex? {
-        guard let fd = try Syscalls.openIfExists(path, writable ? O_RDWR : O_RDONLY) else { return nil }
+        guard let file = try OwnedFile.openIfExists(path, writable ? O_RDWR : O_RDONLY) else { return nil }
+        let size = try Syscalls.fileSize(file.fd, path: path)
+        guard size >= IndexFormat.tablesStart else {
+            throw KVFileError.corrupt(path, offset: size, "the index file is shorter than its header")
+        }
+        let mapping = try Syscalls.map(file.fd, length: IndexFormat.addressSpace, writable: writable, shared: true, path: path)
         let index: SharedIndex
         do throws(KVFileError) {
-            let size = try Syscalls.fileSize(fd, path: path)
-            guard size >= IndexFormat.tablesStart else {
-                Syscalls.close(fd)
-                throw KVFileError.corrupt(path, offset: size, "the index file is shorter than its header")
-            }
-            let mapping = try Syscalls.map(fd, length: IndexFormat.addressSpace, writable: writable, shared: true, path: path)
             let magic = UnsafeRawPointer(mapping).loadUnaligned(as: Magic.self)
-            index = SharedIndex(path: path, fd: fd, base: mapping, writable: writable,
+            // From here the index owns the descriptor and the mapping.
+            index = SharedIndex(path: path, fd: file.release(), base: mapping, writable: writable,
                                 seed: UnsafeRawPointer(mapping).loadLE(at: IndexFormat.seedAt, as: UInt64.self))
             guard equalMagic(magic, IndexFormat.magic) else {
                 throw KVFileError.corrupt(path, offset: 0, "not a kvfile index (bad magic)")
@@ -624,7 +620,7 @@ final class SharedIndex: @unchecked Sendable {
     static func remove(directory: String) throws(KVFileError) {
         let path = StoreFiles(directory).index
         if let index = try? open(path: path, writable: true) { index.retire() }
-        if (try Syscalls.openIfExists(path, O_RDONLY)).map({ Syscalls.close($0); return true }) ?? false {
+        if try Syscalls.exists(path) {
             try Syscalls.unlink(path)
         }
     }

@@ -80,8 +80,8 @@ public enum StoreCheck {
     }
 
     private static func fileSize(_ path: String) throws(KVFileError) -> Int {
-        let fd = try Syscalls.open(path, O_RDONLY)
-        defer { Syscalls.close(fd) }
+        let file = try OwnedFile(opening: path, O_RDONLY)
+        let fd = file.fd
         return try Syscalls.fileSize(fd, path: path)
     }
 
@@ -243,8 +243,8 @@ final class FileBytes {
     var count: Int { bytes.count }
 
     init(path: String) throws(KVFileError) {
-        let fd = try Syscalls.open(path, O_RDONLY)
-        defer { Syscalls.close(fd) }
+        let file = try OwnedFile(opening: path, O_RDONLY)
+        let fd = file.fd
         let size = try Syscalls.fileSize(fd, path: path)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 8)
         do throws(KVFileError) {

@@ -17,45 +17,39 @@ extension StoreLoader {
     func loadActive(_ id: UInt32, into state: StoreState, hints: HintBuilder?, resumeAt: Int? = nil) throws(KVFileError) -> HintBuilder? {
         var hints = hints
         let segmentPath = files.segment(id)
-        let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
-        let segment: Segment
-        do throws(KVFileError) {
-            var size = try Syscalls.fileSize(fd, path: segmentPath)
-            // A header that never reached the disk (the file's size did, after a
-            // power loss) reads as zeros: a creation cut short, like a short file.
-            var cutShort = size < RecordFormat.segmentHeaderSize
-            if !cutShort { cutShort = try headerIsZeros(fd: fd, path: segmentPath) }
-            if cutShort && !writer {
-                // A reader waits for the writer to finish it (it is looked at again on the next catch-up).
-                Syscalls.close(fd)
-                return hints
-            }
-            let header: SegmentHeader
-            if cutShort {
-                // Created but its header never fully written: an empty segment.
-                header = SegmentWriter.activeHeader(id: id, baseSeq: state.nextSeq, capacity: segmentSize)
-                if writer {
-                    try Syscalls.ftruncate(fd, 0, path: segmentPath)
-                    try withBytes(header.encoded()) { (bytes) throws(KVFileError) in
-                        try Syscalls.pwriteAll(fd, bytes, at: 0, path: segmentPath)
-                    }
-                    try Syscalls.fdatasync(fd, path: segmentPath)
-                    size = RecordFormat.segmentHeaderSize
-                }
-            } else {
-                header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
-            }
-            let mapOffset = Int(header.mapOffset)
-            // A writer maps its records and the block map past them (version 2), or room to grow (version 1).
-            let capacity = !writer ? Segment.addressLimit
-                : mapOffset > 0 ? max(BlockMap.regionEnd(mapOffset: mapOffset), size) : max(segmentSize, size)
-            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header,
-                                  length: RecordFormat.segmentHeaderSize, mapCapacity: capacity, writable: writer)
-            segment.allocated = size
-        } catch {
-            Syscalls.close(fd)
-            throw error
+        let file = try OwnedFile(opening: segmentPath, writer ? O_RDWR : O_RDONLY)
+        let fd = file.fd
+        var size = try Syscalls.fileSize(fd, path: segmentPath)
+        // A header that never reached the disk (the file's size did, after a
+        // power loss) reads as zeros: a creation cut short, like a short file.
+        var cutShort = size < RecordFormat.segmentHeaderSize
+        if !cutShort { cutShort = try headerIsZeros(fd: fd, path: segmentPath) }
+        if cutShort && !writer {
+            // A reader waits for the writer to finish it (it is looked at again on the next catch-up).
+            return hints
         }
+        let header: SegmentHeader
+        if cutShort {
+            // Created but its header never fully written: an empty segment.
+            header = SegmentWriter.activeHeader(id: id, baseSeq: state.nextSeq, capacity: segmentSize)
+            if writer {
+                try Syscalls.ftruncate(fd, 0, path: segmentPath)
+                try withBytes(header.encoded()) { (bytes) throws(KVFileError) in
+                    try Syscalls.pwriteAll(fd, bytes, at: 0, path: segmentPath)
+                }
+                try Syscalls.fdatasync(fd, path: segmentPath)
+                size = RecordFormat.segmentHeaderSize
+            }
+        } else {
+            header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+        }
+        let mapOffset = Int(header.mapOffset)
+        // A writer maps its records and the block map past them (version 2), or room to grow (version 1).
+        let capacity = !writer ? Segment.addressLimit
+            : mapOffset > 0 ? max(BlockMap.regionEnd(mapOffset: mapOffset), size) : max(segmentSize, size)
+        let segment = try Segment(id: id, path: segmentPath, file: file, header: header,
+                                  length: RecordFormat.segmentHeaderSize, mapCapacity: capacity, writable: writer)
+        segment.allocated = size
         state.add(segment)
         var resumedAtClosedEnd = false
         if let resumeAt, resumeAt > RecordFormat.segmentHeaderSize {

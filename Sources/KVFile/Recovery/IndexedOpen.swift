@@ -171,7 +171,7 @@ extension StoreLoader {
     /// Opens a sealed segment for a writer whose index covers its records; one
     /// whose seal never finished (no hint file) is read and sealed as at any open.
     func openSealed(_ id: UInt32, into state: StoreState, alreadyOpen: Bool = false) throws(KVFileError) {
-        guard temporaryOutputs.isEmpty, (try Syscalls.openIfExists(hintPath(id), O_RDONLY)).map({ Syscalls.close($0); return true }) ?? false else {
+        guard temporaryOutputs.isEmpty, try Syscalls.exists(hintPath(id)) else {
             return try loadSealed(id, into: state)
         }
         if !alreadyOpen { try openForIndex(id, into: state) }
@@ -181,35 +181,29 @@ extension StoreLoader {
     /// any for a reader of a shared index (which reads records up to the file's size).
     func openForIndex(_ id: UInt32, into state: StoreState) throws(KVFileError) {
         let segmentPath = segmentPath(id)
-        let fd = try Syscalls.open(segmentPath, O_RDONLY)
-        let segment: Segment
-        do throws(KVFileError) {
-            let size = try Syscalls.fileSize(fd, path: segmentPath)
-            var unwritten = size < RecordFormat.segmentHeaderSize
-            if !unwritten && !writer { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
-            if !writer && unwritten {
-                // A writer is creating it: nothing in it yet (it is looked at again when the index names it).
-                Syscalls.close(fd)
-                return
+        let file = try OwnedFile(opening: segmentPath, O_RDONLY)
+        let fd = file.fd
+        let size = try Syscalls.fileSize(fd, path: segmentPath)
+        var unwritten = size < RecordFormat.segmentHeaderSize
+        if !unwritten && !writer { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+        if !writer && unwritten {
+            // A writer is creating it: nothing in it yet (it is looked at again when the index names it).
+            return
+        }
+        let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+        var records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+        if !writer {
+            // Where records end (for counts): the trailer of a closed file, the index's end for the file a writer appends to.
+            let end = LogPosition(packed: state.index.logEnd)
+            if header.mapOffset > 0 && size > Int(header.mapOffset) {
+                records = end.segment == id ? end.offset : RecordFormat.segmentHeaderSize
             }
-            let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
-            var records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
-            if !writer {
-                // Where records end (for counts): the trailer of a closed file, the index's end for the file a writer appends to.
-                let end = LogPosition(packed: state.index.logEnd)
-                if header.mapOffset > 0 && size > Int(header.mapOffset) {
-                    records = end.segment == id ? end.offset : RecordFormat.segmentHeaderSize
-                }
-            }
-            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: min(records, size),
+        }
+        let segment = try Segment(id: id, path: segmentPath, file: file, header: header, length: min(records, size),
                                   mapCapacity: writer ? size : Segment.addressLimit)
-            if !writer {
-                segment.refreshReadLimit()
-                if let closedEnd = segment.closedRecordsEnd() { segment.length = closedEnd }
-            }
-        } catch {
-            Syscalls.close(fd)
-            throw error
+        if !writer {
+            segment.refreshReadLimit()
+            if let closedEnd = segment.closedRecordsEnd() { segment.length = closedEnd }
         }
         state.add(segment)
     }

@@ -9,34 +9,24 @@ extension StoreLoader {
     /// A writer rewrites a missing or damaged hint file.
     func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
         let segmentPath = segmentPath(id)
-        let fd = try Syscalls.open(segmentPath, writer ? O_RDWR : O_RDONLY)
-        let segment: Segment
-        let size: Int
-        do throws(KVFileError) {
-            size = try Syscalls.fileSize(fd, path: segmentPath)
-            var unwritten = size < RecordFormat.segmentHeaderSize
-            if !unwritten && !temporaryOutputs.contains(id) { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
-            var hasHint = false
-            if unwritten, let hint = try Syscalls.openIfExists(hintPath(id), O_RDONLY) {
-                Syscalls.close(hint)
-                hasHint = true
-            }
-            if unwritten && !temporaryOutputs.contains(id) && !hasHint {
-                // A segment rolled away whose header never reached the disk (a power loss before its
-                // seal's first sync): nothing in it was synced, and nothing after it either (a seal
-                // syncs it before any later sync). Empty; a writer removes the file.
-                Syscalls.close(fd)
-                if writer { try Syscalls.unlink(segmentPath) }
-                return
-            }
-            let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
-            // A seal cut short may have left the block map past the records: they end before it.
-            let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
-            segment = try Segment(id: id, path: segmentPath, fd: fd, header: header, length: records, mapCapacity: size)
-        } catch {
-            Syscalls.close(fd)
-            throw error
+        let file = try OwnedFile(opening: segmentPath, writer ? O_RDWR : O_RDONLY)
+        let fd = file.fd
+        let size = try Syscalls.fileSize(fd, path: segmentPath)
+        var unwritten = size < RecordFormat.segmentHeaderSize
+        if !unwritten && !temporaryOutputs.contains(id) { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+        var hasHint = false
+        if unwritten { hasHint = try Syscalls.exists(hintPath(id)) }
+        if unwritten && !temporaryOutputs.contains(id) && !hasHint {
+            // A segment rolled away whose header never reached the disk (a power loss before its
+            // seal's first sync): nothing in it was synced, and nothing after it either (a seal
+            // syncs it before any later sync). Empty; a writer removes the file.
+            if writer { try Syscalls.unlink(segmentPath) }
+            return
         }
+        let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
+        // A seal cut short may have left the block map past the records: they end before it.
+        let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+        let segment = try Segment(id: id, path: segmentPath, file: file, header: header, length: records, mapCapacity: size)
         state.add(segment)
 
         let hintPath = hintPath(id)
@@ -75,8 +65,8 @@ extension StoreLoader {
 
     /// Reads the hint file of `segment` into the keydir; returns why it could not be used, or nil.
     private func applyHint(_ hintPath: String, segment: Segment, state: StoreState) throws(KVFileError) -> String? {
-        guard let fd = try Syscalls.openIfExists(hintPath, O_RDONLY) else { return "missing" }
-        defer { Syscalls.close(fd) }
+        guard let file = try OwnedFile.openIfExists(hintPath, O_RDONLY) else { return "missing" }
+        let fd = file.fd
         let size = try Syscalls.fileSize(fd, path: hintPath)
         if size == 0 { return "empty" }
         let mapping = try Syscalls.map(fd, length: size, writable: false, shared: false, path: hintPath)

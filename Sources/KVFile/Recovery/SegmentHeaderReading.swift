@@ -10,8 +10,8 @@ extension StoreLoader {
     func isCompactionOutput(_ id: UInt32) throws(KVFileError) -> Bool {
         if temporaryOutputs.contains(id) { return true }
         let segmentPath = segmentPath(id)
-        let fd = try Syscalls.open(segmentPath, O_RDONLY)
-        defer { Syscalls.close(fd) }
+        let file = try OwnedFile(opening: segmentPath, O_RDONLY)
+        let fd = file.fd
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: segmentPath) }
         guard n == RecordFormat.segmentHeaderSize else { return false }

@@ -80,17 +80,15 @@ enum StoreDirectory {
     static func estimateRecords(_ directory: String, ids: [UInt32]) -> Int {
         var total = 0
         for id in ids {
-            if let fd = try? Syscalls.openIfExists(StoreFiles(directory).hint(id), O_RDONLY) {
+            if let file = try? OwnedFile.openIfExists(StoreFiles(directory).hint(id), O_RDONLY) {
                 var count: UInt32 = 0
                 let n = withUnsafeMutableBytes(of: &count) { raw in
-                    (try? Syscalls.preadFully(fd, raw, at: 24, path: "")) ?? 0
+                    (try? Syscalls.preadFully(file.fd, raw, at: 24, path: "")) ?? 0
                 }
-                Syscalls.close(fd)
                 if n == 4 { total += Int(UInt32(littleEndian: count)); continue }
             }
-            if let fd = try? Syscalls.openIfExists(StoreFiles(directory).segment(id), O_RDONLY) {
-                total += ((try? Syscalls.fileSize(fd, path: "")) ?? 0) / 96
-                Syscalls.close(fd)
+            if let file = try? OwnedFile.openIfExists(StoreFiles(directory).segment(id), O_RDONLY) {
+                total += ((try? Syscalls.fileSize(file.fd, path: "")) ?? 0) / 96
             }
         }
         return min(total, 1 << 28)

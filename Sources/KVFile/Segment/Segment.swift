@@ -110,14 +110,15 @@ final class Segment: @unchecked Sendable {
 
     /// Maps `mapCapacity` bytes of `fd`; `writable` for the writer's active segment,
     /// which appends by storing into the mapping.
-    init(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, mapCapacity: Int, writable: Bool = false) throws(KVFileError) {
+    /// Takes `file` over: it is closed with the segment, or at once when mapping it fails.
+    init(id: UInt32, path: String, file: consuming OwnedFile, header: SegmentHeader, length: Int, mapCapacity: Int, writable: Bool = false) throws(KVFileError) {
         let pageSize = 4096
         let capacity = max(pageSize, (mapCapacity + pageSize - 1) & ~(pageSize - 1))
-        let mapping = try Syscalls.map(fd, length: capacity, writable: writable, shared: true, path: path)
+        let mapping = try Syscalls.map(file.fd, length: capacity, writable: writable, shared: true, path: path)
         Syscalls.advise(mapping, length: capacity, .random)
         self.id = id
         self.path = path
-        self.fd = fd
+        self.fd = file.release()
         self.base = UnsafeRawPointer(mapping)
         self.mappedLength = capacity
         self.lengthStorage = Atomic(length)

@@ -296,11 +296,11 @@ final class SegmentWriter {
     /// Maps an active segment for appending: its records, and its block map
     /// (space reserved for it past the records, so storing an entry never
     /// faults on a full disk). The caller has cut the file to `length`.
-    static func openForAppending(id: UInt32, path: String, fd: Int32, header: SegmentHeader, length: Int, capacity: Int) throws(KVFileError) -> Segment {
+    static func openForAppending(id: UInt32, path: String, file: consuming OwnedFile, header: SegmentHeader, length: Int, capacity: Int) throws(KVFileError) -> Segment {
         let mapOffset = Int(header.mapOffset)
         let mapEnd = BlockMap.regionEnd(mapOffset: mapOffset)
-        if mapOffset > 0 { try Syscalls.reserve(fd, from: mapOffset, to: mapEnd, path: path) }
-        let segment = try Segment(id: id, path: path, fd: fd, header: header, length: length,
+        if mapOffset > 0 { try Syscalls.reserve(file.fd, from: mapOffset, to: mapEnd, path: path) }
+        let segment = try Segment(id: id, path: path, file: file, header: header, length: length,
                                   mapCapacity: mapOffset > 0 ? mapEnd : capacity, writable: true)
         segment.allocated = length
         return segment
@@ -310,7 +310,8 @@ final class SegmentWriter {
     static func createSegment(id: UInt32, baseSeq: UInt64, directory: String, capacity: Int, durable: Bool = true) throws(KVFileError) -> Segment {
         try IndexFormat.checkSegmentID(id, store: directory)
         let path = StoreFiles(directory).segment(id)
-        let fd = try Syscalls.open(path, O_RDWR | O_CREAT | O_EXCL)
+        let file = try OwnedFile(opening: path, O_RDWR | O_CREAT | O_EXCL)
+        let fd = file.fd
         do throws(KVFileError) {
             let header = activeHeader(id: id, baseSeq: baseSeq, capacity: capacity)
             try withBytes(header.encoded()) { (bytes) throws(KVFileError) in try Syscalls.pwriteAll(fd, bytes, at: 0, path: path) }
@@ -318,12 +319,12 @@ final class SegmentWriter {
                 try Syscalls.fdatasync(fd, path: path)
                 try Syscalls.syncDirectory(directory)
             }
-            let segment = try openForAppending(id: id, path: path, fd: fd, header: header,
+            let segment = try openForAppending(id: id, path: path, file: file, header: header,
                                                length: RecordFormat.segmentHeaderSize, capacity: capacity)
             segment.storeMapEntry(block: 0, start: RecordFormat.segmentHeaderSize)
             return segment
         } catch {
-            Syscalls.close(fd)
+            // Remove what was created (the file closes as this returns, or closed already).
             try? Syscalls.unlink(path)
             throw error
         }
