@@ -93,12 +93,14 @@ let package = Package(
         ),
         .testTarget(
             name: "KVFileCLITests",
-            dependencies: ["KVFileCLI", "KVFileBench", "KVFile", "KVFileText", "KVFileServeOptions"]
+            dependencies: ["KVFileCLI", "KVFileBench", "KVFile", "KVFileText", "KVFileServeOptions", "ProcessTestSupport"]
         ),
+        // Running the built programs, for the process-level suites.
+        .target(name: "ProcessTestSupport", path: "Tests/ProcessTestSupport"),
         // Starts the real kvfile-server on loopback and speaks HTTP to it over sockets.
         .testTarget(
             name: "KVFileServerTests",
-            dependencies: ["KVFileServerMain", "KVFile", "KVFileText"]
+            dependencies: ["KVFileServerMain", "KVFile", "KVFileText", "ProcessTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

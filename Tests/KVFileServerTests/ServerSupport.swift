@@ -1,33 +1,16 @@
 import Foundation
+@_exported import ProcessTestSupport
 import Testing
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
 
-/// The built binaries, next to the test bundle.
-let buildDirectory: String = {
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: executable).deletingLastPathComponent().path
-}()
-
 struct ServerTestError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
 
-final class TemporaryDirectory {
-    let path: String
-
-    init() {
-        path = NSTemporaryDirectory() + "/kvfile-server-test-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func sub(_ name: String) -> String { path + "/" + name }
-}
 
 /// A real `kvfile-server` (or `kvfile serve`) process on a free loopback port.
 final class ServerProcess {
@@ -362,23 +345,6 @@ func jsonObject(_ text: String) -> [String: Any] {
 
 /// Runs the built `kvfile` tool to completion.
 func kvfile(_ arguments: [String], input: [UInt8]? = nil) throws -> (status: Int32, output: String, errors: String) {
-    let scratch = TemporaryDirectory()
-    let out = scratch.sub("out"), err = scratch.sub("err"), inPath = scratch.sub("in")
-    for path in [out, err] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile")
-    process.arguments = arguments
-    if let input {
-        _ = FileManager.default.createFile(atPath: inPath, contents: Data(input))
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-    try process.run()
-    process.waitUntilExit()
-    return (process.terminationStatus,
-            (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-            (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    let result = try run(buildDirectory + "/kvfile", arguments, input: input)
+    return (result.status, result.text, result.stderr)
 }
