@@ -36,7 +36,12 @@ public final class Store: @unchecked Sendable {
     /// nil for a read-only store.
     let writer: SegmentWriter?
     private var lockFile: LockFile?
-    private var closed = false
+    /// Closed or not (shared with the write path and the seal scheduler).
+    private let openState: OpenState
+    private var closed: Bool {
+        get { openState.closed }
+        set { openState.closed = newValue }
+    }
 
     /// Compacts the sealed segments (writers only; set at the end of `init`).
     private(set) var compactor: Compactor?
@@ -75,6 +80,7 @@ public final class Store: @unchecked Sendable {
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
         self.path = directory
         self.options = options
+        openState = OpenState(path: directory)
         let writing = !options.readOnly
         var loader = StoreLoader(directory: directory, writer: writing, segmentSize: options.segmentSize)
 
@@ -108,7 +114,7 @@ public final class Store: @unchecked Sendable {
             let upgrade = state.activeSegment!.header.version < RecordFormat.version
             watchNotifier = WatchNotifier(directory: directory)
             sealer = SealScheduler(queue: seals, writer: writer!, directory: directory, lock: lock, failure: failure,
-                                   background: background, checkOpen: { [unowned self] () throws(KVFileError) in try checkOpen() })
+                                   background: background, openState: openState)
             if case .interval(let milliseconds) = options.durability {
                 let syncer = IntervalSyncer(milliseconds: milliseconds) { [weak self] in try? self?.sync() }
                 syncer.start()
@@ -126,7 +132,7 @@ public final class Store: @unchecked Sendable {
             writePath = WritePath(
                 path: directory, durability: options.durability, lock: lock, state: state, writer: writer!, failure: failure,
                 sealer: sealer!, compactor: compactor!, expiry: expiry, watchNotifier: watchNotifier,
-                checkOpen: { [unowned self] () throws(KVFileError) in try checkOpen() })
+                openState: openState)
             // Expiries that passed while no writer was open are recorded now (a walk of the
             // index, only when the earliest deadline the index knows has passed).
             if expiry.somePassedWhileClosed { try recordDueExpiries() }
@@ -788,7 +794,7 @@ public final class Store: @unchecked Sendable {
 
     @inline(__always)
     func checkOpen() throws(KVFileError) {
-        if closed { throw KVFileError(.closed, "store \(path) is closed; open it again to use it") }
+        try openState.check()
     }
 
     func requireWriter() throws(KVFileError) -> SegmentWriter {

@@ -92,15 +92,22 @@ final class BenchRunner: @unchecked Sendable {
             let raw = UnsafeRawBufferPointer(k)
             for number in keys {
                 Workload.formatKey(number, missing: missing, into: k.baseAddress!)
+                if !atHand {
+                    try store.withValue(forKey: raw) { value in
+                        if let value {
+                            found += 1
+                            if value.count != valueSize { badLength += 1 }
+                        }
+                    }
+                    continue
+                }
                 let count = { (value: UnsafeRawBufferPointer?, _: UInt64) in
                     if let value {
                         found += 1
                         if value.count != valueSize { badLength += 1 }
                     }
                 }
-                if !atHand {
-                    try store.withVersionedValue(forKey: raw, count)
-                } else if try store.withVersionedValueIfAtHand(forKey: raw, count) == nil {
+                if try store.withVersionedValueIfAtHand(forKey: raw, count) == nil {
                     declined += 1
                     try store.withVersionedValue(forKey: raw, count)
                 }

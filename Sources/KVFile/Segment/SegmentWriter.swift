@@ -21,8 +21,8 @@ final class SegmentWriter {
     private let seals: SealQueue
     /// Bytes of the batch being staged in the mapping, past `segment.length`.
     private var stagedBytes = 0
-    /// The records of the append under way (kept: no allocation per append).
-    private var appended: [Appended] = []
+    /// Room for the records of an append, kept between appends (no allocation per append).
+    private var appendedBuffer: [Appended] = []
     /// Compressed value of the record being encoded.
     private let compressed = GrowableBuffer(capacity: 1 << 12)
     private let compressor = LZ4Compressor()
@@ -95,10 +95,11 @@ final class SegmentWriter {
     /// index), and only then makes them part of the log. `record(i, use)`
     /// hands record `i` to `use` while its bytes are valid; it may be called
     /// twice for a record (once to size it). Under the store's write lock.
+    @inline(__always)
     func append(
         count: Int, timestamp: UInt64, state: StoreState,
         record: (_ index: Int, _ use: (LogRecord) -> Void) -> Void,
-        apply: (_ records: [Appended]) -> Void
+        apply: (_ records: ArraySlice<Appended>) -> Void
     ) throws(KVFileError) -> AppendResult {
         precondition(count > 0 && stagedBytes == 0, "an append of no records, or inside another")
         var firstSeq: UInt64 = 0
@@ -126,14 +127,18 @@ final class SegmentWriter {
             throw KVFileError(.invalidArgument, "batch of \(count) records needs \(bytes) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
         }
         try makeRoom(for: bytes, nextSeq: firstSeq, state: state)
+        // A local array: no exclusivity check of a stored property per record.
+        var appended: [Appended] = []
+        swap(&appended, &appendedBuffer)
+        defer { swap(&appended, &appendedBuffer) }
         appended.removeAll(keepingCapacity: true)
         for index in 0..<count {
             record(index) { one in
                 let prepared = single ?? prepare(one, timestamp: timestamp)
-                stage(one, continues: index < count - 1, timestamp: timestamp, prepared: prepared)
+                appended.append(stage(one, continues: index < count - 1, timestamp: timestamp, prepared: prepared))
             }
         }
-        apply(appended)
+        apply(appended[...])
         segment.length += stagedBytes
         stagedBytes = 0
         return AppendResult(end: end)
@@ -180,9 +185,9 @@ final class SegmentWriter {
     }
 
     /// Encodes a prepared record into the mapping after those staged before
-    /// it, notes its hint entry and where it is. Not part of the log until the append ends.
+    /// it, notes its hint entry, returns where it is. Not part of the log until the append ends.
     @inline(__always)
-    private func stage(_ record: LogRecord, continues: Bool, timestamp: UInt64, prepared: (size: Int, compressedLength: Int?)) {
+    private func stage(_ record: LogRecord, continues: Bool, timestamp: UInt64, prepared: (size: Int, compressedLength: Int?)) -> Appended {
         let offset = segment.length + stagedBytes
         precondition(offset + prepared.size <= segment.allocated, "stage past the reserved space")
         let stored: UnsafeRawBufferPointer
@@ -199,8 +204,8 @@ final class SegmentWriter {
         stagedBytes += written
         let key = UnsafeRawBufferPointer(start: segment.base + offset + written - stored.count - record.key.count, count: record.key.count)
         hints.add(operation: record.operation, seq: record.seq, size: written, key: key)
-        appended.append(Appended(operation: record.operation, key: key, location: KeyLocation(
-            segment: segment.id, offset: UInt32(offset), size: UInt32(written), seq: record.seq)))
+        return Appended(operation: record.operation, key: key, location: KeyLocation(
+            segment: segment.id, offset: UInt32(offset), size: UInt32(written), seq: record.seq))
     }
 
     /// Starts a segment of the current format when the active one is older

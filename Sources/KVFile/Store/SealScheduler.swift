@@ -13,20 +13,20 @@ final class SealScheduler: @unchecked Sendable {
     private let failure: WriterFailure
     private let background: BackgroundThreads
     private unowned let writer: SegmentWriter
-    private let checkOpen: () throws(KVFileError) -> Void
+    private let openState: OpenState
     /// Held while sealing or syncing, so no seal or close cuts a segment under a sync.
     private let syncMutex = PlainMutex()
     private let backgroundSealRunning = Atomic<Bool>(false)
 
     init(queue: SealQueue, writer: SegmentWriter, directory: String, lock: ReadWriteLock, failure: WriterFailure,
-         background: BackgroundThreads, checkOpen: @escaping () throws(KVFileError) -> Void) {
+         background: BackgroundThreads, openState: OpenState) {
         self.queue = queue
         self.writer = writer
         self.directory = directory
         self.lock = lock
         self.failure = failure
         self.background = background
-        self.checkOpen = checkOpen
+        self.openState = openState
         groupCommit = GroupCommit(durable: writer.end.packed)
     }
 
@@ -63,7 +63,7 @@ final class SealScheduler: @unchecked Sendable {
                     // The position covered must lie in the segment synced, with every segment before it sealed:
                     // a roll between the seal and this read leaves a segment to seal first.
                     let (segment, end, rolled) = try lock.withReadLock { () throws(KVFileError) in
-                        try checkOpen()
+                        try openState.check()
                         return (writer.segment, writer.end, !queue.isEmpty)
                     }
                     if rolled { continue }

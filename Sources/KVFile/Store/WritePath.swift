@@ -13,11 +13,11 @@ final class WritePath: @unchecked Sendable {
     private let compactor: Compactor
     private let expiry: ExpiryKeeper
     private let watchNotifier: WatchNotifier?
-    private let checkOpen: () throws(KVFileError) -> Void
+    private let openState: OpenState
 
     init(path: String, durability: Durability, lock: ReadWriteLock, state: StoreState, writer: SegmentWriter,
          failure: WriterFailure, sealer: SealScheduler, compactor: Compactor, expiry: ExpiryKeeper,
-         watchNotifier: WatchNotifier?, checkOpen: @escaping () throws(KVFileError) -> Void) {
+         watchNotifier: WatchNotifier?, openState: OpenState) {
         self.path = path
         durable = durability == .always
         self.lock = lock
@@ -28,7 +28,7 @@ final class WritePath: @unchecked Sendable {
         self.compactor = compactor
         self.expiry = expiry
         self.watchNotifier = watchNotifier
-        self.checkOpen = checkOpen
+        self.openState = openState
     }
 
     /// Writes one record under the write lock. `decide` sees the key's current
@@ -47,7 +47,7 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var receipt: WriteReceipt?
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try checkOpen()
+            try openState.check()
             try failure.check()
             // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
@@ -91,7 +91,7 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var result = BatchResult.written
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try checkOpen()
+            try openState.check()
             try failure.check()
             if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
             timestamp = Syscalls.wallClockMilliseconds()
@@ -148,7 +148,7 @@ final class WritePath: @unchecked Sendable {
     /// takes them, as one change readers in other processes see whole (the
     /// caller ends the change once the append returns).
     @inline(__always)
-    private func apply(_ records: [SegmentWriter.Appended]) {
+    private func apply(_ records: ArraySlice<SegmentWriter.Appended>) {
         state.index.beginChange()
         for record in records { state.applyNewest(key: record.key, operation: record.operation, location: record.location) }
     }
