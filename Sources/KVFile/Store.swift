@@ -39,8 +39,8 @@ public final class Store: @unchecked Sendable {
     /// Closed or not (shared with the write path and the seal scheduler).
     private let openState: OpenState
     private var closed: Bool {
-        get { openState.closed }
-        set { openState.closed = newValue }
+        get { openState.isClosed }
+        set { if newValue { openState.markClosed() } }
     }
 
     /// Compacts the sealed segments (writers only; set at the end of `init`).

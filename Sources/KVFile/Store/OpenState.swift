@@ -3,9 +3,15 @@
 /// without holding on to the store. Read and changed under the store's lock.
 final class OpenState: @unchecked Sendable {
     let path: String
-    var closed = false
+    /// Private to this file, so the compiler checks its accesses statically
+    /// (a check at run time on every read and write costs more than the read).
+    private var closed = false
 
     init(path: String) { self.path = path }
+
+    var isClosed: Bool { closed }
+
+    func markClosed() { closed = true }
 
     @inline(__always)
     func check() throws(KVFileError) {
