@@ -110,7 +110,8 @@ public final class Store: @unchecked Sendable {
             }
             try Syscalls.syncDirectory(directory)
             let seals = SealQueue()
-            writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints, seals: seals)
+            writer = SegmentWriter(directory: directory, segmentSize: options.segmentSize, active: state.activeSegment!, hints: activeHints,
+                                   seals: seals, registry: state)
             let upgrade = state.activeSegment!.header.version < RecordFormat.version
             watchNotifier = WatchNotifier(directory: directory)
             sealer = SealScheduler(queue: seals, writer: writer!, directory: directory, lock: lock, failure: failure,
@@ -124,7 +125,7 @@ public final class Store: @unchecked Sendable {
                                   lock: lock, state: state, writer: writer!, failure: failure, background: background, host: self)
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
-                try writer!.upgradeActive(nextSeq: state.nextSeq, state: state)
+                try writer!.upgradeActive(nextSeq: state.nextSeq)
                 try finishSeals()
             }
             let expiry = ExpiryKeeper(lock: lock, state: state, background: background, host: self)
@@ -751,10 +752,11 @@ public final class Store: @unchecked Sendable {
         }
         defer { lockFile = nil }
         if closing, let writer {
-            // A write that rolled after the seals above left one more: no write comes now.
-            try finishSeals()
             // After any group-commit sync under way: none may store into the map once the file is cut.
             try sealer!.withSyncsPaused { () throws(KVFileError) in
+                // A write that rolled after the seals above left one more: no write comes now.
+                // (Like the sync below, a failure here leaves the store closed all the same.)
+                try sealer!.sealWhilePaused()
                 try lock.withWriteLock { () throws(KVFileError) in
                     try writer.syncForClose(failure: failure)
                     // After the log is on disk: the index says it covers all of it and was closed cleanly.

@@ -123,7 +123,7 @@ final class Compactor: @unchecked Sendable {
                 try host.checkOpen()
                 try failure.check()
                 if sealActive {
-                    try writer.sealIfNotEmpty(nextSeq: state.nextSeq, state: state)
+                    try writer.sealIfNotEmpty(nextSeq: state.nextSeq)
                 }
                 return Compactor.plan(state: state, activeID: writer.segment.id, policy: policy)
             }

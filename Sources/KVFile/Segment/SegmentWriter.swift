@@ -19,6 +19,8 @@ final class SegmentWriter {
     private var hints: HintBuilder
     /// Where rolled segments wait for their seal.
     private let seals: SealQueue
+    /// Numbers for new segments, and where they join the store.
+    private let registry: SegmentRegistry
     /// Bytes of the batch being staged in the mapping, past `segment.length`.
     private var stagedBytes = 0
     /// Room for the records of an append, kept between appends (no allocation per append).
@@ -29,12 +31,13 @@ final class SegmentWriter {
     /// How far ahead of the records space is reserved.
     static let reserveStep = 4 << 20
 
-    init(directory: String, segmentSize: Int, active: Segment, hints: HintBuilder, seals: SealQueue) {
+    init(directory: String, segmentSize: Int, active: Segment, hints: HintBuilder, seals: SealQueue, registry: SegmentRegistry) {
         self.directory = directory
         self.segmentSize = segmentSize
         self.segment = active
         self.hints = hints
         self.seals = seals
+        self.registry = registry
         // The block map of the records already there (it may have been cut off or lost).
         active.storeMapEntry(block: 0, start: RecordFormat.segmentHeaderSize)
         if !hints.sizesKnown {
@@ -97,7 +100,7 @@ final class SegmentWriter {
     /// twice for a record (once to size it). Under the store's write lock.
     @inline(__always)
     func append(
-        count: Int, timestamp: UInt64, state: StoreState,
+        count: Int, timestamp: UInt64,
         record: (_ index: Int, _ use: (LogRecord) -> Void) -> Void,
         apply: (_ records: ArraySlice<Appended>) -> Void
     ) throws(KVFileError) -> AppendResult {
@@ -126,7 +129,7 @@ final class SegmentWriter {
         if bytes > RecordFormat.maxBatchBytes {
             throw KVFileError(.invalidArgument, "batch of \(count) records needs \(bytes) bytes; the limit is \(RecordFormat.maxBatchBytes) (1 GiB). Split it into smaller batches.")
         }
-        try makeRoom(for: bytes, nextSeq: firstSeq, state: state)
+        try makeRoom(for: bytes, nextSeq: firstSeq)
         // A local array: no exclusivity check of a stored property per record.
         var appended: [Appended] = []
         swap(&appended, &appendedBuffer)
@@ -147,12 +150,12 @@ final class SegmentWriter {
     /// Makes sure `bytes` more fit in the active segment, sealing it and
     /// starting the next when they do not (a segment always takes at least
     /// one batch), and reserves the disk space for them.
-    private func makeRoom(for bytes: Int, nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+    private func makeRoom(for bytes: Int, nextSeq: UInt64) throws(KVFileError) {
         precondition(stagedBytes == 0, "makeRoom in the middle of a batch")
         let used = segment.length
         let hasRecords = used > RecordFormat.segmentHeaderSize
         if (hasRecords && used + bytes > segmentSize) || used + bytes > segment.recordCapacity {
-            try roll(nextSeq: nextSeq, needing: bytes, state: state)
+            try roll(nextSeq: nextSeq, needing: bytes)
         }
         let needed = segment.length + bytes
         if needed > segment.allocated {
@@ -210,25 +213,25 @@ final class SegmentWriter {
 
     /// Starts a segment of the current format when the active one is older
     /// (a version-1 segment has no block map): the old one is sealed as it is.
-    func upgradeActive(nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+    func upgradeActive(nextSeq: UInt64) throws(KVFileError) {
         precondition(stagedBytes == 0, "upgrade in the middle of a batch")
-        if segment.header.version < RecordFormat.version { try roll(nextSeq: nextSeq, needing: 0, state: state) }
+        if segment.header.version < RecordFormat.version { try roll(nextSeq: nextSeq, needing: 0) }
     }
 
     /// Seals the active segment when it holds records, so compaction can take it.
-    func sealIfNotEmpty(nextSeq: UInt64, state: StoreState) throws(KVFileError) {
+    func sealIfNotEmpty(nextSeq: UInt64) throws(KVFileError) {
         precondition(stagedBytes == 0, "seal in the middle of a batch")
-        if segment.length > RecordFormat.segmentHeaderSize { try roll(nextSeq: nextSeq, needing: 0, state: state) }
+        if segment.length > RecordFormat.segmentHeaderSize { try roll(nextSeq: nextSeq, needing: 0) }
     }
 
     /// Starts the next segment; the old one goes to the seal queue. The new
     /// segment's header is not synced here: if it is lost in a crash, the
     /// segment counts as one whose creation was cut short (empty).
-    private func roll(nextSeq: UInt64, needing bytes: Int, state: StoreState) throws(KVFileError) {
+    private func roll(nextSeq: UInt64, needing bytes: Int) throws(KVFileError) {
         let next = try SegmentWriter.createSegment(
-            id: state.allocateSegmentID(), baseSeq: nextSeq, directory: directory,
+            id: registry.allocateSegmentID(), baseSeq: nextSeq, directory: directory,
             capacity: max(segmentSize, RecordFormat.segmentHeaderSize + bytes), durable: false)
-        state.add(next)
+        registry.add(next)
         seals.add(PendingSeal(segment: segment, hints: hints))
         segment = next
         hints = HintBuilder(keepsEntries: false)

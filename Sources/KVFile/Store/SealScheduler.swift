@@ -82,6 +82,9 @@ final class SealScheduler: @unchecked Sendable {
         try syncMutex.withLock(body)
     }
 
+    /// Inside ``withSyncsPaused(_:)``: seals what waits.
+    func sealWhilePaused() throws(KVFileError) { try sealWaiting() }
+
     /// With `syncMutex` held.
     private func sealWaiting() throws(KVFileError) {
         guard !queue.isEmpty else { return }

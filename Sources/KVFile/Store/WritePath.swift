@@ -63,7 +63,7 @@ final class WritePath: @unchecked Sendable {
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
             // The expiry's tombstone first, in the same batch, so the change feed reports it before the write.
-            let appended = try writer.append(count: count, timestamp: timestamp, state: state) { index, use in
+            let appended = try writer.append(count: count, timestamp: timestamp) { index, use in
                 if expiring && index == 0 {
                     use(.init(operation: .deleted, seq: seq, expired: true, key: key, value: nil))
                 } else {
@@ -113,7 +113,7 @@ final class WritePath: @unchecked Sendable {
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
-            let appended = try writer.append(count: records.count, timestamp: timestamp, state: state) { index, use in
+            let appended = try writer.append(count: records.count, timestamp: timestamp) { index, use in
                 let record = records[index]
                 record.key.withUnsafeBytes { key in
                     Limits.withOptionalBytes(record.value) { value in
