@@ -4,7 +4,8 @@ import Glibc
 import Synchronization
 
 /// An open kvfile store: a directory of append-only, checksummed segment
-/// files with an in-memory hash index of every live key.
+/// files with a hash index of every live key in a file of its own, which the
+/// writer and every reader map.
 ///
 /// One process at a time may open a store for writing (an OS lock on
 /// `kvfile.lock` enforces it); any number may open it read-only at the same

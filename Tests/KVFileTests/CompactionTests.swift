@@ -95,7 +95,7 @@ import Testing
             // Whatever the store did in memory, what a new process sees is what counts.
             #expect(try contents(store) == model)
         }
-        let committed = [CompactionStep.markerWritten, .outputsRenamed, .keydirSwapped, .inputsRemoved].contains(step)
+        let committed = [CompactionStep.markerWritten, .outputsRenamed, .indexSwitched, .inputsRemoved].contains(step)
         #expect(FileManager.default.fileExists(atPath: path + "/kvfile.compaction") == committed)
         // A reader that arrives now sees the same contents, through a pending marker if there is one.
         let reader = try Store(path: path, options: .reader)

@@ -159,7 +159,7 @@ final class Compactor: @unchecked Sendable {
             try failpoint(.outputsRenamed)
             let outputs = try openOutputs(output.finished)
             try switchOver(from: plan.inputs, to: outputs, moves: moves)
-            try failpoint(.keydirSwapped)
+            try failpoint(.indexSwitched)
             for input in plan.inputs {
                 try Syscalls.unlink(StoreFiles(directory).hint(input.id))
                 try Syscalls.unlink(StoreFiles(directory).segment(input.id))
@@ -281,7 +281,7 @@ final class Compactor: @unchecked Sendable {
         return segments
     }
 
-    /// Points the keydir at the copies, a slice at a time so no writer waits
+    /// Points the index at the copies, a slice at a time so no writer waits
     /// long, then forgets the inputs. Keys written meanwhile keep their newer location.
     private func switchOver(from inputs: [Segment], to outputs: [Segment], moves: [Move]) throws(KVFileError) {
         try lock.withWriteLock { () throws(KVFileError) in

@@ -1,6 +1,6 @@
 // Hint files (see man/kvfile.5, "Hint files"): the keys, sizes and sequence
 // numbers of a sealed segment, without values, so that open can rebuild the
-// keydir without reading values. Layout:
+// index without reading values. Layout:
 //
 //   0  magic          8 bytes "kvfileH\n"
 //   8  version        u16 LE (1)

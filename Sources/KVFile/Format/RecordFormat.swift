@@ -28,8 +28,8 @@ public enum RecordFormat {
     public static let maxKeyLength = 4096
     /// The largest value, in bytes (64 MiB).
     public static let maxValueLength = 64 << 20
-    /// The largest sequence number, 2^51 − 1 (the keydir packs it with the key
-    /// length into 8 bytes): at a million writes a second, 71 years of writes.
+    /// The largest sequence number, 2^51 − 1 (the salvage keydir of `check --repair`
+    /// packs it with the key length into 8 bytes): at a million writes a second, 71 years of writes.
     public static let maxSeq: UInt64 = (1 << 51) - 1
     /// The largest encoded batch, in bytes (1 GiB): a batch never spans segments.
     public static let maxBatchBytes = 1 << 30

@@ -132,7 +132,7 @@ extension StoreLoader {
         if writer {
             // The writer holds the lock, so nobody can shrink the file under the
             // mapping, and records stay where they are: apply each eight records
-            // behind the scan, with its keydir slot and entries prefetched meanwhile.
+            // behind the scan, with its index slot and entries prefetched meanwhile.
             var window = LookaheadWindow<(offset: Int, header: RecordHeader, record: UnsafeRawPointer)>()
             let applyItem = { (item: (offset: Int, header: RecordHeader, record: UnsafeRawPointer)) throws(KVFileError) in
                 try apply(item.offset, item.header, item.record)

@@ -63,7 +63,7 @@ extension StoreLoader {
         }
     }
 
-    /// Reads the hint file of `segment` into the keydir; returns why it could not be used, or nil.
+    /// Reads the hint file of `segment` into the index; returns why it could not be used, or nil.
     private func applyHint(_ hintPath: String, segment: Segment, state: StoreState) throws(KVFileError) -> String? {
         guard let file = try OwnedFile.openIfExists(hintPath, O_RDONLY) else { return "missing" }
         let fd = file.fd
@@ -86,7 +86,7 @@ extension StoreLoader {
                 "the segment is \(segment.length) bytes but its intact hint file \(FileNames.hint(id)) records \(recorded) (in a sealed segment)")
         }
         // Entries are applied a few behind the one being read, whose slot and
-        // then keydir entries are prefetched meanwhile: loading is bound by those cache misses.
+        // then index entries are prefetched meanwhile: loading is bound by those cache misses.
         var window = LookaheadWindow<HintEntry>()
         func apply(_ entry: HintEntry) {
             state.applyLoaded(key: entry.key, operation: entry.operation, location: KeyLocation(

@@ -74,7 +74,7 @@ enum StoreDirectory {
     }
 
     /// About how many records the segments hold (hint entry counts, or the
-    /// size for a segment without one), so the keydir is sized once instead of
+    /// size for a segment without one), so the index is sized once instead of
     /// growing step by step while it loads. An overestimate costs only memory
     /// that is never touched.
     static func estimateRecords(_ directory: String, ids: [UInt32]) -> Int {

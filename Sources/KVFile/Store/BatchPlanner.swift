@@ -11,7 +11,7 @@ enum BatchPlanner {
         var expired = false
     }
 
-    static func plan(_ batch: WriteBatch, keydir: SharedIndex, now: UInt64) -> [Record] {
+    static func plan(_ batch: WriteBatch, index: SharedIndex, now: UInt64) -> [Record] {
         var existsAfter: [[UInt8]: Bool] = [:]
         var records: [Record] = []
         records.reserveCapacity(batch.count)
@@ -21,7 +21,7 @@ enum BatchPlanner {
             if let known = existsAfter[key] {
                 exists = known
             } else {
-                let location = key.withUnsafeBytes { keydir.lookup($0) }
+                let location = key.withUnsafeBytes { index.lookup($0) }
                 exists = location != nil
                 if let location, location.isExpired(at: now) {
                     records.append(Record(operation: .deleted, key: key, value: nil, expired: true))

@@ -166,7 +166,7 @@ final class StoreState {
     }
 
     /// Ends a load or catch-up: removes the deletion marks it left.
-    /// Throws ``KVFileError/Code/capacityExhausted`` when the keydir could not hold every key.
+    /// Throws ``KVFileError/Code/capacityExhausted`` when the index could not hold every key.
     func finishLoading() throws(KVFileError) {
         if index.isFull {
             throw KVFileError(.capacityExhausted,

@@ -106,7 +106,7 @@ final class WritePath: @unchecked Sendable {
                     return nil
                 }
             }
-            let records = BatchPlanner.plan(batch, keydir: state.index, now: timestamp)
+            let records = BatchPlanner.plan(batch, index: state.index, now: timestamp)
             try checkIndexPages()
             if records.isEmpty { return nil }
             if let earliest = records.lazy.map(\.deadline).filter({ $0 != 0 }).min() { expiry.noteDeadlineWrite(earliest) }

@@ -1,4 +1,4 @@
-/// Bulk keydir loading is bound by cache misses: each item is applied
+/// Bulk index loading is bound by cache misses: each item is applied
 /// `depth` items after it was pushed. The caller prefetches the item's slot
 /// when pushing it, and halfway through the window (its slot loaded by then)
 /// the entries that slot points at, so both misses are paid while the items
