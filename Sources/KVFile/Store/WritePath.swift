@@ -47,10 +47,7 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var receipt: WriteReceipt?
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try openState.check()
-            try failure.check()
-            // Writers that do not sync each put (durable ones look after each sync) look now and then whether the files are still there.
-            if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+            try checkWritable()
             var existing = state.index.lookup(key)
             try checkIndexPages()
             timestamp = Syscalls.wallClockMilliseconds()
@@ -63,20 +60,15 @@ final class WritePath: @unchecked Sendable {
             let count = (expiring ? 1 : 0) + (operation == nil ? 0 : 1)
             try Limits.checkSequence(seq, count: count, store: path)
             // The expiry's tombstone first, in the same batch, so the change feed reports it before the write.
-            let appended = try writer.append(count: count, timestamp: timestamp) { index, use in
+            let end = try append(count: count, firstSeq: seq, timestamp: timestamp) { index, use in
                 if expiring && index == 0 {
                     use(.init(operation: .deleted, seq: seq, expired: true, key: key, value: nil))
                 } else {
                     use(.init(operation: operation!, seq: seq + UInt64(index), deadline: deadline, key: key, value: value))
                 }
-            } apply: { records in
-                state.nextSeq = seq + UInt64(count)
-                apply(records)
             }
             if let operation { receipt = WriteReceipt(seq: seq + UInt64(count - 1), operation: operation) }
-            state.noteCommitted(logEnd: appended.end)
-            state.index.endChange()
-            return appended.end
+            return end
         }
         guard let position else { return nil }
         try afterWrite(position, now: timestamp)
@@ -91,9 +83,7 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var result = BatchResult.written
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try openState.check()
-            try failure.check()
-            if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+            try checkWritable()
             timestamp = Syscalls.wallClockMilliseconds()
             for check in batch.checks {
                 // An expired value counts as none.
@@ -113,7 +103,7 @@ final class WritePath: @unchecked Sendable {
             try Limits.checkIndexRoom(state.index, newKeys: records.lazy.filter { $0.operation == .created }.count)
             let firstSeq = state.nextSeq
             try Limits.checkSequence(firstSeq, count: records.count, store: path)
-            let appended = try writer.append(count: records.count, timestamp: timestamp) { index, use in
+            return try append(count: records.count, firstSeq: firstSeq, timestamp: timestamp) { index, use in
                 let record = records[index]
                 record.key.withUnsafeBytes { key in
                     Limits.withOptionalBytes(record.value) { value in
@@ -121,13 +111,7 @@ final class WritePath: @unchecked Sendable {
                                   expired: record.expired, key: key, value: value))
                     }
                 }
-            } apply: { staged in
-                state.nextSeq = firstSeq + UInt64(records.count)
-                apply(staged)
             }
-            state.noteCommitted(logEnd: appended.end)
-            state.index.endChange()
-            return appended.end
         }
         guard let position else { return result }
         try afterWrite(position, now: timestamp)
@@ -144,13 +128,31 @@ final class WritePath: @unchecked Sendable {
             "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
     }
 
-    /// Inside an append, once its records are in the mapping: the index
-    /// takes them, as one change readers in other processes see whole (the
-    /// caller ends the change once the append returns).
+    /// Under the write lock, first: throws when the store is closed, a sync
+    /// failed, or (writers that do not sync each put; durable ones look after
+    /// each sync) its files were removed.
     @inline(__always)
-    private func apply(_ records: ArraySlice<SegmentWriter.Appended>) {
-        state.index.beginChange()
-        for record in records { state.applyNewest(key: record.key, operation: record.operation, location: record.location) }
+    private func checkWritable() throws(KVFileError) {
+        try openState.check()
+        try failure.check()
+        if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+    }
+
+    /// Under the write lock: appends `count` records with sequence numbers
+    /// from `firstSeq` and applies them to the index as one change, which
+    /// readers in other processes see whole. Returns where the log ends.
+    @inline(__always)
+    private func append(
+        count: Int, firstSeq: UInt64, timestamp: UInt64, record: (_ index: Int, _ use: (SegmentWriter.LogRecord) -> Void) -> Void
+    ) throws(KVFileError) -> LogPosition {
+        let appended = try writer.append(count: count, timestamp: timestamp, record: record) { records in
+            state.nextSeq = firstSeq + UInt64(count)
+            state.index.beginChange()
+            for record in records { state.applyNewest(key: record.key, operation: record.operation, location: record.location) }
+        }
+        state.noteCommitted(logEnd: appended.end)
+        state.index.endChange()
+        return appended.end
     }
 
     /// After a write, outside the lock: sync when durability asks for it, wake
