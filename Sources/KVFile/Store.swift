@@ -320,11 +320,12 @@ public final class Store: @unchecked Sendable {
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8], _ expiresAt: UInt64) throws -> Void) throws {
         try openNewSegments()
         let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
-        for entry in snapshot {
-            let value = try withBytes(entry.key) { (key) throws(KVFileError) in
-                try RecordReader.value(in: entry.segment, offset: Int(entry.offset), size: Int(entry.size), key: key)
+        for entry in snapshot.entries {
+            let key = snapshot.key(of: entry)
+            let value = try withBytes(key) { (key) throws(KVFileError) in
+                try RecordReader.value(in: snapshot.segment(of: entry), offset: Int(entry.offset), size: Int(entry.size), key: key)
             }
-            try body(entry.key, value, entry.deadline)
+            try body(key, value, entry.deadline)
         }
     }
 
@@ -332,7 +333,8 @@ public final class Store: @unchecked Sendable {
     /// - Throws: ``KVFileError``, as `get` does.
     public func keys(prefix: [UInt8] = []) throws(KVFileError) -> [[UInt8]] {
         try openNewSegments()
-        return try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }.map(\.key)
+        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
+        return snapshot.entries.map { snapshot.key(of: $0) }
     }
 
     /// Up to `limit` live keys that start with `prefix` and sort after

@@ -1,30 +1,62 @@
-/// A point-in-time list of live keys and where their values are, taken under
-/// the read lock and read afterwards without it (segments stay mapped while referenced).
-struct SnapshotEntry {
-    var key: [UInt8]
-    var segment: Segment
-    var offset: UInt32
-    var size: UInt32
-    var deadline: UInt64 = 0
+/// A point-in-time list of live keys and where their values are, sorted by
+/// key, taken under the read lock and read afterwards without it (the
+/// segments it names stay mapped while it holds them). Keys sit in one byte
+/// array and entries hold no references, so a list of a million keys is
+/// two allocations and sorts without reference counting.
+struct SnapshotList {
+    struct Entry {
+        var keyStart: Int
+        var keyCount: Int
+        var segment: UInt32
+        var offset: UInt32
+        var size: UInt32
+        var deadline: UInt64
+    }
+
+    private(set) var entries: [Entry] = []
+    private var keyBytes: [UInt8] = []
+    private var segments: [UInt32: Segment] = [:]
+
+    init(capacity: Int) {
+        entries.reserveCapacity(capacity)
+        keyBytes.reserveCapacity(capacity * 16)
+    }
+
+    mutating func append(key: UnsafeRawBufferPointer, segment: Segment, location: KeyLocation) {
+        if segments[segment.id] == nil { segments[segment.id] = segment }
+        entries.append(Entry(keyStart: keyBytes.count, keyCount: key.count, segment: segment.id,
+                             offset: location.offset, size: location.size, deadline: location.deadline))
+        keyBytes.append(contentsOf: key)
+    }
+
+    mutating func sortByKey() {
+        keyBytes.withUnsafeBytes { keys in
+            entries.sort {
+                KeyOrder.precedes(UnsafeRawBufferPointer(rebasing: keys[$0.keyStart..<($0.keyStart + $0.keyCount)]),
+                                  UnsafeRawBufferPointer(rebasing: keys[$1.keyStart..<($1.keyStart + $1.keyCount)]))
+            }
+        }
+    }
+
+    func key(of entry: Entry) -> [UInt8] { Array(keyBytes[entry.keyStart..<(entry.keyStart + entry.keyCount)]) }
+    func segment(of entry: Entry) -> Segment { segments[entry.segment]! }
 }
 
 enum StoreSnapshot {
     /// Nil when the state is a shared index that a writer changed while it was
     /// walked, or that names segments this process has not opened.
-    static func entries(of state: StoreState, prefix: [UInt8]) -> [SnapshotEntry]? {
+    static func entries(of state: StoreState, prefix: [UInt8]) -> SnapshotList? {
         let now = Syscalls.wallClockMilliseconds()
         return consistently(state) {
-            var entries: [SnapshotEntry] = []
-            entries.reserveCapacity(prefix.isEmpty ? state.index.count : 16)
+            var list = SnapshotList(capacity: prefix.isEmpty ? state.index.count : 16)
             let unreadable = state.index.forEach { key, location in
                 if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
                 if location.isExpired(at: now) { return }
                 guard let segment = state.segment(location.segment) else { return }
-                entries.append(SnapshotEntry(key: Array(key), segment: segment, offset: location.offset, size: location.size,
-                                             deadline: location.deadline))
+                list.append(key: key, segment: segment, location: location)
             }
-            entries.sort { $0.key.lexicographicallyPrecedes($1.key) }
-            return unreadable == 0 ? entries : nil
+            list.sortByKey()
+            return unreadable == 0 ? list : nil
         }
     }
 
@@ -48,9 +80,9 @@ extension StoreSnapshot {
             let unreadable = state.index.forEach { key, location in
                 if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
                 if location.isExpired(at: now) { return }
-                if let after, !after.lexicographicallyPrecedes(key) { return }
+                if let after, !after.withUnsafeBytes({ KeyOrder.precedes($0, key) }) { return }
                 if heap.count == limit {
-                    guard key.lexicographicallyPrecedes(heap.top!) else { return }
+                    guard heap.top!.withUnsafeBytes({ KeyOrder.precedes(key, $0) }) else { return }
                     heap.replaceTop(Array(key))
                 } else {
                     heap.push(Array(key))
@@ -72,7 +104,7 @@ struct KeyHeap {
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard items[parent].lexicographicallyPrecedes(items[child]) else { break }
+            guard KeyOrder.precedes(items[parent], items[child]) else { break }
             items.swapAt(parent, child)
             child = parent
         }
@@ -84,13 +116,13 @@ struct KeyHeap {
         while true {
             let left = 2 * parent + 1, right = left + 1
             var largest = parent
-            if left < items.count && items[largest].lexicographicallyPrecedes(items[left]) { largest = left }
-            if right < items.count && items[largest].lexicographicallyPrecedes(items[right]) { largest = right }
+            if left < items.count && KeyOrder.precedes(items[largest], items[left]) { largest = left }
+            if right < items.count && KeyOrder.precedes(items[largest], items[right]) { largest = right }
             if largest == parent { return }
             items.swapAt(parent, largest)
             parent = largest
         }
     }
 
-    func sorted() -> [[UInt8]] { items.sorted { $0.lexicographicallyPrecedes($1) } }
+    func sorted() -> [[UInt8]] { items.sorted { KeyOrder.precedes($0, $1) } }
 }

@@ -27,19 +27,24 @@ struct DeleteCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let store = try access.openForWriting(lock: lock, durability: write.mode)
-            let existed: Bool
-            if let ifVersion {
-                let result = try RawArguments.bytes(of: key).withUnsafeBytes { try store.delete(key: $0, if: .version(anyOf: [ifVersion])) }
-                if case .conditionFailed(let current) = result {
-                    Terminal.error("not removed: the key is at version \(current), not \(ifVersion)")
-                }
-                if case .written = result { existed = true } else { existed = false }
-            } else {
-                existed = try store.delete(RawArguments.bytes(of: key))
-            }
-            try store.close()
-            return existed ? .success : .notFound
+            try Self.delete(key, from: access.store, lockTimeout: lock.lockTimeout, durability: write.mode, ifVersion: ifVersion)
         }
+    }
+
+    /// Removes `key` from the store at `path`; `.notFound` when it had no value (or another version).
+    static func delete(_ key: String, from path: String, lockTimeout: Int, durability: Durability, ifVersion: UInt64?) throws -> CLIExitCode {
+        let store = try StoreAccessOptions.openForWriting(path, lockTimeout: lockTimeout, durability: durability, create: false)
+        let existed: Bool
+        if let ifVersion {
+            let result = try RawArguments.bytes(of: key).withUnsafeBytes { try store.delete(key: $0, if: .version(anyOf: [ifVersion])) }
+            if case .conditionFailed(let current) = result {
+                Terminal.error("not removed: the key is at version \(current), not \(ifVersion)")
+            }
+            if case .written = result { existed = true } else { existed = false }
+        } else {
+            existed = try store.delete(RawArguments.bytes(of: key))
+        }
+        try store.close()
+        return existed ? .success : .notFound
     }
 }

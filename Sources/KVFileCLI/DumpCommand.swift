@@ -1,5 +1,6 @@
 import ArgumentParser
 import KVFile
+import KVFileText
 
 struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,7 +55,11 @@ enum Dumper {
         case .text:
             try store.forEach(prefix: prefix) { key, value in out.write(PairWriter.textLine(key, value)) }
         case .ndjson:
-            try store.forEach(prefix: prefix) { key, value, expiresAt in out.write(PairWriter.ndjsonLine(key, value, expiresAt: expiresAt)) }
+            try store.forEach(prefix: prefix) { key, value, expiresAt in
+                out.append { bytes in
+                    key.withUnsafeBytes { key in value.withUnsafeBytes { value in PairJSON.appendNDJSONLine(key, value, expiresAt: expiresAt, to: &bytes) } }
+                }
+            }
         case .json:
             var document = PairWriter.JSONDocument(out)
             try store.forEach(prefix: prefix) { key, value in try document.add(key, value) }

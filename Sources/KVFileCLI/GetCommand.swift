@@ -67,12 +67,17 @@ struct GetCommand: ParsableCommand {
                 Array("\(version)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
                 return .success
             }
-            guard let value = try store.get(RawArguments.bytes(of: key)) else { return .notFound }
-            value.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
-            if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {
-                [UInt8(ascii: "\n")].withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
-            }
-            return .success
+            return try Self.printValue(of: key, in: store)
         }
+    }
+
+    /// `kvfile get STORE KEY`: writes the value of `key` to standard output.
+    static func printValue(of key: String, in store: Store) throws -> CLIExitCode {
+        guard let value = try store.get(RawArguments.bytes(of: key)) else { return .notFound }
+        value.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
+        if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {
+            [UInt8(ascii: "\n")].withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
+        }
+        return .success
     }
 }

@@ -54,6 +54,7 @@ struct KVFileCommand: ParsableCommand {
             Terminal.write(Array(helpMessage().utf8) + [10], to: 2)
             Glibc.exit(CLIExitCode.usage.rawValue)
         }
+        QuickPath.runIfPlain(arguments)
         main(arguments)
     }
 }

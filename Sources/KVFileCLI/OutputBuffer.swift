@@ -20,6 +20,12 @@ final class OutputBuffer {
 
     func write(_ text: String) { write(text.utf8) }
 
+    /// Lets `body` append bytes to the buffer in place.
+    func append(_ body: (inout [UInt8]) -> Void) {
+        body(&bytes)
+        if bytes.count >= 1 << 16 { flush() }
+    }
+
     func flush() {
         guard !bytes.isEmpty else { return }
         bytes.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: fd) }

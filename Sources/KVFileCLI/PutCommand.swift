@@ -56,44 +56,53 @@ struct PutCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let bytes: [UInt8]
-            if let value {
-                bytes = RawArguments.bytes(of: value)
-            } else {
-                if Terminal.isTerminal(0) {
-                    Terminal.error("reading the value from standard input; end it with Ctrl-D")
-                }
-                bytes = try Terminal.readStandardInput(limit: RecordFormat.maxValueLength) {
-                    CLIError(message: "value on standard input for key \(JSONText.quoted(String(decoding: RawArguments.bytes(of: key), as: UTF8.self))) "
-                                 + "is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB); stopped reading there",
-                             code: .invalidInput)
-                }
-            }
-            _ = try expiry.deadline()  // refuses a time already past before the store is touched
-            let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
-            // Measured from when the write can happen (the lock may have been waited for).
-            let deadline = try expiry.deadline()
-            let written: Bool
-            if let ifVersion {
-                switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion]), expiresAt: deadline) {
-                case .written: written = true
-                case .conditionFailed(let current):
-                    Terminal.error("not written: the key is at version \(current), not \(ifVersion)")
-                    written = false
-                case .nothingToDelete: written = false
-                }
-            } else if ifAbsent {
-                if case .written = try store.put(RawArguments.bytes(of: key), bytes, if: .absent, expiresAt: deadline) {
-                    written = true
-                } else {
-                    written = false
-                }
-            } else {
-                try store.put(RawArguments.bytes(of: key), bytes, expiresAt: deadline)
-                written = true
-            }
-            try store.close()
-            return written ? .success : .notFound
+            try Self.put(key, value, into: access.store, lockTimeout: lock.lockTimeout, durability: write.mode,
+                         deadline: expiry.deadline, ifAbsent: ifAbsent, ifVersion: ifVersion)
         }
+    }
+
+    /// Sets `key` in the store at `path` (made when missing) to `value`, or
+    /// to standard input when it is nil; `deadline` gives the expiry (0: none).
+    /// `.notFound` when a condition kept it from being written.
+    static func put(_ key: String, _ value: String?, into path: String, lockTimeout: Int, durability: Durability,
+                    deadline: () throws -> UInt64, ifAbsent: Bool, ifVersion: UInt64?) throws -> CLIExitCode {
+        let bytes: [UInt8]
+        if let value {
+            bytes = RawArguments.bytes(of: value)
+        } else {
+            if Terminal.isTerminal(0) {
+                Terminal.error("reading the value from standard input; end it with Ctrl-D")
+            }
+            bytes = try Terminal.readStandardInput(limit: RecordFormat.maxValueLength) {
+                CLIError(message: "value on standard input for key \(JSONText.quoted(String(decoding: RawArguments.bytes(of: key), as: UTF8.self))) "
+                             + "is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB); stopped reading there",
+                         code: .invalidInput)
+            }
+        }
+        _ = try deadline()  // refuses a time already past before the store is touched
+        let store = try StoreAccessOptions.openForWriting(path, lockTimeout: lockTimeout, durability: durability, create: true)
+        // Measured from when the write can happen (the lock may have been waited for).
+        let expiresAt = try deadline()
+        let written: Bool
+        if let ifVersion {
+            switch try store.put(RawArguments.bytes(of: key), bytes, if: .version(anyOf: [ifVersion]), expiresAt: expiresAt) {
+            case .written: written = true
+            case .conditionFailed(let current):
+                Terminal.error("not written: the key is at version \(current), not \(ifVersion)")
+                written = false
+            case .nothingToDelete: written = false
+            }
+        } else if ifAbsent {
+            if case .written = try store.put(RawArguments.bytes(of: key), bytes, if: .absent, expiresAt: expiresAt) {
+                written = true
+            } else {
+                written = false
+            }
+        } else {
+            try store.put(RawArguments.bytes(of: key), bytes, expiresAt: expiresAt)
+            written = true
+        }
+        try store.close()
+        return written ? .success : .notFound
     }
 }

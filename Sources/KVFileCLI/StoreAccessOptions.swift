@@ -8,17 +8,27 @@ struct StoreAccessOptions: ParsableArguments {
 
     /// Opens the store read-only: readers never lock, so they never wait.
     func openForReading() throws(KVFileError) -> Store {
-        try Store(path: store, options: StoreOptions(readOnly: true, createIfMissing: false))
+        try Self.openForReading(store)
+    }
+
+    /// Opens the store at `path` read-only.
+    static func openForReading(_ path: String) throws(KVFileError) -> Store {
+        try Store(path: path, options: StoreOptions(readOnly: true, createIfMissing: false))
     }
 
     /// Opens the store for writing. Only commands that write data create a
     /// missing store (`put`, `load`): `delete` or `compact` of a mistyped path
     /// must not leave an empty store behind.
     func openForWriting(lock: LockOptions, durability: Durability = .none, create: Bool = false) throws(KVFileError) -> Store {
+        try Self.openForWriting(store, lockTimeout: lock.lockTimeout, durability: durability, create: create)
+    }
+
+    /// Opens the store at `path` for writing.
+    static func openForWriting(_ path: String, lockTimeout: Int, durability: Durability, create: Bool) throws(KVFileError) -> Store {
         var options = StoreOptions(readOnly: false, createIfMissing: create)
-        options.lockTimeoutMilliseconds = lock.lockTimeout
+        options.lockTimeoutMilliseconds = lockTimeout
         options.durability = durability
-        return try Store(path: store, options: options)
+        return try Store(path: path, options: options)
     }
 
     func validate() throws {
@@ -30,7 +40,9 @@ struct StoreAccessOptions: ParsableArguments {
 struct LockOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
         "How long to wait for another writer to release the store, in milliseconds.", valueName: "ms"))
-    var lockTimeout: Int = 10_000
+    var lockTimeout: Int = LockOptions.defaultTimeout
+
+    static let defaultTimeout = 10_000
 
     func validate() throws {
         if lockTimeout < 0 { throw ValidationError("--lock-timeout must be 0 or more milliseconds") }

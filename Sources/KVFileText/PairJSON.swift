@@ -5,8 +5,21 @@ public enum PairJSON {
     /// bytes as `key_base64` / `value_base64`.
     /// With `expiresAt` (ms since the Unix epoch) the line ends with `"expires_at":N`.
     public static func ndjsonLine(_ key: [UInt8], _ value: [UInt8], expiresAt: UInt64 = 0) -> String {
-        "{" + JSONText.bytesField("key", key) + "," + JSONText.bytesField("value", value)
-            + (expiresAt == 0 ? "" : ",\"expires_at\":\(expiresAt)") + "}\n"
+        var line: [UInt8] = []
+        key.withUnsafeBytes { key in value.withUnsafeBytes { value in appendNDJSONLine(key, value, expiresAt: expiresAt, to: &line) } }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    /// Appends the line `ndjsonLine` returns to `out`, as bytes (dump writes a million of them).
+    public static func appendNDJSONLine(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, expiresAt: UInt64, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        JSONText.appendBytesField("key", key, to: &out)
+        out.append(UInt8(ascii: ","))
+        JSONText.appendBytesField("value", value, to: &out)
+        if expiresAt != 0 {
+            out.append(contentsOf: Array(",\"expires_at\":\(expiresAt)".utf8))
+        }
+        out.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: "\n")])
     }
 
     /// A key that cannot be a JSON object key.

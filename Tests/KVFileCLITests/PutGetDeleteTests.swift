@@ -14,6 +14,39 @@ import Testing
         #expect(get.stderr.isEmpty)
     }
 
+    /// `get S K`, `put S K [V]` and `delete S K` skip the argument parser
+    /// (QuickPath); an option sends the same command through it. Both must
+    /// give the same output, messages and status.
+    @Test func plainFormsSkippingTheParserBehaveAsParsedForms() throws {
+        let dir = TemporaryDirectory()
+        let file = dir.sub("plain.txt")
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        let longKey = String(repeating: "k", count: 4097)
+        for (index, parsedOption) in [["--lock-timeout", "10000"], ["--durability", "none"]].enumerated() {
+            let quick = dir.sub("quick\(index)"), parsed = dir.sub("parsed\(index)")
+            func same(_ command: String, _ tail: [String], input: [UInt8]? = nil, options: [String] = parsedOption) throws {
+                let a = try run(kvfileBinary, [command, quick] + tail, input: input)
+                let b = try run(kvfileBinary, [command] + options + [parsed] + tail, input: input)
+                #expect(a.status == b.status, "\(command) \(tail): status \(a.status) against \(b.status)")
+                #expect(a.stdout == b.stdout, "\(command) \(tail)")
+                #expect(a.stderr.replacingOccurrences(of: quick, with: "S") == b.stderr.replacingOccurrences(of: parsed, with: "S"), "\(command) \(tail)")
+            }
+            try same("get", ["k"], options: ["--format", "text"])           // no store yet: 66, nothing created
+            #expect(!FileManager.default.fileExists(atPath: quick))
+            try same("delete", ["k"])                                      // delete does not create one either
+            #expect(!FileManager.default.fileExists(atPath: quick))
+            try same("put", ["k", "v"])
+            try same("put", ["n", "-5"])                                   // a negative number is a value
+            try same("put", ["stdin"], input: [0, 1, 2, 255])
+            try same("put", [longKey, "v"])                                // 65: key too long
+            for key in ["k", "n", "stdin", "absent"] { try same("get", [key], options: ["--format", "text"]) }
+            try same("delete", ["k"])
+            try same("delete", ["k"])                                      // 1: nothing to delete
+        }
+        let a = try kvfile("get", file, "k"), b = try kvfile("get", "--format", "text", file, "k")
+        #expect(a.status == 66 && a.status == b.status && a.stderr == b.stderr)
+    }
+
     @Test func valueFromStandardInputIsBinarySafe() throws {
         let dir = TemporaryDirectory()
         let store = dir.sub("bin")

@@ -141,15 +141,21 @@ enum RecordCodec {
         let kind = p.load(fromByteOffset: 4, as: UInt8.self)
         guard kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0 else { return nil }
         var position = 5
-        var lengths: (UInt64, UInt64) = (0, 0)
-        let present = fieldMask(deadline: kind & RecordFormat.flagDeadline != 0, compressed: kind & RecordFormat.flagLZ4 != 0)
-        for index in 0..<6 where present & (1 << index) != 0 {
-            guard case .value(let v, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
+        // seq, ts and the deadline are passed over; keylen and stored read; raw passed over.
+        for _ in 0..<(kind & RecordFormat.flagDeadline != 0 ? 3 : 2) {
+            guard case .value(_, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
             position += length
-            if index == 3 { lengths.0 = v } else if index == 4 { lengths.1 = v }
         }
-        guard lengths.0 <= UInt64(RecordFormat.maxKeyLength), lengths.1 <= UInt64(RecordFormat.maxValueLength) + 1024 else { return nil }
-        return position + Int(lengths.0) + Int(lengths.1)
+        guard case .value(let keyLength, let keyField) = Varint.read(p + position, available: bytes.count - position) else { return nil }
+        position += keyField
+        guard case .value(let storedLength, let storedField) = Varint.read(p + position, available: bytes.count - position) else { return nil }
+        position += storedField
+        if kind & RecordFormat.flagLZ4 != 0 {
+            guard case .value(_, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
+            position += length
+        }
+        guard keyLength <= UInt64(RecordFormat.maxKeyLength), storedLength <= UInt64(RecordFormat.maxValueLength) + 1024 else { return nil }
+        return position + Int(keyLength) + Int(storedLength)
     }
 
     /// The exact encoded size of a record with these lengths.
