@@ -212,6 +212,47 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         #expect(!failed.withLock { $0 }.isEmpty)
     }
 
+    /// Regression (2026-12-01, `kvfile watch` beside a writer that rolled): a
+    /// reader scanned a rolled segment whose seal had not finished through its
+    /// mapping, the seal cut the reserved space off meanwhile, and reading the
+    /// zeros past the records faulted (SIGBUS) instead of ending the scan there.
+    @Test func aReaderScanningASegmentItsSealCutsMeanwhileDoesNotFault() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("seal-cut")
+        var options = StoreOptions()
+        options.segmentSize = 64 << 10
+        options.autoCompaction = nil
+        let store = try Store(path: path, options: options)
+        var random = SeededRandom(seed: 11)
+        // 40 KB each, incompressible: one per segment, pages of reserved space after it.
+        for index in 0..<3 { try store.put(bytes("k\(index)"), (0..<(40 << 10)).map { _ in UInt8.random(in: 0...255, using: &random) }) }
+        store.abandonForCrashTest()
+        // Segment 1 as between the writer's roll and its seal: no hint file yet,
+        // the file still as long as the space reserved for records and map.
+        let segment = path + "/" + FileNames.segment(1)
+        let recordsEnd = fileBytes(segment).count
+        let decoded = fileBytes(segment).withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: $0.count, expectedID: 1) }
+        guard case .success(let header) = decoded else { Issue.record("segment 1 has no header"); return }
+        try #require(Int(header.mapOffset) > recordsEnd + 2 * 4096)  // whole pages of zeros between records and map
+        unlink(path + "/" + FileNames.hint(1))
+        #expect(truncate(segment, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0)
+        // The seal's cut lands after the reader sized and mapped the file, before it scans.
+        let faults = IOFaults.install(directory: path)
+        defer { faults.uninstall() }
+        let cut = Mutex(false)
+        faults.setRule { call, file in
+            if call == .map, file == segment, !cut.withLock({ $0 }) {
+                cut.withLock { $0 = true }
+                _ = truncate(segment, off_t(recordsEnd))
+            }
+            return nil
+        }
+        let tailer = try LogTailer(path: path, start: .beginning)
+        #expect(cut.withLock { $0 })
+        let events = try collect(tailer, count: 3)
+        #expect(events.map(\.key) == [bytes("k0"), bytes("k1"), bytes("k2")])
+    }
+
     /// Regression (kvfile-bench watchlatency, 2026-11-24): a reader copying the
     /// active segment while the writer stored records saw one record unfinished
     /// with finished ones after it, and reported the store as corrupt.

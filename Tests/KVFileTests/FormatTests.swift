@@ -46,6 +46,47 @@ import Testing
             guard case .overlong = Varint.read($0.baseAddress!, available: 11) else { Issue.record("expected overlong"); return }
         }
     }
+
+    /// The word-at-a-time walk of a closed list's sizes names the same first
+    /// start per block, the same end and the same rejections as reading each size.
+    @Test func walkingFirstStartsInBlocksAgreesWithReadingEverySize() {
+        var random = SeededRandom(seed: 5)
+        for round in 0..<400 {
+            var list: [UInt8] = []
+            let count = Int.random(in: 0...300, using: &random)
+            for _ in 0..<count {
+                let size: UInt64
+                switch Int.random(in: 0..<20, using: &random) {
+                case 0: size = 0  // rejected
+                case 1: size = UInt64.random(in: 16384...200_000, using: &random)  // three bytes
+                case 2: size = UInt64(Int.random(in: 1...100, using: &random) * 128)  // low bits zero
+                case 3: size = UInt64.random(in: 1...127, using: &random)
+                default: size = UInt64.random(in: 60...400, using: &random)
+                }
+                var bytes = [UInt8](repeating: 0, count: 10)
+                let n = bytes.withUnsafeMutableBytes { Varint.write(size, to: $0.baseAddress!) }
+                list += bytes[0..<n]
+            }
+            if round % 7 == 0 && !list.isEmpty { list[list.count - 1] |= 0x80 }  // truncated
+            if round % 11 == 0 { list += [0x85, 0x00] }  // a size written in two bytes where one would do
+            let limit = round % 5 == 0 ? Int.random(in: 40...60_000, using: &random) : Int.max
+            let shift = round % 3 == 0 ? 8 : 12
+            var expected: [Int] = []
+            var block = -1
+            let expectedEnd = list.withUnsafeBytes { raw in
+                Varint.walkSizes(raw.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: raw.count, from: 40, limit: limit) { start in
+                    if start >> shift != block { block = start >> shift; expected.append(start) }
+                }
+            }
+            var starts: [Int] = []
+            let end = list.withUnsafeBytes { raw in
+                Varint.walkFirstStartsInBlocks(raw.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: raw.count, from: 40,
+                                               limit: limit, blockShift: shift) { starts.append($0) }
+            }
+            #expect(end == expectedEnd, "round \(round)")
+            if expectedEnd != nil { #expect(starts == expected, "round \(round)") }
+        }
+    }
 }
 
 /// Encodes one record the way the writer does, for tests.

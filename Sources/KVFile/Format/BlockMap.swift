@@ -27,7 +27,8 @@
 
 enum BlockMap {
     /// The size of a block, and the alignment of the map.
-    static let blockSize = 4096
+    static let blockSize = 1 << blockShift
+    static let blockShift = 12
     /// Bytes per map entry.
     static let entrySize = 4
 
@@ -103,19 +104,37 @@ enum BlockMap {
     /// Calls `body` with each record start the list names; false (after
     /// calling it for some) when the list does not match its checksum and the records' end.
     static func forEachRecordStart(list: UnsafeRawBufferPointer, closed: Closed, _ body: (Int) -> Void) -> Bool {
+        guard let sizes = sizes(of: list, closed: closed) else { return false }
+        let end = Varint.walkSizes(sizes.baseAddress!, count: sizes.count, from: RecordFormat.segmentHeaderSize, limit: closed.recordsEnd, body)
+        return end == closed.recordsEnd
+    }
+
+    /// True when the list matches its checksum and its sizes add up to the records' end.
+    static func listIsSound(_ list: UnsafeRawBufferPointer, closed: Closed) -> Bool {
+        firstStartsInBlocks(list: list, closed: closed, { _ in })
+    }
+
+    /// The first record start in each block that records start in (what the
+    /// open map's entries name), when the list is sound (see ``listIsSound(_:closed:)``).
+    static func firstStartsInBlocks(list: UnsafeRawBufferPointer, closed: Closed) -> [UInt32]? {
+        var starts: [UInt32] = []
+        starts.reserveCapacity(closed.recordsEnd / blockSize + 1)
+        return firstStartsInBlocks(list: list, closed: closed) { starts.append(UInt32($0)) } ? starts : nil
+    }
+
+    private static func firstStartsInBlocks(list: UnsafeRawBufferPointer, closed: Closed, _ body: (Int) -> Void) -> Bool {
+        guard let sizes = sizes(of: list, closed: closed) else { return false }
+        let end = Varint.walkFirstStartsInBlocks(sizes.baseAddress!, count: sizes.count, from: RecordFormat.segmentHeaderSize,
+                                                 limit: closed.recordsEnd, blockShift: blockShift, body)
+        return end == closed.recordsEnd
+    }
+
+    /// The sizes of a list that has its marker and matches its checksum.
+    private static func sizes(of list: UnsafeRawBufferPointer, closed: Closed) -> UnsafeRawBufferPointer? {
         guard list.count == closed.listBytes, list.count >= listMarker.count, let p = list.baseAddress,
               list.prefix(listMarker.count).elementsEqual(listMarker),
-              CRC32C.checksum(p, list.count) == closed.listCRC else { return false }
-        var position = listMarker.count
-        var offset = RecordFormat.segmentHeaderSize
-        while position < list.count {
-            guard case .value(let size, let length) = Varint.read(p + position, available: list.count - position), size > 0,
-                  size <= UInt64(closed.recordsEnd - offset) else { return false }
-            body(offset)
-            offset += Int(size)
-            position += length
-        }
-        return offset == closed.recordsEnd
+              CRC32C.checksum(p, list.count) == closed.listCRC else { return nil }
+        return UnsafeRawBufferPointer(start: p + listMarker.count, count: list.count - listMarker.count)
     }
 
     private static func trailerCheck(_ p: UnsafeRawPointer, segmentID: UInt32) -> UInt32 {

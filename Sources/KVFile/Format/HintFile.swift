@@ -40,19 +40,30 @@ final class HintBuilder {
     /// Records before this offset have no entry here: a writer reopened the
     /// segment through the index without reading them.
     private(set) var coveredFrom = RecordFormat.segmentHeaderSize
+    /// What a closed segment's list says of the records before `coveredFrom`.
+    struct PriorRecords {
+        /// Their sizes as uvarints (the list without its marker).
+        var sizes: [UInt8]
+        /// The first record start in each block records start in.
+        var firstStartsInBlocks: [UInt32]
+    }
     /// Their sizes as uvarints, when the closed list gave them.
     private var priorSizes: [UInt8]?
+    private var priorFirstStarts: [UInt32] = []
 
     init(keepsEntries: Bool = true) {
         self.keepsEntries = keepsEntries
     }
 
-    /// A builder of sizes for records appended after `offset`; `priorSizes`
-    /// are the sizes (uvarints) of the records before it, when known.
-    init(resumingAt offset: Int, priorSizes: [UInt8]?) {
+    /// A builder of sizes for records appended after `offset`; `prior` says
+    /// what a closed list says of the records before it, when known.
+    init(resumingAt offset: Int, prior: PriorRecords?) {
         keepsEntries = false
         coveredFrom = offset
-        self.priorSizes = offset == RecordFormat.segmentHeaderSize ? nil : priorSizes
+        if offset > RecordFormat.segmentHeaderSize, let prior {
+            priorSizes = prior.sizes
+            priorFirstStarts = prior.firstStartsInBlocks
+        }
     }
 
     /// True when every record of the segment has an entry.
@@ -60,32 +71,12 @@ final class HintBuilder {
     /// True when the offset and size of every record are known.
     var sizesKnown: Bool { isComplete || priorSizes != nil }
 
-    /// Calls `body` with the offset and size of each record, in order: all of
-    /// them when `sizesKnown`, else those after `coveredFrom`.
-    func forEachRecord(_ body: (_ offset: Int, _ size: Int) -> Void) {
-        var offset = RecordFormat.segmentHeaderSize
-        if let priorSizes {
-            priorSizes.withUnsafeBytes { raw in
-                var position = 0
-                while position < raw.count, case .value(let size, let length) = Varint.read(raw.baseAddress! + position, available: raw.count - position) {
-                    body(offset, Int(size))
-                    offset += Int(size)
-                    position += length
-                }
-            }
-        }
-        offset = coveredFrom
+    /// Calls `body` with the offset and size of each record of a builder that
+    /// keeps entries (one that keeps sizes only is walked by the callers below).
+    private func forEachRecord(_ body: (_ offset: Int, _ size: Int) -> Void) {
+        var offset = coveredFrom
         let p = UnsafeRawPointer(entries.base)
         var position = 0
-        if !keepsEntries {
-            for _ in 0..<entryCount {
-                guard case .value(let size, let length) = Varint.read(p + position, available: entries.count - position) else { return }
-                body(offset, Int(size))
-                offset += Int(size)
-                position += length
-            }
-            return
-        }
         for _ in 0..<entryCount {
             position += 1  // op
             var fields: (UInt64, UInt64, UInt64) = (0, 0, 0)
@@ -98,6 +89,33 @@ final class HintBuilder {
             offset += Int(fields.1)
             position += Int(fields.2)
         }
+    }
+
+    /// Calls `body` with the first record start in each block, in order (what
+    /// the open map's entries name): of all records when `sizesKnown`, else of
+    /// those after `coveredFrom`. The records before a resumed writer's come
+    /// from its closed list, read once when it opened.
+    func forEachFirstStartInBlocks(_ body: (_ offset: Int) -> Void) {
+        var block = -1
+        func note(_ start: Int) {
+            if start / BlockMap.blockSize != block {
+                block = start / BlockMap.blockSize
+                body(start)
+            }
+        }
+        guard !keepsEntries else { return forEachRecord { offset, _ in note(offset) } }
+        for start in priorFirstStarts { note(Int(start)) }
+        _ = Varint.walkFirstStartsInBlocks(UnsafeRawPointer(entries.base), count: entries.count, from: coveredFrom, limit: Int.max,
+                                           blockShift: BlockMap.blockShift, note)
+    }
+
+    /// Appends the size of each record as a uvarint (the closed layout's
+    /// list), when `sizesKnown`: a builder of sizes only copies its bytes.
+    func appendSizes(to list: GrowableBuffer) {
+        precondition(sizesKnown, "the closed list needs the size of every record")
+        guard !keepsEntries else { return forEachRecord { _, size in list.appendVarint(UInt64(size)) } }
+        priorSizes?.withUnsafeBytes { list.append($0) }
+        list.append(UnsafeRawBufferPointer(start: entries.base, count: entries.count))
     }
 
     /// A builder with an entry for every record of `segment` (whose records

@@ -49,4 +49,106 @@ enum Varint {
         }
         return .truncated
     }
+
+    /// Walks a run of uvarint record sizes at `p` (`count` bytes), the first
+    /// record starting at `offset`; calls `body` with each record's start.
+    /// Returns where the records end, or nil when a size is zero, runs past
+    /// `limit`, or does not read (a list written by no writer). Sizes of one
+    /// or two bytes, nearly all of them, take no loop.
+    @inline(__always)
+    static func walkSizes(_ p: UnsafeRawPointer, count: Int, from offset: Int, limit: Int, _ body: (Int) -> Void) -> Int? {
+        var position = 0
+        var offset = offset
+        while position < count {
+            let first = p.load(fromByteOffset: position, as: UInt8.self)
+            var size: Int
+            if first < 0x80 {
+                size = Int(first)
+                position += 1
+            } else if position + 1 < count, case let second = p.load(fromByteOffset: position + 1, as: UInt8.self), second < 0x80 {
+                size = Int(first & 0x7F) | Int(second) << 7
+                position += 2
+            } else {
+                guard case .value(let value, let length) = read(p + position, available: count - position),
+                      value <= UInt64(Int.max) else { return nil }
+                size = Int(value)
+                position += length
+            }
+            guard size > 0, size <= limit - offset else { return nil }
+            body(offset)
+            offset += size
+        }
+        return offset
+    }
+}
+
+extension Varint {
+    private static let highBits: UInt64 = 0x8080_8080_8080_8080
+    private static let lowBits: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+
+    /// As ``walkSizes(_:count:from:limit:_:)``, but `body` is called only with
+    /// the first record start in each block of `1 << blockShift` bytes (what a
+    /// block map's entries name). Eight bytes of sizes are summed at a time
+    /// where no block starts among them; the rest is walked size by size.
+    static func walkFirstStartsInBlocks(_ p: UnsafeRawPointer, count: Int, from offset: Int, limit: Int, blockShift: Int,
+                                        _ body: (Int) -> Void) -> Int? {
+        var position = 0
+        var offset = offset
+        var block = -1
+        while position < count {
+            if position + 8 <= count {
+                let word = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                let continuing = word & highBits
+                // The chunk ends with a whole size: a last byte that continues goes with the next chunk.
+                let used = continuing >> 63 == 0 ? 8 : 7
+                let usedMask: UInt64 = used == 8 ? ~0 : 0x00FF_FFFF_FFFF_FFFF
+                let low = word & lowBits & usedMask
+                // Sizes of one or two bytes only (no two continuing bytes in a row), and no
+                // byte whose low bits are zero (a size of zero, or a multiple of 128, takes the walk below).
+                let lowNotZero = (low &+ lowBits) & highBits
+                if continuing & (continuing << 8) == 0 && lowNotZero == highBits & usedMask {
+                    // Bytes after a continuing byte hold the high seven bits of their size.
+                    let second = (((continuing & usedMask) << 8) >> 7) &* 0xFF
+                    let sum = Varint.byteSum(low & ~second) &+ Varint.byteSum(low & second) << 7
+                    let end = offset + Int(sum)
+                    // No block starts after `offset` and before the chunk's last start (< end).
+                    if offset &>> blockShift == block && (end - 1) &>> blockShift == block {
+                        guard end <= limit else { return nil }
+                        offset = end
+                        position += used
+                        continue
+                    }
+                }
+            }
+            // Size by size (up to the next eight bytes).
+            let stop = min(count, position + 8)
+            while position < stop {
+                let first = p.load(fromByteOffset: position, as: UInt8.self)
+                var size: Int
+                if first < 0x80 {
+                    size = Int(first)
+                    position += 1
+                } else {
+                    guard case .value(let value, let length) = read(p + position, available: count - position),
+                          value <= UInt64(Int.max) else { return nil }
+                    size = Int(value)
+                    position += length
+                }
+                guard size > 0, size <= limit - offset else { return nil }
+                if offset &>> blockShift != block {
+                    block = offset &>> blockShift
+                    body(offset)
+                }
+                offset += size
+            }
+        }
+        return offset
+    }
+
+    /// The sum of the eight bytes of `word`.
+    @inline(__always)
+    private static func byteSum(_ word: UInt64) -> UInt64 {
+        let pairs = (word & 0x00FF_00FF_00FF_00FF) &+ (word >> 8 & 0x00FF_00FF_00FF_00FF)
+        return (pairs &* 0x0001_0001_0001_0001) >> 48
+    }
 }

@@ -59,10 +59,10 @@ extension StoreLoader {
                 throw KVFileError.corrupt(segment.path, offset: resumeAt, "the index names records up to \(resumeAt), past the end of the segment's records")
             }
             segment.length = resumeAt
-            let priorSizes = try closedListSizes(segment, layout: layout, recordsEnd: resumeAt)
-            hints = HintBuilder(resumingAt: resumeAt, priorSizes: priorSizes)
+            let prior = try closedListSizes(segment, layout: layout, recordsEnd: resumeAt)
+            hints = HintBuilder(resumingAt: resumeAt, prior: prior)
             // A closed file whose list holds: its records end where the index does, nothing to read.
-            if priorSizes != nil { resumedAtClosedEnd = true }
+            if prior != nil { resumedAtClosedEnd = true }
         }
         if !resumedAtClosedEnd { try catchUp(segment, state: state, hints: hints) }
         if writer && segment.mapOffset > 0 {
@@ -92,13 +92,13 @@ extension StoreLoader {
         return hints
     }
 
-    /// The sizes (uvarints) of the records of a closed segment whose records end at `recordsEnd`, from its list.
-    private func closedListSizes(_ segment: Segment, layout: SegmentLayout, recordsEnd: Int) throws(KVFileError) -> [UInt8]? {
+    /// What the list of a closed segment whose records end at `recordsEnd` says of them, when it is sound.
+    private func closedListSizes(_ segment: Segment, layout: SegmentLayout, recordsEnd: Int) throws(KVFileError) -> HintBuilder.PriorRecords? {
         guard let closed = layout.closed, closed.recordsEnd == recordsEnd else { return nil }
         var list = [UInt8](repeating: 0, count: closed.listBytes)
         let n = try withMutableBytes(&list) { (bytes) throws(KVFileError) in try Syscalls.preadFully(segment.fd, bytes, at: recordsEnd, path: segment.path) }
-        guard n == list.count, list.withUnsafeBytes({ BlockMap.forEachRecordStart(list: $0, closed: closed) { _ in } }) else { return nil }
-        return Array(list[BlockMap.listMarker.count...])
+        guard n == list.count, let starts = list.withUnsafeBytes({ BlockMap.firstStartsInBlocks(list: $0, closed: closed) }) else { return nil }
+        return HintBuilder.PriorRecords(sizes: Array(list[BlockMap.listMarker.count...]), firstStartsInBlocks: starts)
     }
 
     /// Reads the records appended to `segment` since `segment.length` up to where they may end.
@@ -182,7 +182,7 @@ extension StoreLoader {
     /// A reader copies what it scans (a writer recovering from a crash may cut
     /// the tail while we look), a chunk at a time: the file often ends in
     /// megabytes of zeros the writer reserved, which need not be read.
-    private func scanByCopying(
+    func scanByCopying(
         _ segment: Segment, from: Int, to size: Int, rule: DamageRule,
         _ apply: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> ScanEnd {
@@ -247,7 +247,7 @@ extension StoreLoader {
     }
 
     /// How a reader judges damage: it reads the file (a writer may cut it while we look), not the mapping.
-    private func copyingRule(_ segment: Segment, fileSize: Int) -> (DamageRule, SegmentLayout) {
+    func copyingRule(_ segment: Segment, fileSize: Int) -> (DamageRule, SegmentLayout) {
         let view = PreadView(fd: segment.fd, path: segment.path)
         let header = segment.header
         let layoutNow = { (size: Int) -> SegmentLayout in

@@ -32,13 +32,22 @@ extension StoreLoader {
         let hintPath = hintPath(id)
         if let problem = try applyHint(hintPath, segment: segment, state: state) {
             let hints = HintBuilder()
-            let end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
-                                              rule: segment.damageRule(fileSize: size).0) {
-                (offset, header, record) throws(KVFileError) in
+            let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
                 state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
                     segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
                 hints.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
+            }
+            let end: ScanEnd
+            if writer {
+                end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
+                                              rule: segment.damageRule(fileSize: size).0, apply)
+            } else {
+                // Without a hint file the writer's seal may be cutting the reserved space
+                // off right now: a reader copies, as from an active segment — through the
+                // mapping, a page past the new end faults (SIGBUS).
+                end = try scanByCopying(segment, from: RecordFormat.segmentHeaderSize, to: records,
+                                        rule: copyingRule(segment, fileSize: size).0, apply)
             }
             switch end {
             case .clean: break

@@ -29,25 +29,29 @@ struct LaterRecordProbe {
     /// or below the watermark), or the map proves a record written after it.
     /// Zeros from the damage to where records end are nothing written yet.
     func isCorruption(at damage: Int) -> Bool {
-        if isZero(from: damage, to: recordEnd) { return false }
         let now = layoutNow?() ?? layout
         // The file was closed meanwhile: its records end here (what follows is its map).
         if damage >= now.recordEnd { return false }
-        // Every record of a complete file, and below the watermark, was synced: damage there is never a torn write.
-        if now.complete { return true }
-        if let end = watermark(), damage < end { return true }
-        // A block whose rest is zeros from the damage on was not written back since the
-        // last sync (it held synced records, then zeros): no sync covered anything after it.
-        let blockEnd = min((damage / BlockMap.blockSize + 1) * BlockMap.blockSize, recordEnd)
-        if isZero(from: damage, to: blockEnd) { return false }
-        return provenRecord(after: damage) != nil
+        if !now.complete, watermark().map({ damage >= $0 }) ?? true {
+            // Past the last sync of an open file (a writer's tail after kill -9): only the
+            // damage's block and the blocks after it are read, not the megabytes of
+            // reserved zeros up to `recordEnd`. A block whose rest is zeros from the
+            // damage on was not written back since the last sync (it held synced
+            // records, then zeros): no sync covered anything after it.
+            let blockEnd = min((damage / BlockMap.blockSize + 1) * BlockMap.blockSize, recordEnd)
+            if isZero(from: damage, to: blockEnd) { return false }
+            return provenRecord(after: damage) != nil
+        }
+        // Every record of a complete file, and below the watermark, was synced: damage
+        // there is never a torn write, unless nothing at all follows it (nothing written yet).
+        return !isZero(from: damage, to: recordEnd)
     }
 
     /// True when the records end at `at` and what follows is the closing list
     /// and trailer the layout names: checked here, where the records really end.
     func isClosedEnd(at end: Int) -> Bool {
         guard let closed = (layoutNow?() ?? layout).closed, closed.recordsEnd == end else { return false }
-        return BlockMap.recordStarts(list: view(end, closed.listBytes), closed: closed) != nil
+        return BlockMap.listIsSound(view(end, closed.listBytes), closed: closed)
     }
 
     /// The watermark stored after the open map's entries, if any.

@@ -45,7 +45,7 @@ final class SegmentWriter {
             let block = hints.coveredFrom / BlockMap.blockSize
             mappedBlock = active.mapEntryIsEmpty(block: block) ? block - 1 : block
         }
-        hints.forEachRecord { offset, _ in noteRecordStart(offset) }
+        hints.forEachFirstStartInBlocks { noteRecordStart($0) }
     }
 
     /// The last block whose map entry is written.
@@ -281,7 +281,7 @@ final class SegmentWriter {
         let list = GrowableBuffer(capacity: 1 << 12)
         BlockMap.listMarker.withUnsafeBytes { list.append($0) }
         if !hints.sizesKnown { hints = try hints.completed(scanning: segment) }  // after a crash: read them
-        hints.forEachRecord { _, size in list.appendVarint(UInt64(size)) }
+        hints.appendSizes(to: list)
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
         try Syscalls.pwriteAll(segment.fd, UnsafeRawBufferPointer(start: list.base, count: list.count), at: end, path: segment.path)
