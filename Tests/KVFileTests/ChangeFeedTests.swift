@@ -251,6 +251,13 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         #expect(cut.withLock { $0 })
         let events = try collect(tailer, count: 3)
         #expect(events.map(\.key) == [bytes("k0"), bytes("k1"), bytes("k2")])
+        // Once more, and the reader knows where the cut file's records end (not where the map began).
+        #expect(truncate(segment, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0)
+        cut.withLock { $0 = false }
+        var loader = StoreLoader(directory: path, writer: false, segmentSize: options.segmentSize)
+        let state = try StoreDirectory.load(names: Syscalls.listDirectory(path), loader: &loader).state
+        #expect(cut.withLock { $0 })
+        #expect(state.segment(1)?.length == recordsEnd)
     }
 
     /// Regression (kvfile-bench watchlatency, 2026-11-24): a reader copying the

@@ -53,32 +53,35 @@ enum Varint {
     /// Walks a run of uvarint record sizes at `p` (`count` bytes), the first
     /// record starting at `offset`; calls `body` with each record's start.
     /// Returns where the records end, or nil when a size is zero, runs past
-    /// `limit`, or does not read (a list written by no writer). Sizes of one
-    /// or two bytes, nearly all of them, take no loop.
+    /// `limit`, or does not read (a list written by no writer).
     @inline(__always)
     static func walkSizes(_ p: UnsafeRawPointer, count: Int, from offset: Int, limit: Int, _ body: (Int) -> Void) -> Int? {
         var position = 0
         var offset = offset
         while position < count {
-            let first = p.load(fromByteOffset: position, as: UInt8.self)
-            var size: Int
-            if first < 0x80 {
-                size = Int(first)
-                position += 1
-            } else if position + 1 < count, case let second = p.load(fromByteOffset: position + 1, as: UInt8.self), second < 0x80 {
-                size = Int(first & 0x7F) | Int(second) << 7
-                position += 2
-            } else {
-                guard case .value(let value, let length) = read(p + position, available: count - position),
-                      value <= UInt64(Int.max) else { return nil }
-                size = Int(value)
-                position += length
-            }
-            guard size > 0, size <= limit - offset else { return nil }
+            guard let size = readSize(p, count: count, at: &position), size > 0, size <= limit - offset else { return nil }
             body(offset)
             offset += size
         }
         return offset
+    }
+
+    /// Reads the size at `position` of a run of `count` bytes and moves past
+    /// it; nil when it does not read. One or two bytes take no loop.
+    @inline(__always)
+    private static func readSize(_ p: UnsafeRawPointer, count: Int, at position: inout Int) -> Int? {
+        let first = p.load(fromByteOffset: position, as: UInt8.self)
+        if first < 0x80 {
+            position += 1
+            return Int(first)
+        }
+        if position + 1 < count, case let second = p.load(fromByteOffset: position + 1, as: UInt8.self), second < 0x80 {
+            position += 2
+            return Int(first & 0x7F) | Int(second) << 7
+        }
+        guard case .value(let value, let length) = read(p + position, available: count - position), value <= UInt64(Int.max) else { return nil }
+        position += length
+        return Int(value)
     }
 }
 
@@ -123,18 +126,7 @@ extension Varint {
             // Size by size (up to the next eight bytes).
             let stop = min(count, position + 8)
             while position < stop {
-                let first = p.load(fromByteOffset: position, as: UInt8.self)
-                var size: Int
-                if first < 0x80 {
-                    size = Int(first)
-                    position += 1
-                } else {
-                    guard case .value(let value, let length) = read(p + position, available: count - position),
-                          value <= UInt64(Int.max) else { return nil }
-                    size = Int(value)
-                    position += length
-                }
-                guard size > 0, size <= limit - offset else { return nil }
+                guard let size = readSize(p, count: count, at: &position), size > 0, size <= limit - offset else { return nil }
                 if offset &>> blockShift != block {
                     block = offset &>> blockShift
                     body(offset)

@@ -25,7 +25,8 @@ extension StoreLoader {
         }
         let header = try readHeader(fd: fd, id: id, path: segmentPath, fileSize: size)
         // A seal cut short may have left the block map past the records: they end before it.
-        let records = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }.recordEnd
+        let layout = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }
+        let records = layout.recordEnd
         let segment = try Segment(id: id, path: segmentPath, file: file, header: header, length: records, mapCapacity: size)
         state.add(segment)
 
@@ -39,7 +40,10 @@ extension StoreLoader {
                 hints.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
             }
             let end: ScanEnd
-            if writer {
+            if writer || layout.legacy {
+                // Version 1 has no map: its rule looks for a readable record anywhere after
+                // damage, in the whole file at hand (and such a segment is sealed only when a
+                // writer upgrades the store).
                 end = try SegmentScanner.scan(segment.bytes(from: RecordFormat.segmentHeaderSize), baseOffset: RecordFormat.segmentHeaderSize,
                                               rule: segment.damageRule(fileSize: size).0, apply)
             } else {
@@ -50,7 +54,9 @@ extension StoreLoader {
                                         rule: copyingRule(segment, fileSize: size).0, apply)
             }
             switch end {
-            case .clean: break
+            case .clean(let at):
+                // A reader's copy ends short of `records` when a seal cut the file while it read.
+                if !writer && at < segment.length { segment.length = at }
             case .tornTail(let at, let reason) where problem != "missing":
                 // A hint file exists, so the seal finished (the hint is written after the sync): the tail was complete.
                 throw KVFileError.corrupt(segmentPath, offset: at, "\(reason) (in a sealed segment)")
