@@ -214,6 +214,37 @@ import Testing
     /// An index that passes its own checksums yet names an older record of a
     /// key than the log's latest: check compares key by key and says so, and
     /// rebuilding the index (check --repair) mends it.
+    /// A writer killed after a roll and before its seal wrote the hint file:
+    /// the next writer, resuming through the index (which holds every record
+    /// of that segment), makes the hint file by reading the segment without
+    /// applying its records again, and the hint file is the one the seal makes.
+    @Test func aSegmentWhoseSealDidNotFinishIsSealedByTheNextWriterThroughTheIndex() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("unsealed")
+        let store = try Store(path: path, options: Self.options())
+        var model: [[UInt8]: [UInt8]] = [:]
+        for step in 0..<3_000 {
+            let key = bytes("key-\(step % 700)")
+            try store.put(key, bytes("value-\(step)-" + String(repeating: "x", count: step % 40)))
+            model[key] = bytes("value-\(step)-" + String(repeating: "x", count: step % 40))
+        }
+        #expect(segmentFiles(path).count >= 3)
+        store.abandonForCrashTest()
+        let hint = path + "/" + FileNames.hint(1), segment = path + "/" + FileNames.segment(1)
+        let sealed = fileBytes(hint), records = fileBytes(segment)
+        #expect(unlink(hint) == 0)
+        // As the roll left it: reserved space and the map's room past the records.
+        let decoded = records.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: $0.count, expectedID: 1) }
+        guard case .success(let header) = decoded else { Issue.record("segment 1 has no header"); return }
+        #expect(truncate(segment, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0)
+        let writer = try Store(path: path, options: Self.options())
+        #expect(fileBytes(hint) == sealed)
+        #expect(fileBytes(segment) == records)
+        #expect(try contents(writer) == model)
+        try writer.close()
+        #expect(try contents(Store(path: path, options: .reader)) == model)
+    }
+
     @Test func checkComparesAnIndexClosedCleanlyWithTheLogKeyByKey() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("s")

@@ -122,7 +122,19 @@ final class HintBuilder {
     /// are whole): this one when it has them, else one made by reading the segment.
     func completed(scanning segment: Segment) throws(KVFileError) -> HintBuilder {
         if isComplete && keepsEntries { return self }
-        let full = HintBuilder()
+        return try HintBuilder.reading(segment, keepsEntries: true)
+    }
+
+    /// A builder with the size of every record of `segment` (whose records are
+    /// whole; what a closed list needs): this one when it knows them, else one
+    /// made by reading the segment, without keeping keys.
+    func withAllSizes(scanning segment: Segment) throws(KVFileError) -> HintBuilder {
+        if sizesKnown { return self }
+        return try HintBuilder.reading(segment, keepsEntries: false)
+    }
+
+    private static func reading(_ segment: Segment, keepsEntries: Bool) throws(KVFileError) -> HintBuilder {
+        let full = HintBuilder(keepsEntries: keepsEntries)
         let end = try SegmentScanner.scan(
             UnsafeRawBufferPointer(start: segment.base + RecordFormat.segmentHeaderSize, count: segment.length - RecordFormat.segmentHeaderSize),
             baseOffset: RecordFormat.segmentHeaderSize, rule: .notJudged) { (_, header, record) throws(KVFileError) in

@@ -72,7 +72,8 @@ enum IndexedOpen {
         for id in ids where id != activeID {
             let compacted = try loader.isCompactionOutput(id)
             if id < endSegment || compacted {
-                try loader.openSealed(id, into: state, alreadyOpen: true)
+                // The index holds every record of a segment before the one it ends in.
+                try loader.openSealed(id, into: state, alreadyOpen: true, indexHasRecords: id < endSegment && !compacted)
             } else {
                 // Rolled away after the index's end: read it whole (records the index has are skipped).
                 try loader.loadSealed(id, into: state)
@@ -169,10 +170,12 @@ enum IndexedOpen {
 
 extension StoreLoader {
     /// Opens a sealed segment for a writer whose index covers its records; one
-    /// whose seal never finished (no hint file) is read and sealed as at any open.
-    func openSealed(_ id: UInt32, into state: StoreState, alreadyOpen: Bool = false) throws(KVFileError) {
+    /// whose seal never finished (no hint file) is read and sealed as at any open,
+    /// its records applied to the index only when it may lack them (`indexHasRecords` false).
+    func openSealed(_ id: UInt32, into state: StoreState, alreadyOpen: Bool = false, indexHasRecords: Bool = false) throws(KVFileError) {
         guard temporaryOutputs.isEmpty, try Syscalls.exists(hintPath(id)) else {
-            return try loadSealed(id, into: state)
+            // A seal that did not finish: its hint file is made (and a temporary output read whole).
+            return try loadSealed(id, into: state, applying: !indexHasRecords || !temporaryOutputs.isEmpty)
         }
         if !alreadyOpen { try openForIndex(id, into: state) }
     }

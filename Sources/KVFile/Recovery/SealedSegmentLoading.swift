@@ -6,8 +6,10 @@
 
 extension StoreLoader {
     /// Opens a sealed segment: its hint file when it is sound, else a full scan.
-    /// A writer rewrites a missing or damaged hint file.
-    func loadSealed(_ id: UInt32, into state: StoreState) throws(KVFileError) {
+    /// A writer rewrites a missing or damaged hint file. Without `applying`
+    /// (a writer resuming through an index that holds every record of the
+    /// segment) the scan only makes the hint file: the index is left alone.
+    func loadSealed(_ id: UInt32, into state: StoreState, applying: Bool = true) throws(KVFileError) {
         let segmentPath = segmentPath(id)
         let file = try OwnedFile(opening: segmentPath, writer ? O_RDWR : O_RDONLY)
         let fd = file.fd
@@ -31,12 +33,15 @@ extension StoreLoader {
         state.add(segment)
 
         let hintPath = hintPath(id)
-        if let problem = try applyHint(hintPath, segment: segment, state: state) {
+        // Not applying: called only when the hint file is missing (its seal did not finish).
+        if let problem = applying ? try applyHint(hintPath, segment: segment, state: state) : "missing" {
             let hints = HintBuilder()
             let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
-                state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
-                    segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
+                if applying {
+                    state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
+                        segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
+                }
                 hints.add(operation: header.operation, seq: header.seq, size: header.totalLength, key: key)
             }
             let end: ScanEnd

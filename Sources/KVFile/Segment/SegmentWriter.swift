@@ -280,7 +280,7 @@ final class SegmentWriter {
         let end = segment.length
         let list = GrowableBuffer(capacity: 1 << 12)
         BlockMap.listMarker.withUnsafeBytes { list.append($0) }
-        if !hints.sizesKnown { hints = try hints.completed(scanning: segment) }  // after a crash: read them
+        hints = try hints.withAllSizes(scanning: segment)  // after a crash: read them
         hints.appendSizes(to: list)
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
