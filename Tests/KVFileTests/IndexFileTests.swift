@@ -211,9 +211,6 @@ import Testing
         }
     }
 
-    /// An index that passes its own checksums yet names an older record of a
-    /// key than the log's latest: check compares key by key and says so, and
-    /// rebuilding the index (check --repair) mends it.
     /// A writer killed after a roll and before its seal wrote the hint file:
     /// the next writer, resuming through the index (which holds every record
     /// of that segment), makes the hint file by reading the segment without
@@ -245,6 +242,9 @@ import Testing
         #expect(try contents(Store(path: path, options: .reader)) == model)
     }
 
+    /// An index that passes its own checksums yet names an older record of a
+    /// key than the log's latest: check compares key by key and says so, and
+    /// rebuilding the index (check --repair) mends it.
     @Test func checkComparesAnIndexClosedCleanlyWithTheLogKeyByKey() throws {
         let dir = TemporaryDirectory()
         let path = dir.sub("s")

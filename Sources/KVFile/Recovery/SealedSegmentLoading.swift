@@ -33,12 +33,15 @@ extension StoreLoader {
         state.add(segment)
 
         let hintPath = hintPath(id)
-        // Not applying: called only when the hint file is missing (its seal did not finish).
-        if let problem = applying ? try applyHint(hintPath, segment: segment, state: state) : "missing" {
+        // Not applying is asked when the hint file is missing (the seal did not finish);
+        // should one exist after all, it is read as always (never overwritten, no sealed tail cut).
+        var skipsIndex = false
+        if !applying { skipsIndex = try !Syscalls.exists(hintPath) }
+        if let problem = skipsIndex ? "missing" : try applyHint(hintPath, segment: segment, state: state) {
             let hints = HintBuilder()
             let apply = { (offset: Int, header: RecordHeader, record: UnsafeRawPointer) throws(KVFileError) in
                 let key = UnsafeRawBufferPointer(start: record + header.keyOffset, count: header.keyLength)
-                if applying {
+                if !skipsIndex {
                     state.applyLoaded(key: key, operation: header.operation, location: KeyLocation(
                         segment: id, offset: UInt32(offset), size: UInt32(header.totalLength), seq: header.seq))
                 }
