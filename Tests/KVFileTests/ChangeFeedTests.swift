@@ -231,11 +231,9 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         // the file still as long as the space reserved for records and map.
         let segment = path + "/" + FileNames.segment(1)
         let recordsEnd = fileBytes(segment).count
-        let decoded = fileBytes(segment).withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: $0.count, expectedID: 1) }
-        guard case .success(let header) = decoded else { Issue.record("segment 1 has no header"); return }
-        try #require(Int(header.mapOffset) > recordsEnd + 2 * 4096)  // whole pages of zeros between records and map
         unlink(path + "/" + FileNames.hint(1))
-        #expect(truncate(segment, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0)
+        let header = try #require(extendAsRolled(segment, id: 1))
+        try #require(Int(header.mapOffset) > recordsEnd + 2 * 4096)  // whole pages of zeros between records and map
         // The seal's cut lands after the reader sized and mapped the file, before it scans.
         let faults = IOFaults.install(directory: path)
         defer { faults.uninstall() }
@@ -252,7 +250,7 @@ func collect(_ tailer: LogTailer, count: Int) throws -> [ChangeEvent] {
         let events = try collect(tailer, count: 3)
         #expect(events.map(\.key) == [bytes("k0"), bytes("k1"), bytes("k2")])
         // Once more, and the reader knows where the cut file's records end (not where the map began).
-        #expect(truncate(segment, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0)
+        #expect(extendAsRolled(segment, id: 1) != nil)
         cut.withLock { $0 = false }
         var loader = StoreLoader(directory: path, writer: false, segmentSize: options.segmentSize)
         let state = try StoreDirectory.load(names: Syscalls.listDirectory(path), loader: &loader).state

@@ -44,6 +44,15 @@ func writeFile(_ path: String, _ data: [UInt8]) {
     _ = FileManager.default.createFile(atPath: path, contents: Data(data))
 }
 
+/// Gives sealed segment file `path` (number `id`) the size it had between its
+/// roll and its seal: reserved space and the map's room past its records.
+/// Returns its header, or nil when it has none.
+func extendAsRolled(_ path: String, id: UInt32) -> SegmentHeader? {
+    let decoded = fileBytes(path).withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: $0.count, expectedID: id) }
+    guard case .success(let header) = decoded, truncate(path, off_t(BlockMap.regionEnd(mapOffset: Int(header.mapOffset)))) == 0 else { return nil }
+    return header
+}
+
 func segmentFiles(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".kvseg") }.sorted()
 }

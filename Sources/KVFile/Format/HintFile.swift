@@ -91,22 +91,16 @@ final class HintBuilder {
         }
     }
 
-    /// Calls `body` with the first record start in each block, in order (what
-    /// the open map's entries name): of all records when `sizesKnown`, else of
-    /// those after `coveredFrom`. The records before a resumed writer's come
-    /// from its closed list, read once when it opened.
+    /// Calls `body` with record starts in order, among them the first in each
+    /// block (what the open map's entries name; the writer keeps the first it
+    /// is given per block): of all records when `sizesKnown`, else of those
+    /// after `coveredFrom`. Those before a resumed writer's come from its
+    /// closed list, read once when it opened.
     func forEachFirstStartInBlocks(_ body: (_ offset: Int) -> Void) {
-        var block = -1
-        func note(_ start: Int) {
-            if start / BlockMap.blockSize != block {
-                block = start / BlockMap.blockSize
-                body(start)
-            }
-        }
-        guard !keepsEntries else { return forEachRecord { offset, _ in note(offset) } }
-        for start in priorFirstStarts { note(Int(start)) }
+        guard !keepsEntries else { return forEachRecord { offset, _ in body(offset) } }
+        for start in priorFirstStarts { body(Int(start)) }
         _ = Varint.walkFirstStartsInBlocks(UnsafeRawPointer(entries.base), count: entries.count, from: coveredFrom, limit: Int.max,
-                                           blockShift: BlockMap.blockShift, note)
+                                           blockShift: BlockMap.blockShift, body)
     }
 
     /// Appends the size of each record as a uvarint (the closed layout's

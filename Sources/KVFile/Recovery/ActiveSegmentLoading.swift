@@ -59,7 +59,7 @@ extension StoreLoader {
                 throw KVFileError.corrupt(segment.path, offset: resumeAt, "the index names records up to \(resumeAt), past the end of the segment's records")
             }
             segment.length = resumeAt
-            let prior = try closedListSizes(segment, layout: layout, recordsEnd: resumeAt)
+            let prior = try priorRecords(segment, layout: layout, recordsEnd: resumeAt)
             hints = HintBuilder(resumingAt: resumeAt, prior: prior)
             // A closed file whose list holds: its records end where the index does, nothing to read.
             if prior != nil { resumedAtClosedEnd = true }
@@ -93,7 +93,7 @@ extension StoreLoader {
     }
 
     /// What the list of a closed segment whose records end at `recordsEnd` says of them, when it is sound.
-    private func closedListSizes(_ segment: Segment, layout: SegmentLayout, recordsEnd: Int) throws(KVFileError) -> HintBuilder.PriorRecords? {
+    private func priorRecords(_ segment: Segment, layout: SegmentLayout, recordsEnd: Int) throws(KVFileError) -> HintBuilder.PriorRecords? {
         guard let closed = layout.closed, closed.recordsEnd == recordsEnd else { return nil }
         var list = [UInt8](repeating: 0, count: closed.listBytes)
         let n = try withMutableBytes(&list) { (bytes) throws(KVFileError) in try Syscalls.preadFully(segment.fd, bytes, at: recordsEnd, path: segment.path) }
