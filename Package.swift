@@ -87,9 +87,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Writes the golden stores in Fixtures/ (scripts/write-fixtures); the fixture tests read them with its listing.
+        .executableTarget(
+            name: "KVFileFixtures",
+            dependencies: ["KVFile"]
+        ),
         .testTarget(
             name: "KVFileTests",
-            dependencies: ["KVFile", "CKVFileSupport", "KVFileBench"]
+            dependencies: ["KVFile", "CKVFileSupport", "KVFileBench", "KVFileFixtures"]
         ),
         .testTarget(
             name: "KVFileCLITests",

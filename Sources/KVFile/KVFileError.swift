@@ -71,6 +71,9 @@ public struct KVFileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// True when a system call failed for want of space (ENOSPC, EDQUOT): the disk or a quota is full.
     public var isDiskFull: Bool { errno == ENOSPC || errno == EDQUOT }
 
+    /// True when a system call was refused for want of permission (EACCES, EPERM).
+    public var isPermissionDenied: Bool { errno == EACCES || errno == EPERM }
+
     /// True when a system call found no such file or directory (ENOENT).
     public var isNotFound: Bool { errno == ENOENT }
 

@@ -248,19 +248,26 @@ public final class Store: @unchecked Sendable {
     }
 
     private func get(raw key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8]? {
+        try lookUp(key, readingValue: true)?.value
+    }
+
+    /// Where `key`'s live value is (nil: it has none) and, with `readingValue`,
+    /// the value: one probe under the read lock, the index mended if it must be.
+    private func lookUp(_ key: UnsafeRawBufferPointer, readingValue: Bool) throws(KVFileError) -> (location: KeyLocation, value: [UInt8]?)? {
         lookAgainAtSharedIndex()
         var attempt = 0
         while true {
-            let (value, problem) = try lock.withReadLock { () throws(KVFileError) -> ([UInt8]?, IndexProbe?) in
+            let (found, problem) = try lock.withReadLock { () throws(KVFileError) -> ((location: KeyLocation, value: [UInt8]?)?, IndexProbe?) in
                 try checkOpen()
                 guard !key.isEmpty else { return (nil, nil) }
                 switch state.index.probe(key) {
-                case .found(let location) where location.isLive: return (try RecordReader.value(at: location, key: key, in: state), nil)
+                case .found(let location) where location.isLive:
+                    return ((location, readingValue ? try RecordReader.value(at: location, key: key, in: state) : nil), nil)
                 case .found, .notFound: return (nil, nil)
                 case let problem: return (nil, problem)
                 }
             }
-            guard let problem else { return value }
+            guard let problem else { return found }
             try mendIndex(problem, attempt: attempt)
             attempt += 1
         }
@@ -289,13 +296,7 @@ public final class Store: @unchecked Sendable {
     /// True when `key` has a value.
     /// - Throws: ``KVFileError``, as `get` does.
     public func contains(_ key: [UInt8]) throws(KVFileError) -> Bool {
-        do {
-            return try key.withUnsafeBytes { raw in try withLocation(raw) { $0 != nil } }
-        } catch let error as KVFileError {
-            throw error
-        } catch {
-            throw KVFileError(.io, "\(error)")
-        }
+        try withBytes(key) { (raw) throws(KVFileError) in try lookUp(raw, readingValue: false) != nil }
     }
 
     /// True when `key` (UTF-8) has a value.
@@ -563,13 +564,7 @@ public final class Store: @unchecked Sendable {
     /// 0 when it never does, nil when the key has no value.
     /// - Throws: ``KVFileError``, as `get` does.
     public func expiry(of key: [UInt8]) throws(KVFileError) -> UInt64? {
-        do {
-            return try key.withUnsafeBytes { raw in try withLocation(raw) { $0?.deadline } }
-        } catch let error as KVFileError {
-            throw error
-        } catch {
-            throw KVFileError(.io, "\(error)")
-        }
+        try withBytes(key) { (raw) throws(KVFileError) in try lookUp(raw, readingValue: false)?.location.deadline }
     }
 
     /// Removes the expiry of `key`'s value (writes the same value without a
@@ -578,25 +573,14 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func persist(_ key: [UInt8]) throws(KVFileError) -> Bool {
         while true {
-            let found = try withBytes(key) { (raw) throws(KVFileError) -> ([UInt8], UInt64, UInt64)? in
-                do {
-                    return try withLocation(raw) { location throws -> ([UInt8], UInt64, UInt64)? in
-                        guard let location else { return nil }
-                        return (try RecordReader.value(at: location, key: raw, in: state), location.seq, location.deadline)
-                    }
-                } catch let error as KVFileError {
-                    throw error
-                } catch {
-                    throw KVFileError(.io, "\(error)")
-                }
-            }
-            guard let (value, seq, deadline) = found else {
+            let found = try withBytes(key) { (raw) throws(KVFileError) in try lookUp(raw, readingValue: true) }
+            guard let found, let value = found.value else {
                 try expireIfDue(key)  // an expired value: its expiry is recorded
                 return false
             }
-            if deadline == 0 { return true }
+            if found.location.deadline == 0 { return true }
             // Written only if nobody changed the key meanwhile; else look again.
-            if case .written = try put(key, value, if: .version(anyOf: [seq])) { return true }
+            if case .written = try put(key, value, if: .version(anyOf: [found.location.seq])) { return true }
         }
     }
 

@@ -55,6 +55,10 @@ enum Remedy {
             return ". Wait for that writer to finish, or allow a longer wait (--lock-timeout)."
         case .capacityExhausted where error.message.contains("sequence numbers") || error.message.contains("segment numbers"):
             return "; copy it into a new store with `kvfile dump` and `kvfile load`."
+        case .io where error.isDiskFull:
+            return " Free space on that disk (or raise the quota), then run the command again."
+        case .io where error.isPermissionDenied:
+            return " Check the permissions of the store directory and its files."
         case .syncFailed, .storeRemoved:
             return ". Check the disk and the store directory, then run the command again."
         default:

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import KVFile
 import KVFileText
 
 /// How pairs are written and read by dump, load and get --all (kvfile(1), FORMATS):
@@ -64,7 +65,7 @@ enum PairWriter {
             do {
                 try writer.add(key, value)
             } catch {
-                throw CLIError(message: "key 0x\(JSONText.hex(error.key)) is not UTF-8 and cannot be a JSON object key; use --format ndjson", code: .invalidInput)
+                throw CLIError(message: "key \(KeyText.describe(error.key)) is not UTF-8 and cannot be a JSON object key; use --format ndjson", code: .invalidInput)
             }
         }
 

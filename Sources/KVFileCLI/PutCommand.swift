@@ -74,7 +74,7 @@ struct PutCommand: ParsableCommand {
                 Terminal.error("reading the value from standard input; end it with Ctrl-D")
             }
             bytes = try Terminal.readStandardInput(limit: RecordFormat.maxValueLength) {
-                CLIError(message: "value on standard input for key \(JSONText.quoted(String(decoding: RawArguments.bytes(of: key), as: UTF8.self))) "
+                CLIError(message: "value on standard input for key \(KeyText.describe(RawArguments.bytes(of: key))) "
                              + "is larger than the limit of \(RecordFormat.maxValueLength) bytes (64 MiB); stopped reading there",
                          code: .invalidInput)
             }

@@ -184,7 +184,7 @@ struct KVService: HTTPResponder {
             return (buffer, seq)
         }
         guard let (body, seq) = value else {
-            throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
+            throw APIError(.notFound, "not_found", "no value for key \(KeyText.describe(key))")
         }
         let contentType = await contentTypes.type(of: key, seq: seq)
         let etag = "\"\(seq)\""
@@ -204,8 +204,8 @@ struct KVService: HTTPResponder {
 
     private static func preconditionFailed(_ key: [UInt8], current: UInt64) -> APIError {
         var error = APIError(.preconditionFailed, "precondition_failed",
-                             current == 0 ? "key \(describe(key)) has no value, so the precondition does not hold; nothing was written"
-                                 : "key \(describe(key)) is at version \(current) (ETag \"\(current)\"), so the precondition does not hold; nothing was written")
+                             current == 0 ? "key \(KeyText.describe(key)) has no value, so the precondition does not hold; nothing was written"
+                                 : "key \(KeyText.describe(key)) is at version \(current) (ETag \"\(current)\"), so the precondition does not hold; nothing was written")
         if current > 0 { error.headers[.eTag] = "\"\(current)\"" }
         return error
     }
@@ -256,7 +256,7 @@ struct KVService: HTTPResponder {
         }
         switch result {
         case .conditionFailed(let current): throw Self.preconditionFailed(key, current: current)
-        case .nothingToDelete: throw APIError(.notFound, "not_found", "no value for key \(Self.describe(key))")
+        case .nothingToDelete: throw APIError(.notFound, "not_found", "no value for key \(KeyText.describe(key))")
         case .written, nil: break
         }
         try await committer?.waitDurable()
@@ -485,9 +485,5 @@ struct KVService: HTTPResponder {
         case .syncFailed, .storeRemoved: return APIError(.serviceUnavailable, error.code.rawValue, error.message)
         default: return APIError(.internalServerError, error.code.rawValue, error.message)
         }
-    }
-
-    static func describe(_ key: [UInt8]) -> String {
-        String(validating: key, as: UTF8.self).map(JSONText.quoted) ?? "0x" + JSONText.hex(key)
     }
 }

@@ -1,3 +1,5 @@
+import KVFile
+
 /// Pairs as JSON (kvfile(1), FORMATS): `dump`, `get --all`, and the server's
 /// `GET /all` and `GET /v1/keys` print exactly these.
 public enum PairJSON {
@@ -26,7 +28,7 @@ public enum PairJSON {
     public struct NonUTF8Key: Error {
         public var key: [UInt8]
         public var message: String {
-            "key 0x\(JSONText.hex(key)) is not UTF-8 and cannot be a JSON object key; use the NDJSON form"
+            "key \(KeyText.describe(key)) is not UTF-8 and cannot be a JSON object key; use the NDJSON form"
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import KVFile
+@testable import KVFileFixtures
 
 /// The shared index file (kvfile.index): used as it is when it matches the
 /// log, caught up after a crash in this boot, built anew when it cannot be

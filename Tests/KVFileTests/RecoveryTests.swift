@@ -1,19 +1,7 @@
 import Foundation
 import Testing
 @testable import KVFile
-
-/// Record boundaries of a segment file, from a scan.
-func recordOffsets(_ path: String) -> [(offset: Int, size: Int, seq: UInt64, continues: Bool)] {
-    let data = fileBytes(path)
-    var result: [(Int, Int, UInt64, Bool)] = []
-    _ = try? data.withUnsafeBytes { raw throws(KVFileError) in
-        try SegmentScanner.scan(UnsafeRawBufferPointer(rebasing: raw[RecordFormat.segmentHeaderSize...]), baseOffset: RecordFormat.segmentHeaderSize, rule: .notJudged) {
-            offset, header, _ throws(KVFileError) in
-            result.append((offset, header.totalLength, header.seq, header.continues))
-        }
-    }
-    return result
-}
+@testable import KVFileFixtures
 
 func copyStore(_ from: String, to: String) throws {
     if FileManager.default.fileExists(atPath: to) { try FileManager.default.removeItem(atPath: to) }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import KVFile
+@testable import KVFileFixtures
 
 /// Format version 2: no bytes inside a value can change how a store is
 /// recovered, read or salvaged (man/kvfile.5, "Rationale").

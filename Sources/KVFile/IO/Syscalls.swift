@@ -11,16 +11,17 @@ enum Syscalls {
         return String(cString: text)
     }
 
+    /// States what failed: the call, the path, the system's words for errno, and
+    /// what that means for the store (remedies are the tool's).
     static func ioError(_ operation: String, _ path: String, _ code: Int32) -> KVFileError {
-        let hint: String
+        let meaning: String
         switch code {
-        case EACCES, EPERM: hint = " Check the permissions of the store directory and its files."
-        case ENOSPC, EDQUOT: hint = " The disk is full: free space, then retry."
-        case EROFS: hint = " The file system is read-only."
-        case EIO: hint = " The device reported an I/O error."
-        default: hint = ""
+        case ENOSPC, EDQUOT: meaning = " The disk is full."
+        case EROFS: meaning = " The file system is read-only."
+        case EIO: meaning = " The device reported an I/O error."
+        default: meaning = ""
         }
-        return KVFileError(.io, "\(operation) \(path): \(errorText(code)).\(hint)", path: path, errno: code)
+        return KVFileError(.io, "\(operation) \(path): \(errorText(code)).\(meaning)", path: path, errno: code)
     }
 
     @inline(__always)
@@ -33,10 +34,10 @@ enum Syscalls {
         }
     }
 
-    /// The reliability suite's fault twin for `path`, if one is installed (never in production).
+    /// A test's fault twin for `path`, if one is installed (debug builds only), after it had its say on `call`.
     @inline(__always)
-    static func inject(_ call: IOFaults.Call, _ path: String) throws(KVFileError) -> IOFaults? {
-        guard let faults = IOFaults.covering(path) else { return nil }
+    static func inject(_ call: FileCall, _ path: String) throws(KVFileError) -> (any FaultTwin)? {
+        guard let faults = FileCallSeam.twin(covering: path) else { return nil }
         try faults.check(call, path)
         return faults
     }
@@ -112,11 +113,11 @@ enum Syscalls {
     /// A failed sync may have dropped the data it could not write: the twin
     /// then keeps the file as it was at its last good sync, for good.
     private static func sync(_ fd: Int32, path: String, _ call: () -> Int32) throws(KVFileError) {
-        let faults: IOFaults?
+        let faults: (any FaultTwin)?
         do throws(KVFileError) {
             faults = try inject(.sync, path)
         } catch {
-            IOFaults.covering(path)?.syncFailed(fd, path)
+            FileCallSeam.twin(covering: path)?.syncFailed(fd, path)
             throw error
         }
         let (r, code) = retrying { Int(call()) }

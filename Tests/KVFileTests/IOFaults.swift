@@ -1,21 +1,18 @@
-#if DEBUG
-// The fault twin is compiled into debug builds only (the tests'); release
-// builds, the ones installed, get the inert stand-in in NoFaults.swift.
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
 import Synchronization
+@testable import KVFile
 
 /// The test twin of the file system (reliability suite): installed for one
 /// store directory, it can fail any call that ``Syscalls`` makes on a path in
 /// it (EIO, ENOSPC, …), cut writes short, and "lose power": put every file
 /// back to what was last synced, and every directory entry back to what the
-/// last directory sync made durable. Never installed outside tests.
-final class IOFaults: @unchecked Sendable {
+/// last directory sync made durable. ``Syscalls`` finds it through the
+/// engine's debug-only ``FileCallSeam``.
+final class IOFaults: FaultTwin, @unchecked Sendable {
     /// The kinds of call a rule can fail.
-    enum Call: String, Sendable, CaseIterable {
-        case open, write, read, sync, syncDirectory, truncate, reserve, rename, unlink, makeDirectory, map
-    }
+    typealias Call = FileCall
 
     /// The store directory this twin covers (paths directly in it).
     let directory: String
@@ -45,6 +42,7 @@ final class IOFaults: @unchecked Sendable {
 
     /// Starts covering `directory`, taking its current files as durable.
     static func install(directory: String) -> IOFaults {
+        FileCallSeam.install { IOFaults.covering($0) }
         let faults = IOFaults(directory: directory)
         faults.snapshotEverything()
         registryLock.withLock { installedList.append(faults) }
@@ -244,4 +242,3 @@ final class IOFaults: @unchecked Sendable {
         return result
     }
 }
-#endif
