@@ -3,7 +3,7 @@ import Foundation
 @testable import KVFile
 #endif
 
-/// kvfile-fixtures: writes Fixtures/vN for the current format version N, the
+/// KVFileFixtures (`swift run KVFileFixtures Fixtures`): writes Fixtures/vN for the current format version N, the
 /// golden stores the tests open forever after. Run through scripts/write-fixtures,
 /// once, when the format version changes.
 @main
@@ -12,18 +12,18 @@ enum FixturesMain {
         #if DEBUG
         let arguments = CommandLine.arguments.dropFirst()
         guard arguments.count == 1, let fixtures = arguments.first else {
-            fail("usage: kvfile-fixtures FIXTURES-DIR (writes FIXTURES-DIR/v\(RecordFormat.version))", status: 64)
+            fail("usage: swift run KVFileFixtures FIXTURES-DIR (writes FIXTURES-DIR/v\(RecordFormat.version))", status: 64)
         }
         let root = fixtures + "/v\(RecordFormat.version)"
         do {
             try FixtureWriter.writeAll(into: root)
-            print("kvfile-fixtures: wrote \(root)")
+            print("KVFileFixtures: wrote \(root)")
         } catch {
-            fail("kvfile-fixtures: \(error)", status: 74)
+            fail("KVFileFixtures: \(error)", status: 74)
         }
         #else
         // The writer needs the engine's debug-build hooks (a store abandoned as a crash leaves it).
-        fail("kvfile-fixtures: build it in debug mode (scripts/write-fixtures does)", status: 69)
+        fail("KVFileFixtures: build it in debug mode (scripts/write-fixtures does)", status: 69)
         #endif
     }
 

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KVFile
+@testable import KVFileCLI
 import KVFileServeOptions
 import Testing
 
@@ -14,5 +18,15 @@ import Testing
         for (code, status) in expected {
             #expect(ExitStatus.of(KVFileError(code, "x")) == status, "\(code)")
         }
+    }
+
+    /// The library states what failed; the tool says what to do about a full disk or missing permissions.
+    @Test func ioErrorsGetTheToolsRemedyForAFullDiskAndMissingPermissions() {
+        let full = KVFileError(.io, "cannot write to /s/00000001.kvseg: No space left on device. The disk is full.", errno: ENOSPC)
+        #expect(Remedy.text(for: full).contains("Free space on that disk"))
+        #expect(Remedy.text(for: KVFileError(.io, "x.", errno: EDQUOT)).contains("Free space on that disk"))
+        #expect(Remedy.text(for: KVFileError(.io, "cannot open /s: Permission denied.", errno: EACCES)).contains("Check the permissions"))
+        #expect(Remedy.text(for: KVFileError(.io, "x.", errno: EPERM)).contains("Check the permissions"))
+        #expect(Remedy.text(for: KVFileError(.io, "cannot read /s: Input/output error.", errno: EIO)) == "")
     }
 }
