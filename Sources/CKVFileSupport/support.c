@@ -104,6 +104,14 @@ int kvf_punch_hole(int fd, int64_t offset, int64_t length) {
     return r == 0 ? 0 : errno;
 }
 
+int kvf_open_unnamed(const char *directory) {
+    int fd;
+    do {
+        fd = open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
 int kvf_start_writeback(int fd, int64_t offset, int64_t length) {
     int r;
     do {

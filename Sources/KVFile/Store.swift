@@ -308,7 +308,11 @@ public final class Store: @unchecked Sendable {
 
     /// Calls `body` with every live key and its value, sorted by key bytes,
     /// as they were when the call began. Only keys starting with `prefix`
-    /// when one is given. Other threads may read and write meanwhile.
+    /// when one is given. Other threads may read and write meanwhile. Memory
+    /// stays bounded: past 8 MiB of keys and locations, they are sorted in runs
+    /// in an unnamed temporary file beside the store (in `$TMPDIR` or `/tmp`
+    /// when the store's directory cannot hold one) and merged; a failure to
+    /// write them is thrown before `body` is called.
     /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
         try forEach(prefix: prefix) { key, value, _ in try body(key, value) }
@@ -320,22 +324,33 @@ public final class Store: @unchecked Sendable {
     /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8], _ expiresAt: UInt64) throws -> Void) throws {
         try openNewSegments()
-        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
-        for entry in snapshot.entries {
-            let key = snapshot.key(of: entry)
-            let value = try withBytes(key) { (key) throws(KVFileError) in
-                try RecordReader.value(in: snapshot.segment(of: entry), offset: Int(entry.offset), size: Int(entry.size), key: key)
+        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix, chunkBytes: options.snapshotChunkBytes) }
+        var bodyError: (any Error)?
+        try snapshot.forEachSorted { (key, entry, segment) throws(KVFileError) -> Bool in
+            let value = try RecordReader.value(in: segment, offset: Int(entry.offset), size: Int(entry.size), key: key)
+            do {
+                try body(Array(key), value, entry.deadline)
+            } catch {
+                bodyError = error
+                return false
             }
-            try body(key, value, entry.deadline)
+            return true
         }
+        if let bodyError { throw bodyError }
     }
 
-    /// Every live key starting with `prefix`, sorted by bytes.
+    /// Every live key starting with `prefix`, sorted by bytes (sorted as
+    /// ``forEach(prefix:_:)`` sorts; the array returned holds them all).
     /// - Throws: ``KVFileError``, as `get` does.
     public func keys(prefix: [UInt8] = []) throws(KVFileError) -> [[UInt8]] {
         try openNewSegments()
-        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix) }
-        return snapshot.entries.map { snapshot.key(of: $0) }
+        let snapshot = try snapshot { StoreSnapshot.entries(of: $0, prefix: prefix, chunkBytes: options.snapshotChunkBytes) }
+        var keys: [[UInt8]] = []
+        try snapshot.forEachSorted { (key, _, _) throws(KVFileError) -> Bool in
+            keys.append(Array(key))
+            return true
+        }
+        return keys
     }
 
     /// Up to `limit` live keys that start with `prefix` and sort after

@@ -46,6 +46,9 @@ public struct StoreOptions: Sendable, Equatable {
     /// When a writer compacts by itself, on a background thread, after it seals
     /// a segment; nil to compact only when asked (``Store/compact()``).
     public var autoCompaction: CompactionPolicy?
+    /// How many bytes of keys and entries a walk of every key (``Store/forEach(prefix:_:)``)
+    /// sorts in memory before it writes sorted runs to a temporary file and merges them.
+    var snapshotChunkBytes = 8 << 20
 
     /// Options for a writer that creates the store when needed, with 64 MiB
     /// segments, `.none` durability, a 10 second lock wait, and automatic

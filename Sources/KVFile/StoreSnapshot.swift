@@ -1,8 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A point-in-time list of live keys and where their values are, sorted by
 /// key, taken under the read lock and read afterwards without it (the
 /// segments it names stay mapped while it holds them). Keys sit in one byte
-/// array and entries hold no references, so a list of a million keys is
-/// two allocations and sorts without reference counting.
+/// array and entries hold no references, so a chunk sorts without reference
+/// counting. Memory stays bounded: past `chunkBytes` of keys and entries, each
+/// chunk is sorted and written to a ``SpillFile`` as a run, and the runs are
+/// merged when the list is read.
 struct SnapshotList {
     struct Entry {
         var keyStart: Int
@@ -13,23 +19,39 @@ struct SnapshotList {
         var deadline: UInt64
     }
 
-    private(set) var entries: [Entry] = []
+    private var entries: [Entry] = []
     private var keyBytes: [UInt8] = []
     private var segments: [UInt32: Segment] = [:]
+    private let store: String
+    private let chunkBytes: Int
+    private var spill: SpillFile?
+    private var runs: [Range<Int>] = []
+    /// Why a chunk could not be written out (reported when the list is read).
+    private var failure: KVFileError?
 
-    init(capacity: Int) {
-        entries.reserveCapacity(capacity)
-        keyBytes.reserveCapacity(capacity * 16)
+    init(capacity: Int, store: String, chunkBytes: Int) {
+        self.store = store
+        self.chunkBytes = chunkBytes
+        let entryCapacity = min(capacity, chunkBytes / MemoryLayout<Entry>.stride + 1)
+        entries.reserveCapacity(entryCapacity)
+        keyBytes.reserveCapacity(min(entryCapacity * 16, chunkBytes))
     }
 
     mutating func append(key: UnsafeRawBufferPointer, segment: Segment, location: KeyLocation) {
+        guard failure == nil else { return }
         if segments[segment.id] == nil { segments[segment.id] = segment }
         entries.append(Entry(keyStart: keyBytes.count, keyCount: key.count, segment: segment.id,
                              offset: location.offset, size: location.size, deadline: location.deadline))
         keyBytes.append(contentsOf: key)
+        if entries.count * MemoryLayout<Entry>.stride + keyBytes.count >= chunkBytes { spillChunk() }
     }
 
-    mutating func sortByKey() {
+    /// After the last append: the chunk in memory is sorted (or written out after the others).
+    mutating func finish() {
+        if spill == nil { sortByKey() } else if !entries.isEmpty { spillChunk() }
+    }
+
+    private mutating func sortByKey() {
         keyBytes.withUnsafeBytes { keys in
             entries.sort {
                 KeyOrder.precedes(UnsafeRawBufferPointer(rebasing: keys[$0.keyStart..<($0.keyStart + $0.keyCount)]),
@@ -38,24 +60,182 @@ struct SnapshotList {
         }
     }
 
-    func key(of entry: Entry) -> [UInt8] { Array(keyBytes[entry.keyStart..<(entry.keyStart + entry.keyCount)]) }
-    func segment(of entry: Entry) -> Segment { segments[entry.segment]! }
+    /// Sorts the chunk, appends it to the spill file as one run of records
+    /// (u16 key length, key, u32 segment, u32 offset, u32 size, u64 deadline), and empties it.
+    private mutating func spillChunk() {
+        sortByKey()
+        do throws(KVFileError) {
+            if spill == nil { spill = try SpillFile(near: store) }
+            let file = spill!
+            let start = file.end
+            let buffer = GrowableBuffer(capacity: SpilledRecord.bufferSize)
+            try withBytes(keyBytes) { (keys) throws(KVFileError) in
+                for entry in entries {
+                    if buffer.count + SpilledRecord.maxSize > SpilledRecord.bufferSize {
+                        try file.append(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+                        buffer.count = 0
+                    }
+                    SpilledRecord.encode(entry, key: UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyCount)]), into: buffer)
+                }
+            }
+            try file.append(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+            runs.append(start..<file.end)
+        } catch {
+            failure = error
+        }
+        entries.removeAll(keepingCapacity: true)
+        keyBytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Calls `body` with each key, its entry and segment, in key order, until it returns false.
+    func forEachSorted(_ body: (UnsafeRawBufferPointer, Entry, Segment) throws(KVFileError) -> Bool) throws(KVFileError) {
+        if let failure { throw failure }
+        guard let spill else {
+            try withBytes(keyBytes) { (keys) throws(KVFileError) in
+                for entry in entries {
+                    let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyCount)])
+                    guard try body(key, entry, segments[entry.segment]!) else { return }
+                }
+            }
+            return
+        }
+        var merge = try RunMerge(file: spill, runs: runs)
+        try merge.forEach { (key, entry) throws(KVFileError) in try body(key, entry, segments[entry.segment]!) }
+    }
+}
+
+/// One entry of a spilled run.
+enum SpilledRecord {
+    static let fixedSize = 2 + 4 + 4 + 4 + 8
+    static let maxSize = fixedSize + RecordFormat.maxKeyLength
+    static let bufferSize = 1 << 16
+
+    static func encode(_ entry: SnapshotList.Entry, key: UnsafeRawBufferPointer, into buffer: GrowableBuffer) {
+        let p = buffer.reserve(fixedSize + key.count)
+        p.storeLE(UInt16(key.count), at: 0)
+        if key.count > 0 { (p + 2).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+        let q = p + 2 + key.count
+        q.storeLE(entry.segment, at: 0)
+        q.storeLE(entry.offset, at: 4)
+        q.storeLE(entry.size, at: 8)
+        q.storeLE(entry.deadline, at: 12)
+        buffer.count += fixedSize + key.count
+    }
+}
+
+/// Reads one spilled run record by record through a buffer of its own.
+private final class RunCursor {
+    private let file: SpillFile
+    private var next: Int
+    private let end: Int
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: SpilledRecord.bufferSize, alignment: 8)
+    private var position = 0
+    private var filled = 0
+    private var length = 0
+    private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
+    private(set) var entry = SnapshotList.Entry(keyStart: 0, keyCount: 0, segment: 0, offset: 0, size: 0, deadline: 0)
+
+    init(file: SpillFile, run: Range<Int>) {
+        self.file = file
+        next = run.lowerBound
+        end = run.upperBound
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Moves to the run's next record; false past its last.
+    func advance() throws(KVFileError) -> Bool {
+        position += length
+        length = 0
+        guard try have(2) else {
+            if filled > position { throw spillDamaged() }
+            return false
+        }
+        let base = UnsafeRawPointer(buffer.baseAddress!) + position
+        let keyCount = Int(base.loadLE(at: 0, as: UInt16.self))
+        guard keyCount <= RecordFormat.maxKeyLength, try have(SpilledRecord.fixedSize + keyCount) else { throw spillDamaged() }
+        let record = UnsafeRawPointer(buffer.baseAddress!) + position
+        key = UnsafeRawBufferPointer(start: record + 2, count: keyCount)
+        let q = record + 2 + keyCount
+        entry = SnapshotList.Entry(keyStart: 0, keyCount: keyCount, segment: q.loadLE(at: 0, as: UInt32.self),
+                                   offset: q.loadLE(at: 4, as: UInt32.self), size: q.loadLE(at: 8, as: UInt32.self),
+                                   deadline: q.loadLE(at: 12, as: UInt64.self))
+        length = SpilledRecord.fixedSize + keyCount
+        return true
+    }
+
+    /// True when `count` bytes from `position` are in the buffer (reading more when they are not).
+    private func have(_ count: Int) throws(KVFileError) -> Bool {
+        if filled - position >= count { return true }
+        let kept = filled - position
+        if kept > 0 && position > 0 { memmove(buffer.baseAddress!, buffer.baseAddress! + position, kept) }
+        position = 0
+        filled = kept
+        let wanted = min(buffer.count - filled, end - next)
+        if wanted > 0 {
+            let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + wanted)]), at: next)
+            next += got
+            filled += got
+        }
+        return filled - position >= count
+    }
+
+    private func spillDamaged() -> KVFileError {
+        KVFileError(.io, "a sorted run of keys in a temporary file in \(file.directory) reads back short or damaged", path: file.directory)
+    }
+}
+
+/// The k-way merge of spilled runs, smallest key first (a min-heap of cursors).
+private struct RunMerge {
+    private var heap: [RunCursor] = []
+
+    init(file: SpillFile, runs: [Range<Int>]) throws(KVFileError) {
+        for run in runs {
+            let cursor = RunCursor(file: file, run: run)
+            if try cursor.advance() { heap.append(cursor) }
+        }
+        for index in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
+    }
+
+    mutating func forEach(_ body: (UnsafeRawBufferPointer, SnapshotList.Entry) throws(KVFileError) -> Bool) throws(KVFileError) {
+        while let top = heap.first {
+            guard try body(top.key, top.entry) else { return }
+            if try !top.advance() {
+                heap.swapAt(0, heap.count - 1)
+                heap.removeLast()
+            }
+            if !heap.isEmpty { siftDown(0) }
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < heap.count && KeyOrder.precedes(heap[left].key, heap[smallest].key) { smallest = left }
+            if right < heap.count && KeyOrder.precedes(heap[right].key, heap[smallest].key) { smallest = right }
+            if smallest == parent { return }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
 }
 
 enum StoreSnapshot {
     /// Nil when the state is a shared index that a writer changed while it was
     /// walked, or that names segments this process has not opened.
-    static func entries(of state: StoreState, prefix: [UInt8]) -> SnapshotList? {
+    static func entries(of state: StoreState, prefix: [UInt8], chunkBytes: Int) -> SnapshotList? {
         let now = Syscalls.wallClockMilliseconds()
         return consistently(state) {
-            var list = SnapshotList(capacity: prefix.isEmpty ? state.index.count : 16)
+            var list = SnapshotList(capacity: prefix.isEmpty ? state.index.count : 16, store: state.directory, chunkBytes: chunkBytes)
             let unreadable = state.index.forEach { key, location in
                 if !prefix.isEmpty && (key.count < prefix.count || !key.starts(with: prefix)) { return }
                 if location.isExpired(at: now) { return }
                 guard let segment = state.segment(location.segment) else { return }
                 list.append(key: key, segment: segment, location: location)
             }
-            list.sortByKey()
+            list.finish()
             return unreadable == 0 ? list : nil
         }
     }

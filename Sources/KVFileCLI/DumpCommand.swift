@@ -22,7 +22,10 @@ struct DumpCommand: ParsableCommand {
             0x7F) are written as \\u00XX. Base64 is the standard alphabet with \
             padding. Keys are bytes: keys that differ only in their Unicode \
             form are different keys, in both directions. Reads without the writer's lock; the output is the store as \
-            it was when the dump began.
+            it was when the dump began. Memory stays small however many keys the \
+            store holds: past 8 MiB of keys, they are sorted in runs in an \
+            unnamed temporary file beside the store (in $TMPDIR or /tmp when the \
+            store's directory cannot hold one) and merged.
 
             Examples:
               kvfile dump ./cache.kv

@@ -20,6 +20,10 @@ int kvf_fallocate(int fd, int64_t offset, int64_t length);
 /// fallocate(2) punching a hole (the size stays); returns 0 or an errno value.
 int kvf_punch_hole(int fd, int64_t offset, int64_t length);
 
+/// open(2) of an unnamed file in `directory` (O_TMPFILE, read-write, mode 0600):
+/// it is gone when its last descriptor closes. Returns the descriptor, or -1 with errno set.
+int kvf_open_unnamed(const char *directory);
+
 /// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: start writeback of a range without waiting.
 /// Returns 0 or an errno value.
 int kvf_start_writeback(int fd, int64_t offset, int64_t length);

@@ -60,6 +60,14 @@ enum Syscalls {
         return Int32(fd)
     }
 
+    /// An unnamed file in `directory` for scratch data (gone when closed).
+    static func openUnnamed(in directory: String) throws(KVFileError) -> Int32 {
+        _ = try inject(.open, directory)
+        let fd = kvf_open_unnamed(directory)
+        if fd < 0 { throw ioError("cannot make a temporary file in", directory, Glibc.errno) }
+        return fd
+    }
+
     /// True when `path` names a file that can be opened for reading.
     static func exists(_ path: String) throws(KVFileError) -> Bool {
         guard let fd = try openIfExists(path, O_RDONLY) else { return false }
