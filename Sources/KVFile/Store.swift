@@ -311,8 +311,8 @@ public final class Store: @unchecked Sendable {
     /// when one is given. Other threads may read and write meanwhile. Memory
     /// stays bounded: past 8 MiB of keys and locations, they are sorted in runs
     /// in an unnamed temporary file beside the store (in `$TMPDIR` or `/tmp`
-    /// when the store's directory cannot hold one) and merged; a failure to
-    /// write them is thrown before `body` is called.
+    /// when the store's directory cannot hold one) and merged (a 16 KiB buffer
+    /// per run); where no run can be written, the rest stays in memory.
     /// - Throws: ``KVFileError``, as `get` does. Rethrows what `body` throws.
     public func forEach(prefix: [UInt8] = [], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
         try forEach(prefix: prefix) { key, value, _ in try body(key, value) }

@@ -7,8 +7,9 @@ import Glibc
 /// segments it names stay mapped while it holds them). Keys sit in one byte
 /// array and entries hold no references, so a chunk sorts without reference
 /// counting. Memory stays bounded: past `chunkBytes` of keys and entries, each
-/// chunk is sorted and written to a ``SpillFile`` as a run, and the runs are
-/// merged when the list is read.
+/// chunk is sorted and written to a ``SpillFile`` as a run, and the runs and
+/// the last chunk are merged when the list is read. Where no run can be
+/// written (no temporary file, a full disk), the rest stays in memory.
 struct SnapshotList {
     struct Entry {
         var keyStart: Int
@@ -26,8 +27,8 @@ struct SnapshotList {
     private let chunkBytes: Int
     private var spill: SpillFile?
     private var runs: [Range<Int>] = []
-    /// Why a chunk could not be written out (reported when the list is read).
-    private var failure: KVFileError?
+    /// Set when a run could not be written: the list keeps the rest in memory.
+    private var spillFailed = false
 
     init(capacity: Int, store: String, chunkBytes: Int) {
         self.store = store
@@ -38,17 +39,16 @@ struct SnapshotList {
     }
 
     mutating func append(key: UnsafeRawBufferPointer, segment: Segment, location: KeyLocation) {
-        guard failure == nil else { return }
         if segments[segment.id] == nil { segments[segment.id] = segment }
         entries.append(Entry(keyStart: keyBytes.count, keyCount: key.count, segment: segment.id,
                              offset: location.offset, size: location.size, deadline: location.deadline))
         keyBytes.append(contentsOf: key)
-        if entries.count * MemoryLayout<Entry>.stride + keyBytes.count >= chunkBytes { spillChunk() }
+        if !spillFailed && entries.count * MemoryLayout<Entry>.stride + keyBytes.count >= chunkBytes { spillChunk() }
     }
 
-    /// After the last append: the chunk in memory is sorted (or written out after the others).
+    /// After the last append: the chunk in memory is sorted (it is merged with the runs, if any).
     mutating func finish() {
-        if spill == nil { sortByKey() } else if !entries.isEmpty { spillChunk() }
+        sortByKey()
     }
 
     private mutating func sortByKey() {
@@ -61,7 +61,8 @@ struct SnapshotList {
     }
 
     /// Sorts the chunk, appends it to the spill file as one run of records
-    /// (u16 key length, key, u32 segment, u32 offset, u32 size, u64 deadline), and empties it.
+    /// (u16 key length, key, u32 segment, u32 offset, u32 size, u64 deadline),
+    /// and empties it; when that fails, the chunk stays and so does what follows.
     private mutating func spillChunk() {
         sortByKey()
         do throws(KVFileError) {
@@ -81,7 +82,8 @@ struct SnapshotList {
             try file.append(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
             runs.append(start..<file.end)
         } catch {
-            failure = error
+            spillFailed = true
+            return
         }
         entries.removeAll(keepingCapacity: true)
         keyBytes.removeAll(keepingCapacity: true)
@@ -89,18 +91,17 @@ struct SnapshotList {
 
     /// Calls `body` with each key, its entry and segment, in key order, until it returns false.
     func forEachSorted(_ body: (UnsafeRawBufferPointer, Entry, Segment) throws(KVFileError) -> Bool) throws(KVFileError) {
-        if let failure { throw failure }
-        guard let spill else {
-            try withBytes(keyBytes) { (keys) throws(KVFileError) in
+        try withBytes(keyBytes) { (keys) throws(KVFileError) in
+            guard let spill, !runs.isEmpty else {
                 for entry in entries {
                     let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyCount)])
                     guard try body(key, entry, segments[entry.segment]!) else { return }
                 }
+                return
             }
-            return
+            var merge = try RunMerge(file: spill, runs: runs, inMemory: MemoryRun(entries: entries, keys: keys))
+            try merge.forEach { (key, entry) throws(KVFileError) in try body(key, entry, segments[entry.segment]!) }
         }
-        var merge = try RunMerge(file: spill, runs: runs)
-        try merge.forEach { (key, entry) throws(KVFileError) in try body(key, entry, segments[entry.segment]!) }
     }
 }
 
@@ -108,7 +109,9 @@ struct SnapshotList {
 enum SpilledRecord {
     static let fixedSize = 2 + 4 + 4 + 4 + 8
     static let maxSize = fixedSize + RecordFormat.maxKeyLength
-    static let bufferSize = 1 << 16
+    /// Each run is read through a buffer this size (a record always fits), so a
+    /// merge holds about 1/512 of the keys' bytes: a buffer per 8 MiB chunk.
+    static let bufferSize = 1 << 14
 
     static func encode(_ entry: SnapshotList.Entry, key: UnsafeRawBufferPointer, into buffer: GrowableBuffer) {
         let p = buffer.reserve(fixedSize + key.count)
@@ -123,8 +126,39 @@ enum SpilledRecord {
     }
 }
 
+/// A sorted run the merge reads: its current key and entry, and a step to the next.
+private protocol SortedRun: AnyObject {
+    var key: UnsafeRawBufferPointer { get }
+    var entry: SnapshotList.Entry { get }
+    /// Moves to the next record; false past the last.
+    func advance() throws(KVFileError) -> Bool
+}
+
+/// The last chunk, still in memory (sorted).
+private final class MemoryRun: SortedRun {
+    private let entries: [SnapshotList.Entry]
+    private let keys: UnsafeRawBufferPointer
+    private var index = -1
+    private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
+    private(set) var entry = SnapshotList.Entry(keyStart: 0, keyCount: 0, segment: 0, offset: 0, size: 0, deadline: 0)
+
+    /// `keys` must stay valid while the run is read.
+    init(entries: [SnapshotList.Entry], keys: UnsafeRawBufferPointer) {
+        self.entries = entries
+        self.keys = keys
+    }
+
+    func advance() throws(KVFileError) -> Bool {
+        index += 1
+        guard index < entries.count else { return false }
+        entry = entries[index]
+        key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyCount)])
+        return true
+    }
+}
+
 /// Reads one spilled run record by record through a buffer of its own.
-private final class RunCursor {
+private final class FileRun: SortedRun {
     private let file: SpillFile
     private var next: Int
     private let end: Int
@@ -143,7 +177,6 @@ private final class RunCursor {
 
     deinit { buffer.deallocate() }
 
-    /// Moves to the run's next record; false past its last.
     func advance() throws(KVFileError) -> Bool {
         position += length
         length = 0
@@ -151,8 +184,7 @@ private final class RunCursor {
             if filled > position { throw spillDamaged() }
             return false
         }
-        let base = UnsafeRawPointer(buffer.baseAddress!) + position
-        let keyCount = Int(base.loadLE(at: 0, as: UInt16.self))
+        let keyCount = Int((UnsafeRawPointer(buffer.baseAddress!) + position).loadLE(at: 0, as: UInt16.self))
         guard keyCount <= RecordFormat.maxKeyLength, try have(SpilledRecord.fixedSize + keyCount) else { throw spillDamaged() }
         let record = UnsafeRawPointer(buffer.baseAddress!) + position
         key = UnsafeRawBufferPointer(start: record + 2, count: keyCount)
@@ -174,6 +206,8 @@ private final class RunCursor {
         let wanted = min(buffer.count - filled, end - next)
         if wanted > 0 {
             let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + wanted)]), at: next)
+            // The run was written whole: a short read means the file lost bytes.
+            if got < wanted { throw spillDamaged() }
             next += got
             filled += got
         }
@@ -185,15 +219,13 @@ private final class RunCursor {
     }
 }
 
-/// The k-way merge of spilled runs, smallest key first (a min-heap of cursors).
+/// The k-way merge of sorted runs, smallest key first (a min-heap).
 private struct RunMerge {
-    private var heap: [RunCursor] = []
+    private var heap: [any SortedRun] = []
 
-    init(file: SpillFile, runs: [Range<Int>]) throws(KVFileError) {
-        for run in runs {
-            let cursor = RunCursor(file: file, run: run)
-            if try cursor.advance() { heap.append(cursor) }
-        }
+    init(file: SpillFile, runs: [Range<Int>], inMemory: MemoryRun) throws(KVFileError) {
+        let all: [any SortedRun] = runs.map { FileRun(file: file, run: $0) } + [inMemory]
+        for run in all where try run.advance() { heap.append(run) }
         for index in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
     }
 
