@@ -105,6 +105,11 @@ final class HintBuilder {
 
     /// Appends the size of each record as a uvarint (the closed layout's
     /// list), when `sizesKnown`: a builder of sizes only copies its bytes.
+    /// About how many bytes ``appendSizes(to:)`` appends (exact for a builder of sizes).
+    var sizesByteCount: Int {
+        keepsEntries ? 2 * entryCount : (priorSizes?.count ?? 0) + entries.count
+    }
+
     func appendSizes(to list: GrowableBuffer) {
         precondition(sizesKnown, "the closed list needs the size of every record")
         guard !keepsEntries else { return forEachRecord { _, size in list.appendVarint(UInt64(size)) } }

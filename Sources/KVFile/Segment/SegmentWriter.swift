@@ -278,9 +278,10 @@ final class SegmentWriter {
         }
         try failure.check()
         let end = segment.length
-        let list = GrowableBuffer(capacity: 1 << 12)
-        BlockMap.listMarker.withUnsafeBytes { list.append($0) }
         hints = try hints.withAllSizes(scanning: segment)  // after a crash: read them
+        // Room for the whole list at once: it can be a megabyte, and growing copies it again and again.
+        let list = GrowableBuffer(capacity: BlockMap.listMarker.count + hints.sizesByteCount + BlockMap.trailerSize + 16)
+        BlockMap.listMarker.withUnsafeBytes { list.append($0) }
         hints.appendSizes(to: list)
         let closed = BlockMap.Closed(recordsEnd: end, listBytes: list.count, listCRC: CRC32C.checksum(UnsafeRawPointer(list.base), list.count))
         BlockMap.trailer(closed, segmentID: segment.id).withUnsafeBytes { list.append($0) }
