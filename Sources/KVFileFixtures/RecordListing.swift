@@ -31,7 +31,8 @@ func recordOffsets(_ path: String) -> [(offset: Int, size: Int, seq: UInt64, con
 }
 
 /// One line per record of every segment of the store at `storePath`:
-/// file, offset, op, seq, ts, continues, compressed, key, value ("-" for a delete).
+/// file, offset, op, seq, ts, continues, compressed, key, value ("-" for a delete),
+/// and "segment:offset" of its prior when it names one (version 4).
 func recordLines(_ storePath: String) throws -> [String] {
     var lines: [String] = []
     let names = ((try? FileManager.default.contentsOfDirectory(atPath: storePath)) ?? []).filter { $0.hasSuffix(".kvseg") }.sorted()
@@ -47,9 +48,10 @@ func recordLines(_ storePath: String) throws -> [String] {
                     _ = out.withUnsafeMutableBytes { LZ4Block.decompress(record + header.valueOffset, count: header.storedLength, into: $0.baseAddress!, rawLength: header.rawLength) }
                     value = out
                 }
-                lines.append([name, String(offset), String(header.operation.rawValue), String(header.seq), String(header.timestamp),
+                var fields = [name, String(offset), String(header.operation.rawValue), String(header.seq), String(header.timestamp),
                               header.continues ? "1" : "0", header.compressed ? "1" : "0", hex(key), header.operation == .deleted ? "-" : hex(value)]
-                    .joined(separator: " "))
+                if let prior = header.prior { fields.append("\(prior.segment):\(prior.offset)") }
+                lines.append(fields.joined(separator: " "))
             }
         }
     }

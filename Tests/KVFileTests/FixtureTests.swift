@@ -21,7 +21,7 @@ func unhex(_ text: Substring) -> [UInt8] {
 }
 
 @Suite struct FixtureTests {
-    static let versions = ["v1", "v2", "v3"]
+    static let versions = ["v1", "v2", "v3", "v4"]
 
     /// "vN/name" of every fixture of every version.
     static var fixtureNames: [String] {
@@ -74,7 +74,9 @@ func unhex(_ text: Substring) -> [UInt8] {
             let offset = Int(f[1])!
             let operation = ChangeKind(rawValue: UInt8(f[2])!)!
             let value: [UInt8]? = f[8] == "-" ? nil : unhex(f[8])
-            let encoded = encodeRecord(operation, seq: UInt64(f[3])!, timestamp: UInt64(f[4])!, key: unhex(f[7]), value: value, continues: f[5] == "1")
+            let prior = f.count > 9 ? f[9].split(separator: ":").map { UInt32($0)! } : nil
+            let encoded = encodeRecord(operation, seq: UInt64(f[3])!, timestamp: UInt64(f[4])!, key: unhex(f[7]), value: value, continues: f[5] == "1",
+                                       prior: prior.map { PriorLocation(segment: $0[0], offset: $0[1]) })
             #expect(Array(file[offset..<offset + encoded.count]) == encoded, "\(f[0]) at \(offset)")
         }
     }
@@ -100,7 +102,7 @@ func unhex(_ text: Substring) -> [UInt8] {
     @Test func segmentHeaderAndRecordMatchTheManualPage() {
         var active = SegmentWriter.activeHeader(id: 1, baseSeq: 1, capacity: 64 << 20)
         active.createdMilliseconds = 1_700_000_000_000
-        #expect(hex(active.encoded()) == "6b7666696c65530a" + "0300" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000004" + "8a7666d8")
+        #expect(hex(active.encoded()) == "6b7666696c65530a" + "0400" + "0000" + "01000000" + "0100000000000000" + "0068e5cf8b010000" + "00000004" + "155c3ab8")
         // Version 1, as stores written before the block map have it.
         var old = SegmentHeader(segmentID: 1, baseSeq: 1, createdMilliseconds: 1_700_000_000_000)
         old.version = 1
@@ -118,5 +120,9 @@ func unhex(_ text: Substring) -> [UInt8] {
         #expect(BlockMap.regionEnd(mapOffset: 0x0400_0000) - BlockMap.watermarkSize == 0x0401_0000)
         let record = encodeRecord(.created, seq: 1, timestamp: 1_700_000_000_000, key: bytes("hello"), value: bytes("world"))
         #expect(hex(record) == "73e86d1101018" + "0d095ffbc31050568656c6c6f776f726c64")
+        // The update after it names it as its prior.
+        let update = encodeRecord(.updated, seq: 2, timestamp: 1_700_000_000_001, key: bytes("hello"), value: bytes("there"),
+                                  prior: PriorLocation(segment: 1, offset: 40))
+        #expect(hex(update) == "2020c30e" + "42" + "02" + "81d095ffbc31" + "0128" + "05" + "05" + "68656c6c6f" + "7468657265")
     }
 }

@@ -92,7 +92,7 @@ import Testing
 /// Encodes one record the way the writer does, for tests.
 func encodeRecord(
     _ operation: ChangeKind, seq: UInt64, timestamp: UInt64 = 1_700_000_000_000,
-    key: [UInt8], value: [UInt8]?, continues: Bool = false, compress: Bool = true
+    key: [UInt8], value: [UInt8]?, continues: Bool = false, compress: Bool = true, prior: PriorLocation? = nil
 ) -> [UInt8] {
     let compressor = LZ4Compressor()
     var stored = value ?? []
@@ -105,13 +105,13 @@ func encodeRecord(
             rawLength = value.count
         }
     }
-    let size = RecordCodec.encodedLength(seq: seq, timestamp: timestamp, keyLength: key.count, storedLength: stored.count, rawLength: rawLength)
+    let size = RecordCodec.encodedLength(seq: seq, timestamp: timestamp, prior: prior, keyLength: key.count, storedLength: stored.count, rawLength: rawLength)
     var record = [UInt8](repeating: 0, count: size)
     let written = record.withUnsafeMutableBytes { out in
         key.withUnsafeBytes { k in
             stored.withUnsafeBytes { s in
                 RecordCodec.encode(to: out.baseAddress!, operation: operation, continues: continues, seq: seq,
-                                   timestamp: timestamp, key: k, stored: s, rawLength: rawLength)
+                                   timestamp: timestamp, prior: prior, key: k, stored: s, rawLength: rawLength)
             }
         }
     }
@@ -204,6 +204,34 @@ func encodeRecord(
         record[4] = 0x00
         let noOperation = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
         guard case .invalid = noOperation else { Issue.record("operation 0 accepted"); return }
+    }
+
+    @Test func priorsRoundTripOnUpdatesAndDeletesOnly() {
+        for (operation, value) in [(ChangeKind.updated, bytes(String(repeating: "long value ", count: 9))), (.deleted, nil)] {
+            for prior in [PriorLocation(segment: 0, offset: 40), PriorLocation(segment: 3, offset: 70_000), PriorLocation(segment: .max, offset: .max)] {
+                let record = encodeRecord(operation, seq: 9, key: bytes("k"), value: value, prior: prior)
+                let result = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: $0.count) }
+                guard case .record(let header) = result else { Issue.record("\(operation) with \(prior): \(result)"); continue }
+                #expect(header.prior == prior && header.totalLength == record.count && header.operation == operation)
+                #expect(record.withUnsafeBytes { RecordCodec.declaredLength($0) } == record.count)
+                for cut in 0..<record.count {
+                    let part = record.withUnsafeBytes { RecordCodec.decode($0.baseAddress!, available: cut) }
+                    guard case .incomplete = part else { Issue.record("cut at \(cut) of \(record.count): \(part)"); break }
+                }
+            }
+        }
+        // A created record with the bit, and a prior before the first record, cannot be.
+        var created = encodeRecord(.updated, seq: 9, key: bytes("k"), value: bytes("v"), prior: PriorLocation(segment: 1, offset: 40))
+        created[4] = (created[4] & ~RecordFormat.opMask) | ChangeKind.created.rawValue
+        created.withUnsafeMutableBytes { $0.baseAddress!.storeLE(CRC32C.checksum(UnsafeRawPointer($0.baseAddress! + 4), $0.count - 4), at: 0) }
+        guard case .invalid(let reason) = created.withUnsafeBytes({ RecordCodec.decode($0.baseAddress!, available: $0.count) }) else {
+            Issue.record("a created record with a prior accepted"); return
+        }
+        #expect(reason.contains("prior"))
+        let early = encodeRecord(.updated, seq: 9, key: bytes("k"), value: bytes("v"), prior: PriorLocation(segment: 1, offset: 39))
+        guard case .invalid = early.withUnsafeBytes({ RecordCodec.decode($0.baseAddress!, available: $0.count) }) else {
+            Issue.record("a prior at offset 39 accepted"); return
+        }
     }
 }
 

@@ -4,10 +4,16 @@
 
 /// Follows a store's log and turns its records into change events, from this
 /// process or any other, while another process writes. It opens the store
-/// read-only (no lock), keeps its own index to know old values, wakes on
-/// inotify, follows segment rolls, skips the copies compaction makes (they
-/// keep their sequence numbers), and keeps reading old files that
-/// compaction unlinked until it has caught up past them.
+/// read-only (no lock), wakes on inotify, follows segment rolls, skips the
+/// copies compaction makes (they keep their sequence numbers), and keeps
+/// reading old files that compaction unlinked until it has caught up past them.
+///
+/// Old values come from the record each update or delete names as its prior,
+/// so starting from now or from a point in the log reads only the segments
+/// after that point, not every key. Where a record names no usable prior
+/// (written by an older version, or its prior is gone), the tailer loads an
+/// index of every key as of the last event delivered, once, and goes on
+/// with it.
 ///
 /// Guarantees: a tailer that keeps up delivers every change exactly once, in
 /// `seq` order. Resuming with ``FeedStart/after(seq:)`` delivers every change
@@ -28,6 +34,14 @@ public final class LogTailer: @unchecked Sendable {
     private var state: StoreState
     private let listener: WatchListener
     private var pending: [DeferredRecord] = []
+    /// True while old values come from priors (no index of every key is loaded).
+    private(set) var followsPriors: Bool
+    /// Segments a compaction replaced while following priors: a prior may still name one.
+    private var retired: [UInt32: Segment] = [:]
+    /// Keys in the tailer's own index (none while it follows priors).
+    var indexedKeys: Int { mutex.withLock { state.index.count } }
+    /// Segments whose records the tailer read (or counted), not only mapped.
+    var segmentsRead: Int { mutex.withLock { state.segments.filter { $0.minSeq != UInt64.max }.count } }
 
     /// Opens a feed of the store at `path`, starting at `start`.
     /// - Throws: ``KVFileError`` `.storeNotFound` or `.notAStore`; `.historyCompacted` when compaction removed
@@ -45,10 +59,11 @@ public final class LogTailer: @unchecked Sendable {
         let startSeq: UInt64
         switch start {
         case .now:
-            loaded = try StoreDirectory.load(names: names, loader: &loader).state
-            startSeq = loaded.newestSeq
+            loaded = try LogTailer.loadAfter(nil, names: names, loader: &loader)
+            startSeq = loaded.nextSeq - 1
+            followsPriors = true
         case .after(let seq):
-            loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: seq).state
+            loaded = try LogTailer.loadAfter(seq, names: names, loader: &loader)
             let floor = loaded.compactionFloor
             if floor > seq { throw LogTailer.historyCompacted(directory, wanted: seq, oldest: floor) }
             // Events are derived from the log: a resume point past its end was never in it.
@@ -60,6 +75,7 @@ public final class LogTailer: @unchecked Sendable {
                     path: directory)
             }
             startSeq = seq
+            followsPriors = true
         case .beginning:
             loaded = try StoreDirectory.load(names: names, loader: &loader, deferAbove: 0).state
             let floor = loaded.compactionFloor
@@ -75,6 +91,7 @@ public final class LogTailer: @unchecked Sendable {
                 try loaded.finishLoading()
                 loaded.deferred = after
             }
+            followsPriors = false
         }
         state = loaded
         deliveredSeq = startSeq
@@ -82,6 +99,48 @@ public final class LogTailer: @unchecked Sendable {
         state.deferAbove = startSeq
         pending = state.deferred
         state.deferred = []
+    }
+
+    /// The segments of the store, for a tailer that follows priors: those that
+    /// may hold records after `start` are read (records after it are deferred
+    /// as events, the others only counted), the others only mapped. With no
+    /// `start` (from now) only the active segment is read. A reader retries
+    /// when a file vanishes under it (a compaction finishing).
+    static func loadAfter(_ start: UInt64?, names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState {
+        var names = names
+        let directory = loader.directory
+        return try VanishedFiles.retrying(pauseMilliseconds: 2, beforeRetry: { () throws(KVFileError) in
+            names = try Syscalls.listDirectory(directory)
+        }) { () throws(KVFileError) -> StoreState in
+            let ids = try loader.resolveSegments(names)
+            let state = StoreState(directory: directory, index: try SharedIndex.anonymous(expectedKeys: 64))
+            state.feedOnly = true
+            state.deferAbove = start
+            // The log's own segments in order, by base sequence number; a header cut short is the newest one's.
+            var log: [(id: UInt32, baseSeq: UInt64?)] = []
+            for id in ids {
+                let header = try loader.header(of: id)
+                if header?.compacted == true {
+                    try loader.mapWithoutReading(id, into: state)  // every record is at or below the compaction floor
+                } else {
+                    log.append((id, header?.baseSeq))
+                }
+            }
+            for (position, segment) in log.enumerated() {
+                let isLast = position == log.count - 1
+                // A segment's records come before the next one's base sequence number.
+                let holdsLater = isLast || start.map { start in log[position + 1].baseSeq.map { $0 > start } ?? true } ?? false
+                if !holdsLater {
+                    try loader.mapWithoutReading(segment.id, into: state)
+                } else if isLast {
+                    try loader.loadActive(segment.id, into: state, hints: nil)
+                } else {
+                    try loader.loadSealed(segment.id, into: state)
+                }
+            }
+            try state.finishLoading()
+            return state
+        }
     }
 
     static func historyCompacted(_ path: String, wanted: UInt64, oldest: UInt64) -> KVFileError {
@@ -145,16 +204,33 @@ public final class LogTailer: @unchecked Sendable {
         let replaced = state.segmentIDs.contains { !present.contains($0) }
             || ids.contains { state.segment($0) == nil }
         if replaced {
-            var fresh = loader
-            let rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
-            let floor = rebuilt.compactionFloor
-            if floor > deliveredSeq { throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: floor) }
-            loader = fresh
-            pending += rebuilt.deferred
-            rebuilt.deferred = []
-            state = rebuilt
+            try reload(names: names)
             try deliver(into: &events)
         }
+    }
+
+    /// Reads the store afresh after compaction replaced segments, or (`indexing`)
+    /// with an index of every key as of the last event delivered: records after
+    /// it become pending events (those already pending come again and are skipped).
+    private func reload(names: [String], indexing: Bool = false) throws(KVFileError) {
+        var fresh = loader
+        let rebuilt: StoreState
+        if followsPriors && !indexing {
+            rebuilt = try LogTailer.loadAfter(deliveredSeq, names: names, loader: &fresh)
+        } else {
+            rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
+        }
+        let floor = rebuilt.compactionFloor
+        if floor > deliveredSeq { throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: floor) }
+        retired = [:]
+        if followsPriors && !indexing {
+            for segment in state.segments where rebuilt.segment(segment.id) == nil { retired[segment.id] = segment }
+        }
+        if indexing { followsPriors = false }
+        loader = fresh
+        pending += rebuilt.deferred
+        rebuilt.deferred = []
+        state = rebuilt
     }
 
     /// Waits until the store may have changed (inotify), or `milliseconds` pass.
@@ -180,7 +256,9 @@ public final class LogTailer: @unchecked Sendable {
             if record.seq <= deliveredSeq { used += 1; continue }  // a copy, or already delivered
             if record.seq != deliveredSeq + 1 { break }  // not yet visible
             if let event = try event(for: record) { events.append(event) }
-            record.key.withUnsafeBytes { state.applyNewest(key: $0, operation: record.operation, location: record.location) }
+            if !followsPriors {
+                record.key.withUnsafeBytes { state.applyNewest(key: $0, operation: record.operation, location: record.location) }
+            }
             deliveredSeq = record.seq
             used += 1
         }
@@ -189,9 +267,24 @@ public final class LogTailer: @unchecked Sendable {
     }
 
     private func event(for record: DeferredRecord) throws(KVFileError) -> ChangeEvent? {
-        let old: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
-            guard let location = state.index.lookup(key) else { return nil }
-            return try RecordReader.value(at: location, key: key, in: state)
+        let header = try recordHeader(record)
+        let old: [UInt8]?
+        if followsPriors {
+            if record.operation == .created {
+                old = nil
+            } else if let prior = header?.prior,
+                      let value = PriorRecord.value(at: prior, in: segment(named: prior), key: record.key, before: record.seq) {
+                old = value
+            } else {
+                // No usable prior (an older writer's record, or the prior is gone): an index of every key says.
+                try reload(names: try Syscalls.listDirectory(path), indexing: true)
+                return try event(for: record)
+            }
+        } else {
+            old = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
+                guard let location = state.index.lookup(key) else { return nil }
+                return try RecordReader.value(at: location, key: key, in: state)
+            }
         }
         let new: [UInt8]? = try withBytes(record.key) { (key) throws(KVFileError) -> [UInt8]? in
             guard record.operation != .deleted else { return nil }
@@ -204,9 +297,19 @@ public final class LogTailer: @unchecked Sendable {
         case (_, nil): topic = .created
         default: topic = .updated
         }
-        let header = try recordHeader(record)
         return ChangeEvent(topic: topic, seq: record.seq, timestamp: header?.timestamp ?? 0, key: record.key, newValue: new, oldValue: old,
                            expiresAt: header?.deadline ?? 0, expired: header?.expired ?? false)
+    }
+
+    /// The segment a prior names: one the tailer has, one compaction replaced
+    /// since, or a compaction's output that appeared since the directory was
+    /// last listed (the writer's index moved keys there). Nil when there is none.
+    private func segment(named prior: PriorLocation) -> Segment? {
+        if let known = state.segment(prior.segment) ?? retired[prior.segment] { return known }
+        // Only an output: a segment of the log must be read, not just mapped, when the directory is followed.
+        guard (try? loader.isCompactionOutput(prior.segment)) == true else { return nil }
+        try? loader.mapWithoutReading(prior.segment, into: state)
+        return state.segment(prior.segment)
     }
 
     private func recordHeader(_ record: DeferredRecord) throws(KVFileError) -> RecordHeader? {

@@ -2,10 +2,12 @@
 //
 //   crc32c   u32 LE   over every byte of the record after this field
 //   kind     u8       bits 0-1 operation, bit 2 LZ4, bit 3 batch continues,
-//                     bit 4 deadline follows (puts), bit 5 expiry (deletes), 6-7 zero
+//                     bit 4 deadline follows (puts), bit 5 expiry (deletes),
+//                     bit 6 prior follows (updates, deletes), bit 7 zero
 //   seq      uvarint  store-wide sequence number, 1 ... 2^51 - 1
 //   ts       uvarint  milliseconds since the Unix epoch
 //   deadline uvarint  only with bit 4: milliseconds since the Unix epoch, ≥ 1
+//   prior    2 uvarints only with bit 6: segment number and offset of the key's record before this one
 //   keylen   uvarint  1...4096
 //   stored   uvarint  bytes of value as stored (0 for a delete)
 //   raw      uvarint  only when LZ4 is set: bytes after decompression
@@ -23,6 +25,9 @@ struct RecordHeader: Equatable {
     var deadline: UInt64 = 0
     /// A delete that records an expiry (the writer noticed the deadline pass).
     var expired = false
+    /// Where the key's record before this one was when this one was written
+    /// (updates and deletes of version-4 writers; the change feed's old value).
+    var prior: PriorLocation?
     var keyLength: Int
     var storedLength: Int
     var rawLength: Int
@@ -36,6 +41,12 @@ struct RecordHeader: Equatable {
     var totalLength: Int { headerLength + keyLength + storedLength }
     var keyOffset: Int { headerLength }
     var valueOffset: Int { headerLength + keyLength }
+}
+
+/// Where a key's previous record lies: a segment number and an offset in it.
+struct PriorLocation: Equatable {
+    var segment: UInt32
+    var offset: UInt32
 }
 
 enum RecordDecodeResult {
@@ -85,52 +96,71 @@ enum RecordCodec {
         let expired = kind & RecordFormat.flagExpired != 0
         if hasDeadline && operation == .deleted { return .invalid("delete record carries a deadline") }
         if expired && operation != .deleted { return .invalid("expiry flag on a record that is not a delete") }
+        let hasPrior = kind & RecordFormat.flagPrior != 0
+        if hasPrior && operation == .created { return .invalid("a created record names a prior record") }
 
         var position = 5
-        var fields: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
-        // seq, ts, [deadline], keylen, stored, [raw]: absent fields are skipped.
-        let present = fieldMask(deadline: hasDeadline, compressed: compressed)
-        for index in 0..<6 where present & (1 << index) != 0 {
+        var field: UInt64 = 0
+        // Reads the next varint into `field`; nil when the record cannot be one (the result says why).
+        @inline(__always)
+        func next() -> RecordDecodeResult? {
             switch Varint.read(p + position, available: available - position) {
             case .truncated: return .incomplete
             case .overlong: return .invalid("malformed varint in record header")
             case .value(let v, let length):
                 position += length
-                switch index {
-                case 0: fields.0 = v
-                case 1: fields.1 = v
-                case 2: fields.2 = v
-                case 3: fields.3 = v
-                case 4: fields.4 = v
-                default: fields.5 = v
-                }
+                field = v
+                return nil
             }
         }
-        let (seq, timestamp, deadline, keyLength, storedLength) = (fields.0, fields.1, fields.2, fields.3, fields.4)
+        if let failed = next() { return failed }
+        let seq = field
+        if let failed = next() { return failed }
+        let timestamp = field
+        var deadline: UInt64 = 0
+        if hasDeadline {
+            if let failed = next() { return failed }
+            deadline = field
+        }
+        var priorSegment: UInt64 = 0, priorOffset: UInt64 = 0
+        if hasPrior {
+            if let failed = next() { return failed }
+            priorSegment = field
+            if let failed = next() { return failed }
+            priorOffset = field
+        }
+        if let failed = next() { return failed }
+        let keyLength = field
+        if let failed = next() { return failed }
+        let storedLength = field
+        if compressed {
+            if let failed = next() { return failed }
+        }
         if hasDeadline && deadline == 0 { return .invalid("deadline 0 in a record flagged with one") }
+        var prior: PriorLocation?
+        if hasPrior {
+            if priorSegment > UInt64(UInt32.max) || priorOffset < UInt64(RecordFormat.segmentHeaderSize) || priorOffset > UInt64(UInt32.max) {
+                return .invalid("prior record location \(priorSegment):\(priorOffset) out of range")
+            }
+            prior = PriorLocation(segment: UInt32(priorSegment), offset: UInt32(priorOffset))
+        }
         if seq == 0 || seq > RecordFormat.maxSeq { return .invalid("sequence number \(seq) out of range") }
         if keyLength == 0 || keyLength > UInt64(RecordFormat.maxKeyLength) { return .invalid("key length \(keyLength) out of range") }
         if operation == .deleted && storedLength != 0 { return .invalid("delete record carries a value") }
         if storedLength > UInt64(RecordFormat.maxValueLength) + 1024 { return .invalid("value length \(storedLength) out of range") }
-        let rawLength = compressed ? fields.5 : storedLength
+        let rawLength = compressed ? field : storedLength
         if rawLength > UInt64(RecordFormat.maxValueLength) { return .invalid("value length \(rawLength) out of range") }
         if compressed && (rawLength == 0 || storedLength == 0) { return .invalid("empty compressed value") }
 
         let header = RecordHeader(
             operation: operation, compressed: compressed,
             continues: kind & RecordFormat.flagContinued != 0,
-            seq: seq, timestamp: timestamp, deadline: deadline, expired: expired,
+            seq: seq, timestamp: timestamp, deadline: deadline, expired: expired, prior: prior,
             keyLength: Int(keyLength), storedLength: Int(storedLength), rawLength: Int(rawLength),
             headerLength: position)
         let total = header.totalLength
         if total > available { return .incomplete }
         return .record(header)
-    }
-
-    /// Which of the six header varints (seq, ts, deadline, keylen, stored, raw) a record has, as bits 0–5.
-    @inline(__always)
-    private static func fieldMask(deadline: Bool, compressed: Bool) -> UInt8 {
-        0b011011 | (deadline ? 0b000100 : 0) | (compressed ? 0b100000 : 0)
     }
 
     /// The total length the record at the start of `bytes` declares, read
@@ -141,8 +171,9 @@ enum RecordCodec {
         let kind = p.load(fromByteOffset: 4, as: UInt8.self)
         guard kind & RecordFormat.reservedKindBits == 0, kind & RecordFormat.opMask != 0 else { return nil }
         var position = 5
-        // seq, ts and the deadline are passed over; keylen and stored read; raw passed over.
-        for _ in 0..<(kind & RecordFormat.flagDeadline != 0 ? 3 : 2) {
+        // seq, ts, the deadline and the prior are passed over; keylen and stored read; raw passed over.
+        let skipped = 2 + (kind & RecordFormat.flagDeadline != 0 ? 1 : 0) + (kind & RecordFormat.flagPrior != 0 ? 2 : 0)
+        for _ in 0..<skipped {
             guard case .value(_, let length) = Varint.read(p + position, available: bytes.count - position) else { return nil }
             position += length
         }
@@ -159,9 +190,11 @@ enum RecordCodec {
     }
 
     /// The exact encoded size of a record with these lengths.
-    static func encodedLength(seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
+    static func encodedLength(seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, prior: PriorLocation? = nil,
+                              keyLength: Int, storedLength: Int, rawLength: Int?) -> Int {
         var n = 5 + Varint.encodedLength(seq) + Varint.encodedLength(timestamp)
         if deadline != 0 { n += Varint.encodedLength(deadline) }
+        if let prior { n += Varint.encodedLength(UInt64(prior.segment)) + Varint.encodedLength(UInt64(prior.offset)) }
         n += Varint.encodedLength(UInt64(keyLength)) + Varint.encodedLength(UInt64(storedLength))
         if let rawLength { n += Varint.encodedLength(UInt64(rawLength)) }
         return n + keyLength + storedLength
@@ -169,22 +202,29 @@ enum RecordCodec {
 
     /// Writes a complete record at `p` (which must have room for `encodedLength`) and returns its length.
     /// `rawLength` is non-nil exactly when `stored` holds LZ4-compressed bytes;
-    /// a `deadline` (puts) of 0 is none; `expired` marks a delete as an expiry.
+    /// a `deadline` (puts) of 0 is none; `expired` marks a delete as an expiry;
+    /// `prior` (updates and deletes only) is where the key's record before this one is.
     static func encode(
         to p: UnsafeMutableRawPointer, operation: ChangeKind, continues: Bool,
-        seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false,
+        seq: UInt64, timestamp: UInt64, deadline: UInt64 = 0, expired: Bool = false, prior: PriorLocation? = nil,
         key: UnsafeRawBufferPointer, stored: UnsafeRawBufferPointer, rawLength: Int?
     ) -> Int {
+        precondition(prior == nil || operation != .created, "a created record has no prior record")
         var kind = operation.rawValue
         if rawLength != nil { kind |= RecordFormat.flagLZ4 }
         if continues { kind |= RecordFormat.flagContinued }
         if deadline != 0 { kind |= RecordFormat.flagDeadline }
         if expired { kind |= RecordFormat.flagExpired }
+        if prior != nil { kind |= RecordFormat.flagPrior }
         p.storeBytes(of: kind, toByteOffset: 4, as: UInt8.self)
         var position = 5
         position += Varint.write(seq, to: p + position)
         position += Varint.write(timestamp, to: p + position)
         if deadline != 0 { position += Varint.write(deadline, to: p + position) }
+        if let prior {
+            position += Varint.write(UInt64(prior.segment), to: p + position)
+            position += Varint.write(UInt64(prior.offset), to: p + position)
+        }
         position += Varint.write(UInt64(key.count), to: p + position)
         position += Varint.write(UInt64(stored.count), to: p + position)
         if let rawLength { position += Varint.write(UInt64(rawLength), to: p + position) }

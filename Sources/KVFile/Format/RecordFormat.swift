@@ -5,10 +5,10 @@
 public enum RecordFormat {
     /// The format version a writer puts into the header of every segment it
     /// creates: 2 adds the block map of active segments, 3 records' expiry
-    /// deadlines (man/kvfile.5).
-    public static let version: UInt16 = 3
-    /// The segment versions this kvfile reads: 1 (no block map), 2 and 3.
-    public static let readableSegmentVersions: ClosedRange<UInt16> = 1...3
+    /// deadlines, 4 the location of a key's prior record (man/kvfile.5).
+    public static let version: UInt16 = 4
+    /// The segment versions this kvfile reads: 1 (no block map), 2, 3 and 4.
+    public static let readableSegmentVersions: ClosedRange<UInt16> = 1...4
     /// The version of hint files and the compaction marker (unchanged since 1).
     static let hintVersion: UInt16 = 1
 
@@ -40,16 +40,20 @@ public enum RecordFormat {
     static let minCompressibleLength = 32
 
     // The kind byte of a record: bits 0–1 the operation, bit 2 LZ4, bit 3 "batch continues",
-    // bit 4 "a deadline follows ts" (puts), bit 5 "this delete is an expiry" (version 3).
+    // bit 4 "a deadline follows ts" (puts), bit 5 "this delete is an expiry" (version 3),
+    // bit 6 "the prior record's location follows" (updates and deletes, version 4).
     static let opMask: UInt8 = 0x03
     static let flagLZ4: UInt8 = 0x04
     static let flagContinued: UInt8 = 0x08
     static let flagDeadline: UInt8 = 0x10
     static let flagExpired: UInt8 = 0x20
-    static let reservedKindBits: UInt8 = 0xC0
+    static let flagPrior: UInt8 = 0x40
+    static let reservedKindBits: UInt8 = 0x80
+    /// The most bytes a prior's two varints take (a segment number and an offset, each below 2^32).
+    static let maxPriorLength = 10
 
-    /// crc (4) + kind (1) + seq (≤10) + ts (≤10) + deadline (≤10) + key length (≤2) + stored (≤4) + raw (≤4).
-    static let maxRecordHeaderSize = 45
+    /// crc (4) + kind (1) + seq (≤10) + ts (≤10) + deadline (≤10) + prior (≤10) + key length (≤2) + stored (≤4) + raw (≤4).
+    static let maxRecordHeaderSize = 55
 }
 
 /// What a write did to its key (the change feed's event kinds). The writer decides it from its index.

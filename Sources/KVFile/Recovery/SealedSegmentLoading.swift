@@ -14,8 +14,7 @@ extension StoreLoader {
         let file = try OwnedFile(opening: segmentPath, writer ? O_RDWR : O_RDONLY)
         let fd = file.fd
         let size = try Syscalls.fileSize(fd, path: segmentPath)
-        var unwritten = size < RecordFormat.segmentHeaderSize
-        if !unwritten && !temporaryOutputs.contains(id) { unwritten = try headerIsZeros(fd: fd, path: segmentPath) }
+        let unwritten = try isCutShort(id, fd: fd, path: segmentPath, fileSize: size)
         var hasHint = false
         if unwritten { hasHint = try Syscalls.exists(hintPath(id)) }
         if unwritten && !temporaryOutputs.contains(id) && !hasHint {
@@ -84,6 +83,21 @@ extension StoreLoader {
                 segment.hintBytes = try HintWriter.write(hints, segmentID: id, segmentLength: segment.length, directory: directory)
             }
         }
+    }
+
+    /// Maps a segment without reading its records or hint file (a change feed
+    /// that follows priors reads a record of it only when one names it).
+    /// Nothing is added for a file whose creation was cut short.
+    func mapWithoutReading(_ id: UInt32, into state: StoreState) throws(KVFileError) {
+        let segmentPath = segmentPath(id)
+        let file = try OwnedFile(opening: segmentPath, O_RDONLY)
+        let size = try Syscalls.fileSize(file.fd, path: segmentPath)
+        if try isCutShort(id, fd: file.fd, path: segmentPath, fileSize: size) {
+            return
+        }
+        let header = try readHeader(fd: file.fd, id: id, path: segmentPath, fileSize: size)
+        let layout = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }
+        state.add(try Segment(id: id, path: segmentPath, file: file, header: header, length: layout.recordEnd, mapCapacity: size))
     }
 
     /// Reads the hint file of `segment` into the index; returns why it could not be used, or nil.

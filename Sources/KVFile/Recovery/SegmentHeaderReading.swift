@@ -18,6 +18,13 @@ extension StoreLoader {
         return raw.withUnsafeBytes { SegmentHeader.decode($0.baseAddress!, available: n, expectedID: id) }.map(\.compacted) == .success(true)
     }
 
+    /// True for a segment whose creation was cut short: too short for a header, or a header of zeros.
+    func isCutShort(_ id: UInt32, fd: Int32, path: String, fileSize: Int) throws(KVFileError) -> Bool {
+        if fileSize < RecordFormat.segmentHeaderSize { return true }
+        if temporaryOutputs.contains(id) { return false }
+        return try headerIsZeros(fd: fd, path: path)
+    }
+
     func headerIsZeros(fd: Int32, path: String) throws(KVFileError) -> Bool {
         var raw = [UInt8](repeating: 0, count: RecordFormat.segmentHeaderSize)
         let n = try withMutableBytes(&raw) { (bytes) throws(KVFileError) in try Syscalls.preadFully(fd, bytes, at: 0, path: path) }
@@ -49,5 +56,19 @@ extension StoreLoader {
     func activeSegmentID(among ids: [UInt32]) throws(KVFileError) -> UInt32? {
         for id in ids.reversed() where try !isCompactionOutput(id) { return id }
         return nil
+    }
+}
+
+extension StoreLoader {
+    /// The header of segment `id`, read without mapping it; nil for a file
+    /// whose creation was cut short (too short, or a header of zeros).
+    func header(of id: UInt32) throws(KVFileError) -> SegmentHeader? {
+        let segmentPath = segmentPath(id)
+        let file = try OwnedFile(opening: segmentPath, O_RDONLY)
+        let size = try Syscalls.fileSize(file.fd, path: segmentPath)
+        if try isCutShort(id, fd: file.fd, path: segmentPath, fileSize: size) {
+            return nil
+        }
+        return try readHeader(fd: file.fd, id: id, path: segmentPath, fileSize: size)
     }
 }

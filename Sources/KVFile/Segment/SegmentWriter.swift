@@ -72,8 +72,28 @@ final class SegmentWriter {
         var deadline: UInt64 = 0
         /// A delete that records an expiry.
         var expired = false
+        /// Where the key's record before this one is (updates and deletes).
+        var prior: Prior = .none
         var key: UnsafeRawBufferPointer
         var value: UnsafeRawBufferPointer?
+    }
+
+    /// The record a new record follows for its key (the change feed's old value).
+    enum Prior {
+        case none
+        /// A record already in the log.
+        case at(KeyLocation)
+        /// Record `index` of the same append (a key written twice in a batch).
+        case inBatch(Int)
+
+        /// What sizes the record before it is staged: exact, or the longest a prior in the batch can take.
+        var sizing: PriorLocation? {
+            switch self {
+            case .none: nil
+            case .at(let location): PriorLocation(segment: location.segment, offset: location.offset)
+            case .inBatch: PriorLocation(segment: UInt32.max, offset: UInt32.max)
+            }
+        }
     }
 
     /// A record written into the mapping: what it did and where it is (its
@@ -121,7 +141,7 @@ final class SegmentWriter {
                 record(index) { one in
                     if index == 0 { firstSeq = one.seq }
                     bytes += RecordCodec.encodedLength(
-                        seq: one.seq, timestamp: timestamp, deadline: one.deadline, keyLength: one.key.count,
+                        seq: one.seq, timestamp: timestamp, deadline: one.deadline, prior: one.prior.sizing, keyLength: one.key.count,
                         storedLength: one.value?.count ?? 0, rawLength: one.value.map(\.count))
                 }
             }
@@ -138,7 +158,7 @@ final class SegmentWriter {
         for index in 0..<count {
             record(index) { one in
                 let prepared = single ?? prepare(one, timestamp: timestamp)
-                appended.append(stage(one, continues: index < count - 1, timestamp: timestamp, prepared: prepared))
+                appended.append(stage(one, continues: index < count - 1, timestamp: timestamp, prepared: prepared, before: appended))
             }
         }
         apply(appended[...])
@@ -182,15 +202,18 @@ final class SegmentWriter {
         }
         let storedLength = compressedLength ?? record.value?.count ?? 0
         let size = RecordCodec.encodedLength(
-            seq: record.seq, timestamp: timestamp, deadline: record.deadline, keyLength: record.key.count, storedLength: storedLength,
+            seq: record.seq, timestamp: timestamp, deadline: record.deadline, prior: record.prior.sizing,
+            keyLength: record.key.count, storedLength: storedLength,
             rawLength: compressedLength == nil ? nil : record.value!.count)
         return (size, compressedLength)
     }
 
     /// Encodes a prepared record into the mapping after those staged before
     /// it, notes its hint entry, returns where it is. Not part of the log until the append ends.
+    /// `before` holds the records of the append staged before this one.
     @inline(__always)
-    private func stage(_ record: LogRecord, continues: Bool, timestamp: UInt64, prepared: (size: Int, compressedLength: Int?)) -> Appended {
+    private func stage(_ record: LogRecord, continues: Bool, timestamp: UInt64, prepared: (size: Int, compressedLength: Int?),
+                       before: [Appended]) -> Appended {
         let offset = segment.length + stagedBytes
         precondition(offset + prepared.size <= segment.allocated, "stage past the reserved space")
         let stored: UnsafeRawBufferPointer
@@ -200,9 +223,15 @@ final class SegmentWriter {
             stored = record.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
         noteRecordStart(offset)
+        let prior: PriorLocation?
+        switch record.prior {
+        case .none: prior = nil
+        case .at(let location): prior = PriorLocation(segment: location.segment, offset: location.offset)
+        case .inBatch(let index): prior = PriorLocation(segment: before[index].location.segment, offset: before[index].location.offset)
+        }
         let written = RecordCodec.encode(
             to: segment.writableBase + offset, operation: record.operation, continues: continues, seq: record.seq, timestamp: timestamp,
-            deadline: record.deadline, expired: record.expired, key: record.key, stored: stored,
+            deadline: record.deadline, expired: record.expired, prior: prior, key: record.key, stored: stored,
             rawLength: prepared.compressedLength == nil ? nil : record.value!.count)
         stagedBytes += written
         let key = UnsafeRawBufferPointer(start: segment.base + offset + written - stored.count - record.key.count, count: record.key.count)

@@ -2,6 +2,8 @@
 /// updated / deleted for each, seeing the batch's own earlier changes, and
 /// drops deletes of keys that have no value at that point. A key whose value
 /// expired gets an expiry tombstone before the batch's first change of it.
+/// Updates and deletes name the record they follow: one in the log, or an
+/// earlier record of the batch.
 enum BatchPlanner {
     struct Record {
         var operation: ChangeKind
@@ -9,35 +11,39 @@ enum BatchPlanner {
         var value: [UInt8]?
         var deadline: UInt64 = 0
         var expired = false
+        var prior: SegmentWriter.Prior = .none
     }
 
     static func plan(_ batch: WriteBatch, index: SharedIndex, now: UInt64) -> [Record] {
-        var existsAfter: [[UInt8]: Bool] = [:]
+        // A key's value after the batch's records so far: the record holding it (nil: none).
+        var after: [[UInt8]: SegmentWriter.Prior?] = [:]
         var records: [Record] = []
         records.reserveCapacity(batch.count)
         for change in batch.changes {
             let key = change.key
-            var exists: Bool
-            if let known = existsAfter[key] {
-                exists = known
-            } else {
-                let location = key.withUnsafeBytes { index.lookup($0) }
-                exists = location != nil
-                if let location, location.isExpired(at: now) {
-                    records.append(Record(operation: .deleted, key: key, value: nil, expired: true))
-                    exists = false
-                    existsAfter[key] = false
+            let current: SegmentWriter.Prior?
+            if let known = after[key] {
+                current = known
+            } else if let location = key.withUnsafeBytes({ index.lookup($0) }) {
+                if location.isExpired(at: now) {
+                    records.append(Record(operation: .deleted, key: key, value: nil, expired: true, prior: .at(location)))
+                    current = nil
+                } else {
+                    current = .at(location)
                 }
+            } else {
+                current = nil
             }
             switch change {
             case .put(_, let value, let deadline):
-                records.append(Record(operation: exists ? .updated : .created, key: key, value: value, deadline: deadline))
-                existsAfter[key] = true
+                records.append(Record(operation: current == nil ? .created : .updated, key: key, value: value, deadline: deadline,
+                                      prior: current ?? .none))
+                after[key] = .some(.inBatch(records.count - 1))
             case .delete:
-                if exists {
-                    records.append(Record(operation: .deleted, key: key, value: nil))
-                    existsAfter[key] = false
+                if let current {
+                    records.append(Record(operation: .deleted, key: key, value: nil, prior: current))
                 }
+                after[key] = .some(nil)
             }
         }
         return records

@@ -18,6 +18,9 @@ final class StoreState {
     /// loading but kept in `deferred`, to be delivered as events in order.
     var deferAbove: UInt64?
     var deferred: [DeferredRecord] = []
+    /// For a tailer that learns old values from records' priors: records not
+    /// deferred are only noticed (their sequence numbers), never indexed.
+    var feedOnly = false
 
     /// The last sequence number that compaction may have dropped history up to
     /// (0 when no compaction ever ran): resuming a change feed needs a point at or after it.
@@ -130,6 +133,7 @@ final class StoreState {
         }
         let holder = segment(location.segment)
         notice(seq: location.seq, in: holder)
+        if feedOnly { return }
         var location = location
         if operation == .deleted { location.size = 0 }
         let (applied, replaced) = index.applyLoaded(key, location)

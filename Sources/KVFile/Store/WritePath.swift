@@ -48,7 +48,8 @@ final class WritePath: @unchecked Sendable {
         var receipt: WriteReceipt?
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
             try checkWritable()
-            var existing = state.index.lookup(key)
+            let found = state.index.lookup(key)
+            var existing = found
             try checkIndexPages()
             timestamp = Syscalls.wallClockMilliseconds()
             let expiring = existing.map { $0.isExpired(at: timestamp) } ?? false
@@ -62,9 +63,10 @@ final class WritePath: @unchecked Sendable {
             // The expiry's tombstone first, in the same batch, so the change feed reports it before the write.
             let end = try append(count: count, firstSeq: seq, timestamp: timestamp) { index, use in
                 if expiring && index == 0 {
-                    use(.init(operation: .deleted, seq: seq, expired: true, key: key, value: nil))
+                    use(.init(operation: .deleted, seq: seq, expired: true, prior: .at(found!), key: key, value: nil))
                 } else {
-                    use(.init(operation: operation!, seq: seq + UInt64(index), deadline: deadline, key: key, value: value))
+                    let prior: SegmentWriter.Prior = operation == .created ? .none : existing.map { .at($0) } ?? .none
+                    use(.init(operation: operation!, seq: seq + UInt64(index), deadline: deadline, prior: prior, key: key, value: value))
                 }
             }
             if let operation { receipt = WriteReceipt(seq: seq + UInt64(count - 1), operation: operation) }
@@ -108,7 +110,7 @@ final class WritePath: @unchecked Sendable {
                 record.key.withUnsafeBytes { key in
                     Limits.withOptionalBytes(record.value) { value in
                         use(.init(operation: record.operation, seq: firstSeq + UInt64(index), deadline: record.deadline,
-                                  expired: record.expired, key: key, value: value))
+                                  expired: record.expired, prior: record.prior, key: key, value: value))
                     }
                 }
             }

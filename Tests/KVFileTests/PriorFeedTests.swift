@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+@testable import KVFile
+
+/// The change feed learns old values from records' priors (kvfile(5), "Change
+/// events"): a tailer starting from now or from a point in the log reads only
+/// the segments that may hold later records, and loads an index of every key
+/// only when a record names no usable prior.
+@Suite struct PriorFeedTests {
+    func smallSegments() -> StoreOptions {
+        var options = StoreOptions()
+        options.segmentSize = 4096
+        return options
+    }
+
+    /// 200 keys over many 4 KiB segments, each written once.
+    func filledStore(_ path: String) throws -> (Store, FeedModel) {
+        let store = try Store(path: path, options: smallSegments())
+        var model = FeedModel()
+        for i in 0..<200 {
+            // Values LZ4 cannot shrink, so that the keys spread over many segments.
+            let value = "first \(i) " + String((0..<80).map { Character(UnicodeScalar(UInt8(33 + (i * 31 + $0 * $0 * 17) % 90))) })
+            try store.put("key\(i)", value)
+            model.put("key\(i)", value)
+        }
+        model.events = []
+        return (store, model)
+    }
+
+    /// Updates, deletes, a batch writing a key twice and a delete then put of another,
+    /// all of keys whose records lie in segments the tailer never read.
+    func writeChanges(_ store: Store, _ model: inout FeedModel) throws {
+        for i in stride(from: 0, to: 200, by: 7) {
+            try store.put("key\(i)", "second \(i)")
+            model.put("key\(i)", "second \(i)")
+        }
+        for i in stride(from: 3, to: 200, by: 11) {
+            try store.delete("key\(i)")
+            model.delete("key\(i)")
+        }
+        var batch = WriteBatch()
+        batch.put("key1", "in batch 1")
+        batch.put("key1", "in batch 2")
+        batch.delete("key2")
+        batch.put("key2", "back")
+        batch.delete("key1")
+        try store.write(batch)
+        model.put("key1", "in batch 1")
+        model.put("key1", "in batch 2")
+        model.delete("key2")
+        model.put("key2", "back")
+        model.delete("key1")
+    }
+
+    @Test func aTailerFromNowReadsOnlyTheActiveSegmentAndGivesExactOldValues() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        let (store, start) = try filledStore(path)
+        var model = start
+        model.seq = 200
+        let segments = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".kvseg") }.count
+        #expect(segments > 5)
+        let tailer = try LogTailer(path: path, start: .now)
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0 && tailer.segmentsRead == 1)
+        try writeChanges(store, &model)
+        let events = try collect(tailer, count: model.events.count)
+        #expect(withoutTimestamps(events) == model.events)
+        // Still no index of every key: every old value came from a prior.
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0)
+        try store.close()
+    }
+
+    @Test func aResumeInTheLogReadsOnlyTheSegmentsAfterIt() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        let (store, start) = try filledStore(path)
+        var model = start
+        model.seq = 200
+        try writeChanges(store, &model)
+        let (resumeAt, expected) = (model.events[10].seq - 1, Array(model.events[10...]))
+        let tailer = try LogTailer(path: path, start: .after(seq: resumeAt))
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0)
+        let total = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".kvseg") }.count
+        #expect(tailer.segmentsRead < total)
+        #expect(withoutTimestamps(try collect(tailer, count: expected.count)) == expected)
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0)
+        try store.close()
+    }
+
+    @Test func aCompactionDoesNotMakeTheTailerLoadEveryKey() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        let (store, start) = try filledStore(path)
+        var model = start
+        model.seq = 200
+        let tailer = try LogTailer(path: path, start: .now)
+        try writeChanges(store, &model)
+        let before = try collect(tailer, count: model.events.count)
+        #expect(withoutTimestamps(before) == model.events)
+        _ = try store.compact()
+        model.events = []
+        for i in stride(from: 5, to: 200, by: 13) where i % 11 != 3 {
+            try store.put("key\(i)", "after compaction \(i)")
+            model.put("key\(i)", "after compaction \(i)")
+        }
+        #expect(withoutTimestamps(try collect(tailer, count: model.events.count)) == model.events)
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0)
+        try store.close()
+    }
+
+    /// Records of version 3 name no prior: the tailer loads an index once and goes on with it.
+    @Test func recordsWithoutPriorsMakeTheTailerLoadAnIndexOnce() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        try FileManager.default.copyItem(atPath: fixturesBase + "/v3/deletes/store", toPath: path)
+        // key0..key5 = value0..value5 (seq 1-6), key1 = changed (7), delete key2 (8), delete key4 (9), key4 = back again (10).
+        let tailer = try LogTailer(path: path, start: .after(seq: 6))
+        #expect(tailer.followsPriors)
+        let events = try collect(tailer, count: 4)
+        #expect(events.map(\.topic) == [.updated, .deleted, .deleted, .created])
+        #expect(events.map { $0.oldValue.map { String(decoding: $0, as: UTF8.self) } } == ["value1", "value2", "value4", nil])
+        #expect(!tailer.followsPriors && tailer.indexedKeys == 5)
+    }
+
+    /// A prior that names another key's record is not trusted: the old value comes from an index.
+    @Test func aPriorNamingAnotherRecordIsNotTrusted() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        let store = try Store(path: path)
+        try store.put("a", "old a")
+        try store.put("b", "old b")
+        try store.put("a", "new a")
+        try store.close()
+        // Point the update's prior (record 3) at b's record, with a checksum that matches.
+        let segment = path + "/" + FileNames.segment(1)
+        var file = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        let records = recordStarts(file)
+        #expect(records.count == 3)
+        let update = records[2]
+        let header = file.withUnsafeBytes { RecordCodec.peek($0.baseAddress! + update, available: $0.count - update) }!
+        #expect(header.prior == PriorLocation(segment: 1, offset: UInt32(records[0])))
+        let priorOffsetAt = update + header.headerLength - 3  // the offset varint, then keylen and stored (1 byte each)
+        #expect(Int(file[priorOffsetAt]) == records[0] && records[1] < 128)
+        file[priorOffsetAt] = UInt8(records[1])
+        file.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress! + update
+            p.storeLE(CRC32C.checksum(UnsafeRawPointer(p + 4), header.totalLength - 4), at: 0)
+        }
+        try Data(file).write(to: URL(fileURLWithPath: segment))
+        let tailer = try LogTailer(path: path, start: .after(seq: 2))
+        let events = try collect(tailer, count: 1)
+        #expect(events.map { $0.oldValue.map { String(decoding: $0, as: UTF8.self) } } == ["old a"])
+        #expect(!tailer.followsPriors)
+    }
+
+    /// Where each record of a segment file's bytes starts.
+    func recordStarts(_ file: [UInt8]) -> [Int] {
+        var starts: [Int] = []
+        var offset = RecordFormat.segmentHeaderSize
+        file.withUnsafeBytes { raw in
+            while offset < raw.count, case .record(let header) = RecordCodec.decode(raw.baseAddress! + offset, available: raw.count - offset) {
+                starts.append(offset)
+                offset += header.totalLength
+            }
+        }
+        return starts
+    }
+}
