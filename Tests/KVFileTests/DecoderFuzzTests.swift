@@ -30,6 +30,8 @@ import Testing
             encodeRecord(.created, seq: 1, key: bytes("k"), value: bytes("v")),
             encodeRecord(.updated, seq: 300, key: bytes("key"), value: [UInt8](repeating: 7, count: 200)),
             encodeRecord(.deleted, seq: 1 << 40, key: bytes("gone"), value: nil),
+            encodeRecord(.updated, seq: 301, key: bytes("key"), value: bytes("v2"), prior: PriorLocation(segment: 3, offset: 1 << 20)),
+            encodeRecord(.deleted, seq: 302, key: bytes("key"), value: nil, prior: PriorLocation(segment: 3, offset: 40)),
         ]
         var accepted = 0
         for _ in 0..<rounds {
@@ -40,6 +42,8 @@ import Testing
                     accepted += 1
                     #expect(header.totalLength <= raw.count)
                     #expect(header.keyLength >= 1 && header.keyLength <= RecordFormat.maxKeyLength)
+                    #expect(RecordCodec.declaredLength(raw) == header.totalLength)
+                    #expect(header.prior == nil || header.operation != .created)
                 }
             }
         }

@@ -108,6 +108,27 @@ import Testing
         try store.close()
     }
 
+    /// A power loss can leave the newest segment file without its header (a roll
+    /// does not sync it) until a writer opens the store: from now is still after
+    /// the last record of the segment before it, not after that segment's start.
+    @Test func fromNowBesideASegmentFileCutShortStartsAfterTheLastRecord() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
+        let (store, _) = try filledStore(path)
+        try store.close()
+        let ids = FileNames.segmentIDs(in: try FileManager.default.contentsOfDirectory(atPath: path))
+        #expect(FileManager.default.createFile(atPath: path + "/" + FileNames.segment(ids.max()! + 1), contents: Data()))
+        let tailer = try LogTailer(path: path, start: .now)
+        #expect(tailer.lastSeq == 200)
+        #expect(try tailer.poll().isEmpty)
+        let writer = try Store(path: path, options: smallSegments())
+        try writer.put("key7", "after")
+        let events = try collect(tailer, count: 1)
+        #expect(events.map(\.seq) == [201] && events.first?.topic == .updated)
+        #expect(try tailer.poll().isEmpty)
+        try writer.close()
+    }
+
     /// Records of version 3 name no prior: the tailer loads an index once and goes on with it.
     @Test func recordsWithoutPriorsMakeTheTailerLoadAnIndexOnce() throws {
         let dir = TemporaryDirectory()

@@ -128,8 +128,11 @@ public final class LogTailer: @unchecked Sendable {
             }
             for (position, segment) in log.enumerated() {
                 let isLast = position == log.count - 1
-                // A segment's records come before the next one's base sequence number.
-                let holdsLater = isLast || start.map { start in log[position + 1].baseSeq.map { $0 > start } ?? true } ?? false
+                // A segment's records come before the next one's base sequence number. When the
+                // next one's header is not there (its creation under way, or cut short by a power
+                // loss), this one may be the last with records: from now, its newest is the start.
+                let next = isLast ? nil : log[position + 1].baseSeq
+                let holdsLater = isLast || next == nil || start.map { next! > $0 } ?? false
                 if !holdsLater {
                     try loader.mapWithoutReading(segment.id, into: state)
                 } else if isLast {
@@ -186,7 +189,8 @@ public final class LogTailer: @unchecked Sendable {
         guard let first = pending.min(by: { $0.seq < $1.seq }), first.seq > deliveredSeq + 1 else { return }
         try catchUpSegments()
         try deliver(into: &events)
-        guard let next = pending.first, next.seq > deliveredSeq + 1 else { return }
+        // Not `first`: a reload inside `deliver` appends records unsorted.
+        guard let next = pending.min(by: { $0.seq < $1.seq }), next.seq > deliveredSeq + 1 else { return }
         deliveredSeq = next.seq - 1
         try deliver(into: &events)
     }
@@ -201,8 +205,12 @@ public final class LogTailer: @unchecked Sendable {
             }
         }
         try deliver(into: &events)
-        let replaced = state.segmentIDs.contains { !present.contains($0) }
-            || ids.contains { state.segment($0) == nil }
+        // A segment not taken up above is compaction's output, or a file whose creation is
+        // under way or was cut short (nothing in it yet: it is looked at again next time).
+        var replaced = state.segmentIDs.contains { !present.contains($0) }
+        for id in ids where !replaced && state.segment(id) == nil {
+            replaced = try loader.header(of: id) != nil
+        }
         if replaced {
             try reload(names: names)
             try deliver(into: &events)

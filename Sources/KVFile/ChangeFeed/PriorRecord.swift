@@ -10,12 +10,11 @@ enum PriorRecord {
     /// Nil when it is not (the segment is gone, or the bytes there are another
     /// record or none): the caller learns the old value another way.
     static func value(at prior: PriorLocation, in segment: Segment?, key: [UInt8], before seq: UInt64) -> [UInt8]? {
-        guard let segment else { return nil }
+        guard let segment, let fileSize = try? Syscalls.fileSize(segment.fd, path: segment.path) else { return nil }
         let offset = Int(prior.offset)
         var bytes = read(segment, at: offset, count: RecordFormat.maxRecordHeaderSize + key.count)
-        guard let total = bytes.withUnsafeBytes({ RecordCodec.declaredLength($0) }),
-              total <= RecordFormat.maxRecordHeaderSize + key.count + RecordFormat.maxValueLength + 1024
-        else { return nil }
+        // A length the file cannot hold is not read (a damaged prior may name any bytes).
+        guard let total = bytes.withUnsafeBytes({ RecordCodec.declaredLength($0) }), total <= fileSize - offset else { return nil }
         if total > bytes.count { bytes = read(segment, at: offset, count: total) }
         return bytes.withUnsafeBytes { raw -> [UInt8]? in
             guard let p = raw.baseAddress, case .record(let header) = RecordCodec.decode(p, available: raw.count),

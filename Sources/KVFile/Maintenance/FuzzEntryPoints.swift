@@ -22,6 +22,7 @@ public enum FuzzEntryPoints {
             precondition(header.totalLength <= input.count, "record longer than its input")
             precondition(header.keyLength >= 1 && header.keyLength <= RecordFormat.maxKeyLength, "key length out of range")
             precondition(header.keyOffset + header.keyLength <= header.totalLength, "key past the record")
+            precondition(RecordCodec.declaredLength(input) == header.totalLength, "the header alone declares another length")
         }
     }
 
