@@ -107,7 +107,8 @@ struct WatchCommand: ParsableCommand {
             let out = OutputBuffer()
             var delivered = 0
             while !watchStopRequested.load(ordering: .relaxed) {
-                for event in try tailer.poll() where (topics.isEmpty || topics.contains(event.topic))
+                let events = try tailer.poll()
+                for event in events where (topics.isEmpty || topics.contains(event.topic))
                     && (prefixes.isEmpty || prefixes.contains(where: { event.key.starts(with: $0) })) {
                     let line = EventJSON.line(event, embedJSON: jsonValues)
                     if let exec {
@@ -119,7 +120,8 @@ struct WatchCommand: ParsableCommand {
                     delivered += 1
                     if let count, delivered >= count { return .success }
                 }
-                if waitForChange(tailer) == .outputClosed { return .success }
+                // A full poll may have left more (a resume far back reads the log a part at a time).
+                if events.isEmpty && waitForChange(tailer) == .outputClosed { return .success }
             }
             return .success
         }

@@ -34,8 +34,10 @@ extension Store {
             }
             let started = BackgroundThread.start {
                 while !stop.isSet {
+                    var events: [ChangeEvent] = []
                     do {
-                        for event in try tailer.poll() {
+                        events = try tailer.poll()
+                        for event in events {
                             if case .dropped = continuation.yield(event) {
                                 continuation.finish(throwing: KVFileError(
                                     .consumerTooSlow,
@@ -48,7 +50,7 @@ extension Store {
                         continuation.finish(throwing: error)
                         return
                     }
-                    tailer.wait(milliseconds: 100)
+                    if events.isEmpty { tailer.wait(milliseconds: 100) }
                 }
                 continuation.finish()
             }

@@ -38,10 +38,16 @@ public final class LogTailer: @unchecked Sendable {
     private(set) var followsPriors: Bool
     /// Segments a compaction replaced while following priors: a prior may still name one.
     private var retired: [UInt32: Segment] = [:]
+    /// Segments of the log after the start point, mapped but not read yet, in
+    /// order: each is read once the events before it are delivered, so a resume
+    /// far back holds one segment's records at a time, not the whole log's.
+    private var unread: [UInt32] = []
     /// Keys in the tailer's own index (none while it follows priors).
     var indexedKeys: Int { mutex.withLock { state.index.count } }
-    /// Segments whose records the tailer read (or counted), not only mapped.
+    /// Segments with records at or before the start point that the tailer read, not only mapped.
     var segmentsRead: Int { mutex.withLock { state.segments.filter { $0.minSeq != UInt64.max }.count } }
+    /// Segments after the start point not read yet.
+    var unreadSegments: Int { mutex.withLock { unread.count } }
 
     /// Opens a feed of the store at `path`, starting at `start`.
     /// - Throws: ``KVFileError`` `.storeNotFound` or `.notAStore`; `.historyCompacted` when compaction removed
@@ -59,11 +65,11 @@ public final class LogTailer: @unchecked Sendable {
         let startSeq: UInt64
         switch start {
         case .now:
-            loaded = try LogTailer.loadAfter(nil, names: names, loader: &loader)
+            (loaded, unread) = try LogTailer.loadAfter(nil, names: names, loader: &loader)
             startSeq = loaded.nextSeq - 1
             followsPriors = true
         case .after(let seq):
-            loaded = try LogTailer.loadAfter(seq, names: names, loader: &loader)
+            (loaded, unread) = try LogTailer.loadAfter(seq, names: names, loader: &loader)
             let floor = loaded.compactionFloor
             if floor > seq { throw LogTailer.historyCompacted(directory, wanted: seq, oldest: floor) }
             // Events are derived from the log: a resume point past its end was never in it.
@@ -101,17 +107,18 @@ public final class LogTailer: @unchecked Sendable {
         state.deferred = []
     }
 
-    /// The segments of the store, for a tailer that follows priors: those that
-    /// may hold records after `start` are read (records after it are deferred
-    /// as events, the others only counted), the others only mapped. With no
+    /// The segments of the store, for a tailer that follows priors: the first
+    /// that may hold records after `start` is read (records after it are
+    /// deferred as events, the others only counted), the others are only
+    /// mapped; those after the first are returned, to be read in turn. With no
     /// `start` (from now) only the active segment is read. A reader retries
     /// when a file vanishes under it (a compaction finishing).
-    static func loadAfter(_ start: UInt64?, names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState {
+    static func loadAfter(_ start: UInt64?, names: [String], loader: inout StoreLoader) throws(KVFileError) -> (StoreState, unread: [UInt32]) {
         var names = names
         let directory = loader.directory
         return try VanishedFiles.retrying(pauseMilliseconds: 2, beforeRetry: { () throws(KVFileError) in
             names = try Syscalls.listDirectory(directory)
-        }) { () throws(KVFileError) -> StoreState in
+        }) { () throws(KVFileError) -> (StoreState, unread: [UInt32]) in
             let ids = try loader.resolveSegments(names)
             let state = StoreState(directory: directory, index: try SharedIndex.anonymous(expectedKeys: 64))
             state.feedOnly = true
@@ -126,6 +133,8 @@ public final class LogTailer: @unchecked Sendable {
                     log.append((id, header?.baseSeq))
                 }
             }
+            var unread: [UInt32] = []
+            var readOne = false
             for (position, segment) in log.enumerated() {
                 let isLast = position == log.count - 1
                 // A segment's records come before the next one's base sequence number. When the
@@ -135,14 +144,25 @@ public final class LogTailer: @unchecked Sendable {
                 let holdsLater = isLast || next == nil || start.map { next! > $0 } ?? false
                 if !holdsLater {
                     try loader.mapWithoutReading(segment.id, into: state)
-                } else if isLast {
-                    try loader.loadActive(segment.id, into: state, hints: nil)
+                } else if start != nil && readOne {
+                    try loader.mapWithoutReading(segment.id, into: state)
+                    unread.append(segment.id)
                 } else {
-                    try loader.loadSealed(segment.id, into: state)
+                    try LogTailer.read(segment.id, last: isLast, loader: loader, into: state)
+                    readOne = true
                 }
             }
             try state.finishLoading()
-            return state
+            return (state, unread)
+        }
+    }
+
+    /// Reads the records of log segment `id`: the newest as the active one (it may still grow), another from its hint file.
+    private static func read(_ id: UInt32, last: Bool, loader: StoreLoader, into state: StoreState) throws(KVFileError) {
+        if last {
+            try loader.loadActive(id, into: state, hints: nil)
+        } else {
+            try loader.loadSealed(id, into: state)
         }
     }
 
@@ -152,7 +172,9 @@ public final class LogTailer: @unchecked Sendable {
                     path: path)
     }
 
-    /// Reads what the log gained since the last call and returns the new changes, in order.
+    /// Reads what the log gained since the last call and returns the new changes, in order:
+    /// at most 16,384 at a time (a resume far back takes several calls), so call
+    /// it again at once when it returned any, and wait only when it returned none.
     /// - Throws: ``KVFileError`` `.historyCompacted` when a compaction removed events not yet
     ///   delivered; `.sequenceGap` when the log skips sequence numbers it must hold; `.corrupt`, `.io`.
     public func poll() throws(KVFileError) -> [ChangeEvent] {
@@ -164,6 +186,7 @@ public final class LogTailer: @unchecked Sendable {
         // 1. What the segments we follow gained (even if compaction unlinked them since).
         try catchUpSegments()
         try deliver(into: &events)
+        try readUnread(into: &events)
         // 2. New segments; a rebuild when compaction replaced some. A file
         // listed a moment ago may be gone (a compaction removed it): look again.
         try VanishedFiles.retrying(pauseMilliseconds: 1) { () throws(KVFileError) in
@@ -173,8 +196,27 @@ public final class LogTailer: @unchecked Sendable {
         return events
     }
 
+    /// How many events a poll returns at most (a resume far back takes several polls; callers poll again at once after events).
+    static let eventsPerPoll = 1 << 14
+
+    /// Reads the segments after the start point in turn, each once every
+    /// event before it was delivered. One that vanished (a compaction
+    /// replaced it) is left to `followDirectory`, which reloads.
+    private func readUnread(into events: inout [ChangeEvent]) throws(KVFileError) {
+        while pending.isEmpty && events.count < LogTailer.eventsPerPoll, let next = unread.first {
+            let newest = !state.segments.contains { $0.id > next && !$0.isCompactionOutput }
+            do throws(KVFileError) {
+                try LogTailer.read(next, last: newest, loader: loader, into: state)
+            } catch where error.isNotFound {
+                return
+            }
+            unread.removeFirst()
+            try deliver(into: &events)
+        }
+    }
+
     private func catchUpSegments() throws(KVFileError) {
-        for segment in state.segments where !segment.isCompactionOutput {
+        for segment in state.segments where !segment.isCompactionOutput && !unread.contains(segment.id) {
             try loader.catchUp(segment, state: state, hints: nil)
         }
     }
@@ -200,8 +242,13 @@ public final class LogTailer: @unchecked Sendable {
         let ids = try loader.resolveSegments(names)
         let present = Set(ids)
         for id in ids where state.segment(id) == nil {
-            if try !loader.isCompactionOutput(id) {
+            if try loader.isCompactionOutput(id) { continue }
+            if unread.isEmpty {
                 try loader.loadActive(id, into: state, hints: nil)
+            } else if try loader.header(of: id) != nil {
+                // Behind segments not read yet: its turn comes after theirs.
+                try loader.mapWithoutReading(id, into: state)
+                unread.append(id)
             }
         }
         try deliver(into: &events)
@@ -223,8 +270,9 @@ public final class LogTailer: @unchecked Sendable {
     private func reload(names: [String], indexing: Bool = false) throws(KVFileError) {
         var fresh = loader
         let rebuilt: StoreState
+        var unreadNow: [UInt32] = []
         if followsPriors && !indexing {
-            rebuilt = try LogTailer.loadAfter(deliveredSeq, names: names, loader: &fresh)
+            (rebuilt, unreadNow) = try LogTailer.loadAfter(deliveredSeq, names: names, loader: &fresh)
         } else {
             rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
         }
@@ -236,6 +284,7 @@ public final class LogTailer: @unchecked Sendable {
         }
         if indexing { followsPriors = false }
         loader = fresh
+        unread = unreadNow
         pending += rebuilt.deferred
         rebuilt.deferred = []
         state = rebuilt
@@ -253,7 +302,8 @@ public final class LogTailer: @unchecked Sendable {
     /// Discards queued wake-ups after the caller's own poll saw the descriptor ready.
     public func drainWakeups() { listener.drain() }
 
-    /// Turns the records that continue the sequence into events, applying each to the index.
+    /// Turns the records that continue the sequence into events, applying each
+    /// to the index; at most about `eventsPerPoll` a poll (the rest wait for the next).
     private func deliver(into events: inout [ChangeEvent]) throws(KVFileError) {
         pending += state.deferred
         state.deferred = []
@@ -263,6 +313,7 @@ public final class LogTailer: @unchecked Sendable {
         for record in pending {
             if record.seq <= deliveredSeq { used += 1; continue }  // a copy, or already delivered
             if record.seq != deliveredSeq + 1 { break }  // not yet visible
+            if events.count >= LogTailer.eventsPerPoll { break }
             if let event = try event(for: record) { events.append(event) }
             if !followsPriors {
                 record.key.withUnsafeBytes { state.applyNewest(key: $0, operation: record.operation, location: record.location) }
