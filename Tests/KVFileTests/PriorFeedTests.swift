@@ -13,8 +13,10 @@ import Testing
         return options
     }
 
-    /// 200 keys over many 4 KiB segments, each written once.
-    func filledStore(_ path: String) throws -> (Store, FeedModel) {
+    /// A store of 200 keys over many 4 KiB segments, each written once, and its model (no events yet).
+    func filledStore() throws -> (dir: TemporaryDirectory, path: String, store: Store, model: FeedModel) {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("store")
         let store = try Store(path: path, options: smallSegments())
         var model = FeedModel()
         for i in 0..<200 {
@@ -24,7 +26,7 @@ import Testing
             model.put("key\(i)", value)
         }
         model.events = []
-        return (store, model)
+        return (dir, path, store, model)
     }
 
     /// Updates, deletes, a batch writing a key twice and a delete then put of another,
@@ -53,11 +55,8 @@ import Testing
     }
 
     @Test func aTailerFromNowReadsOnlyTheActiveSegmentAndGivesExactOldValues() throws {
-        let dir = TemporaryDirectory()
-        let path = dir.sub("store")
-        let (store, start) = try filledStore(path)
-        var model = start
-        model.seq = 200
+        var (dir, path, store, model) = try filledStore()
+        defer { _ = dir }
         let segments = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".kvseg") }.count
         #expect(segments > 5)
         let tailer = try LogTailer(path: path, start: .now)
@@ -71,11 +70,8 @@ import Testing
     }
 
     @Test func aResumeInTheLogReadsOnlyTheSegmentsAfterIt() throws {
-        let dir = TemporaryDirectory()
-        let path = dir.sub("store")
-        let (store, start) = try filledStore(path)
-        var model = start
-        model.seq = 200
+        var (dir, path, store, model) = try filledStore()
+        defer { _ = dir }
         try writeChanges(store, &model)
         let (resumeAt, expected) = (model.events[10].seq - 1, Array(model.events[10...]))
         let tailer = try LogTailer(path: path, start: .after(seq: resumeAt))
@@ -109,11 +105,8 @@ import Testing
     }
 
     @Test func aCompactionDoesNotMakeTheTailerLoadEveryKey() throws {
-        let dir = TemporaryDirectory()
-        let path = dir.sub("store")
-        let (store, start) = try filledStore(path)
-        var model = start
-        model.seq = 200
+        var (dir, path, store, model) = try filledStore()
+        defer { _ = dir }
         let tailer = try LogTailer(path: path, start: .now)
         try writeChanges(store, &model)
         let before = try collect(tailer, count: model.events.count)
@@ -133,9 +126,8 @@ import Testing
     /// does not sync it) until a writer opens the store: from now is still after
     /// the last record of the segment before it, not after that segment's start.
     @Test func fromNowBesideASegmentFileCutShortStartsAfterTheLastRecord() throws {
-        let dir = TemporaryDirectory()
-        let path = dir.sub("store")
-        let (store, _) = try filledStore(path)
+        let (dir, path, store, _) = try filledStore()
+        defer { _ = dir }
         try store.close()
         let ids = FileNames.segmentIDs(in: try FileManager.default.contentsOfDirectory(atPath: path))
         #expect(FileManager.default.createFile(atPath: path + "/" + FileNames.segment(ids.max()! + 1), contents: Data()))
