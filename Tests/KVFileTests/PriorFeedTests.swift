@@ -13,8 +13,9 @@ import Testing
         return options
     }
 
-    /// A store of 200 keys over many 4 KiB segments, each written once, and its model (no events yet).
-    func filledStore() throws -> (dir: TemporaryDirectory, path: String, store: Store, model: FeedModel) {
+    /// A store of 200 keys over many 4 KiB segments, each written once, and its model
+    /// (without the events of those writes unless `keepingEvents`).
+    func filledStore(keepingEvents: Bool = false) throws -> (dir: TemporaryDirectory, path: String, store: Store, model: FeedModel) {
         let dir = TemporaryDirectory()
         let path = dir.sub("store")
         let store = try Store(path: path, options: smallSegments())
@@ -25,7 +26,7 @@ import Testing
             try store.put("key\(i)", value)
             model.put("key\(i)", value)
         }
-        model.events = []
+        if !keepingEvents { model.events = [] }
         return (dir, path, store, model)
     }
 
@@ -102,6 +103,36 @@ import Testing
         for _ in 0..<1000 where events.count < 399 { events += try tailer.poll() }
         #expect(withoutTimestamps(events) == Array(model.events.dropFirst()))
         #expect(tailer.unreadSegments == 0 && tailer.followsPriors && tailer.indexedKeys == 0)
+    }
+
+    /// The segments a resume far back has not read yet may be compacted away
+    /// meanwhile: the tailer holds them open and reads them all the same.
+    @Test func aCompactionDuringAResumeFarBackLosesNoEvent() throws {
+        var (dir, path, store, model) = try filledStore(keepingEvents: true)
+        defer { _ = dir }
+        try writeChanges(store, &model)
+        let tailer = try LogTailer(path: path, start: .after(seq: 1))
+        #expect(tailer.unreadSegments > 3)
+        _ = try store.compact()
+        try store.put("key9", "after the compaction")
+        model.put("key9", "after the compaction")
+        let expected = Array(model.events.dropFirst())
+        let events = try collect(tailer, count: expected.count)
+        #expect(withoutTimestamps(events) == expected)
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0)
+        try store.close()
+    }
+
+    /// Records in segments a tailer never held, compacted away before it looked: an error, never a silent gap.
+    @Test func segmentsCompactedAwayBeforeTheTailerSawThemAreHistoryCompacted() throws {
+        var (dir, path, store, model) = try filledStore()
+        defer { _ = dir }
+        let tailer = try LogTailer(path: path, start: .now)
+        try writeChanges(store, &model)
+        for i in 0..<200 { try store.put("key\(i)", "third \(i) " + String(repeating: "x", count: 90)) }
+        _ = try store.compact()
+        #expect { _ = try collect(tailer, count: 1000) } throws: { ($0 as? KVFileError)?.code == .historyCompacted }
+        try store.close()
     }
 
     @Test func aCompactionDoesNotMakeTheTailerLoadEveryKey() throws {

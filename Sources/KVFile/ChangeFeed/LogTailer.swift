@@ -36,8 +36,12 @@ public final class LogTailer: @unchecked Sendable {
     private var pending: [DeferredRecord] = []
     /// True while old values come from priors (no index of every key is loaded).
     private(set) var followsPriors: Bool
-    /// Segments a compaction replaced while following priors: a prior may still name one.
+    /// Segments the last two compactions replaced while following priors: a prior may still name one.
     private var retired: [UInt32: Segment] = [:]
+    private var retiredBefore: [UInt32: Segment] = [:]
+    /// The highest segment number listed so far: numbers are given out in order, so one above it
+    /// that is gone by the next listing was a segment created and removed in between.
+    private var highestListed: UInt32 = 0
     /// Segments of the log after the start point, mapped but not read yet, in
     /// order: each is read once the events before it are delivered, so a resume
     /// far back holds one segment's records at a time, not the whole log's.
@@ -100,6 +104,7 @@ public final class LogTailer: @unchecked Sendable {
             followsPriors = false
         }
         state = loaded
+        highestListed = loaded.segmentIDs.last ?? 0
         deliveredSeq = startSeq
         self.loader = loader
         state.deferAbove = startSeq
@@ -145,10 +150,12 @@ public final class LogTailer: @unchecked Sendable {
                 if !holdsLater {
                     try loader.mapWithoutReading(segment.id, into: state)
                 } else if start != nil && readOne {
-                    try loader.mapWithoutReading(segment.id, into: state)
-                    unread.append(segment.id)
+                    try LogTailer.queue(segment.id, loader: loader, state: state, unread: &unread)
+                } else if isLast {
+                    try loader.loadActive(segment.id, into: state, hints: nil)
+                    readOne = true
                 } else {
-                    try LogTailer.read(segment.id, last: isLast, loader: loader, into: state)
+                    try loader.loadSealed(segment.id, into: state)
                     readOne = true
                 }
             }
@@ -157,13 +164,14 @@ public final class LogTailer: @unchecked Sendable {
         }
     }
 
-    /// Reads the records of log segment `id`: the newest as the active one (it may still grow), another from its hint file.
-    private static func read(_ id: UInt32, last: Bool, loader: StoreLoader, into state: StoreState) throws(KVFileError) {
-        if last {
-            try loader.loadActive(id, into: state, hints: nil)
-        } else {
-            try loader.loadSealed(id, into: state)
-        }
+    /// Maps log segment `id` to be read later, from its first record (nothing
+    /// is queued for a file whose creation is under way or was cut short:
+    /// the directory is followed until it has a header).
+    private static func queue(_ id: UInt32, loader: StoreLoader, state: StoreState, unread: inout [UInt32]) throws(KVFileError) {
+        try loader.mapWithoutReading(id, into: state)
+        guard let segment = state.segment(id) else { return }
+        segment.length = RecordFormat.segmentHeaderSize
+        unread.append(id)
     }
 
     static func historyCompacted(_ path: String, wanted: UInt64, oldest: UInt64) -> KVFileError {
@@ -193,6 +201,7 @@ public final class LogTailer: @unchecked Sendable {
             try followDirectory(into: &events)
             try skipPermanentGap(into: &events)
         }
+        try readUnread(into: &events)
         return events
     }
 
@@ -200,17 +209,13 @@ public final class LogTailer: @unchecked Sendable {
     static let eventsPerPoll = 1 << 14
 
     /// Reads the segments after the start point in turn, each once every
-    /// event before it was delivered. One that vanished (a compaction
-    /// replaced it) is left to `followDirectory`, which reloads.
+    /// event before it was delivered, through the descriptor the tailer holds
+    /// (a compaction may have unlinked the file since).
     private func readUnread(into events: inout [ChangeEvent]) throws(KVFileError) {
         while pending.isEmpty && events.count < LogTailer.eventsPerPoll, let next = unread.first {
-            let newest = !state.segments.contains { $0.id > next && !$0.isCompactionOutput }
-            do throws(KVFileError) {
-                try LogTailer.read(next, last: newest, loader: loader, into: state)
-            } catch where error.isNotFound {
-                return
-            }
             unread.removeFirst()
+            guard let segment = state.segment(next) else { continue }
+            try loader.catchUp(segment, state: state, hints: nil)
             try deliver(into: &events)
         }
     }
@@ -233,6 +238,10 @@ public final class LogTailer: @unchecked Sendable {
         try deliver(into: &events)
         // Not `first`: a reload inside `deliver` appends records unsorted.
         guard let next = pending.min(by: { $0.seq < $1.seq }), next.seq > deliveredSeq + 1 else { return }
+        // At or below the compaction floor the missing records may be what a compaction dropped
+        // from segments this tailer never held: history is gone, not lost in a crash.
+        let floor = state.compactionFloor
+        if deliveredSeq < floor { throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: floor) }
         deliveredSeq = next.seq - 1
         try deliver(into: &events)
     }
@@ -242,16 +251,31 @@ public final class LogTailer: @unchecked Sendable {
         let ids = try loader.resolveSegments(names)
         let present = Set(ids)
         for id in ids where state.segment(id) == nil {
-            if try loader.isCompactionOutput(id) { continue }
+            if try loader.isCompactionOutput(id) {
+                // Following priors: the writer's index moved keys there, so priors may name it.
+                if followsPriors { try loader.mapWithoutReading(id, into: state) }
+                continue
+            }
             if unread.isEmpty {
                 try loader.loadActive(id, into: state, hints: nil)
-            } else if try loader.header(of: id) != nil {
+            } else {
                 // Behind segments not read yet: its turn comes after theirs.
-                try loader.mapWithoutReading(id, into: state)
-                unread.append(id)
+                try LogTailer.queue(id, loader: loader, state: state, unread: &unread)
             }
         }
         try deliver(into: &events)
+        if followsPriors {
+            try forgetReplaced(present: present, events: &events)
+            // Records at or below the floor not delivered yet must be in segments held open:
+            // not in one that came and went between two listings (a compaction took it).
+            let newest = ids.last ?? 0
+            if deliveredSeq < state.compactionFloor && highestListed < newest
+                && (highestListed + 1 ..< newest).contains(where: { !present.contains($0) }) {
+                throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: state.compactionFloor)
+            }
+            highestListed = max(highestListed, newest)
+            return
+        }
         // A segment not taken up above is compaction's output, or a file whose creation is
         // under way or was cut short (nothing in it yet: it is looked at again next time).
         var replaced = state.segmentIDs.contains { !present.contains($0) }
@@ -264,27 +288,40 @@ public final class LogTailer: @unchecked Sendable {
         }
     }
 
-    /// Reads the store afresh after compaction replaced segments, or (`indexing`)
-    /// with an index of every key as of the last event delivered: records after
-    /// it become pending events (those already pending come again and are skipped).
-    private func reload(names: [String], indexing: Bool = false) throws(KVFileError) {
-        var fresh = loader
-        let rebuilt: StoreState
-        var unreadNow: [UInt32] = []
-        if followsPriors && !indexing {
-            (rebuilt, unreadNow) = try LogTailer.loadAfter(deliveredSeq, names: names, loader: &fresh)
-        } else {
-            rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
+    /// Following priors, after a compaction replaced segments: the ones it
+    /// removed stay while their records are still to be read or delivered
+    /// (the tailer holds them open); then they are kept only for priors that
+    /// may name them, until the next compaction after that.
+    private func forgetReplaced(present: Set<UInt32>, events: inout [ChangeEvent]) throws(KVFileError) {
+        guard state.segmentIDs.contains(where: { !present.contains($0) }) else { return }
+        // What a removed segment gained since it was last read (a roll, a seal and a compaction may all fit in between).
+        try catchUpSegments()
+        try deliver(into: &events)
+        var gone: [UInt32: Segment] = [:]
+        for segment in state.segments where !present.contains(segment.id) && !unread.contains(segment.id) {
+            if pending.contains(where: { $0.location.segment == segment.id }) { continue }
+            gone[segment.id] = segment
+            state.remove(segment.id)
         }
+        guard !gone.isEmpty else { return }
+        retiredBefore = retired
+        retired = gone
+    }
+
+    /// Reads the store afresh with an index of every key as of the last event
+    /// delivered (after compaction replaced segments, or when a record names no
+    /// usable prior): records after it become pending events (those already
+    /// pending come again and are skipped).
+    private func reload(names: [String]) throws(KVFileError) {
+        var fresh = loader
+        let rebuilt = try StoreDirectory.load(names: names, loader: &fresh, deferAbove: deliveredSeq).state
         let floor = rebuilt.compactionFloor
         if floor > deliveredSeq { throw LogTailer.historyCompacted(path, wanted: deliveredSeq, oldest: floor) }
+        followsPriors = false
         retired = [:]
-        if followsPriors && !indexing {
-            for segment in state.segments where rebuilt.segment(segment.id) == nil { retired[segment.id] = segment }
-        }
-        if indexing { followsPriors = false }
+        retiredBefore = [:]
         loader = fresh
-        unread = unreadNow
+        unread = []
         pending += rebuilt.deferred
         rebuilt.deferred = []
         state = rebuilt
@@ -336,7 +373,7 @@ public final class LogTailer: @unchecked Sendable {
                 old = value
             } else {
                 // No usable prior (an older writer's record, or the prior is gone): an index of every key says.
-                try reload(names: try Syscalls.listDirectory(path), indexing: true)
+                try reload(names: try Syscalls.listDirectory(path))
                 return try event(for: record)
             }
         } else {
@@ -364,7 +401,7 @@ public final class LogTailer: @unchecked Sendable {
     /// since, or a compaction's output that appeared since the directory was
     /// last listed (the writer's index moved keys there). Nil when there is none.
     private func segment(named prior: PriorLocation) -> Segment? {
-        if let known = state.segment(prior.segment) ?? retired[prior.segment] { return known }
+        if let known = state.segment(prior.segment) ?? retired[prior.segment] ?? retiredBefore[prior.segment] { return known }
         // Only an output: a segment of the log must be read, not just mapped, when the directory is followed.
         guard (try? loader.isCompactionOutput(prior.segment)) == true else { return nil }
         try? loader.mapWithoutReading(prior.segment, into: state)

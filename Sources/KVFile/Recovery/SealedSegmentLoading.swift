@@ -97,7 +97,9 @@ extension StoreLoader {
         }
         let header = try readHeader(fd: file.fd, id: id, path: segmentPath, fileSize: size)
         let layout = SegmentLayout.of(header, fileSize: size) { UnsafeRawBufferPointer(start: nil, count: 0) }
-        state.add(try Segment(id: id, path: segmentPath, file: file, header: header, length: layout.recordEnd, mapCapacity: size))
+        // A segment of the log may be the active one, read later as it grows: mapped as far as it may.
+        let capacity = header.compacted ? size : Segment.addressLimit
+        state.add(try Segment(id: id, path: segmentPath, file: file, header: header, length: layout.recordEnd, mapCapacity: capacity))
     }
 
     /// Reads the hint file of `segment` into the index; returns why it could not be used, or nil.
