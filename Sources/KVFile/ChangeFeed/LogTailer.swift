@@ -112,68 +112,6 @@ public final class LogTailer: @unchecked Sendable {
         state.deferred = []
     }
 
-    /// The segments of the store, for a tailer that follows priors: the first
-    /// that may hold records after `start` is read (records after it are
-    /// deferred as events, the others only counted), the others are only
-    /// mapped; those after the first are returned, to be read in turn. With no
-    /// `start` (from now) only the active segment is read. A reader retries
-    /// when a file vanishes under it (a compaction finishing).
-    static func loadAfter(_ start: UInt64?, names: [String], loader: inout StoreLoader) throws(KVFileError) -> (StoreState, unread: [UInt32]) {
-        var names = names
-        let directory = loader.directory
-        return try VanishedFiles.retrying(pauseMilliseconds: 2, beforeRetry: { () throws(KVFileError) in
-            names = try Syscalls.listDirectory(directory)
-        }) { () throws(KVFileError) -> (StoreState, unread: [UInt32]) in
-            let ids = try loader.resolveSegments(names)
-            let state = StoreState(directory: directory, index: try SharedIndex.anonymous(expectedKeys: 64))
-            state.feedOnly = true
-            state.deferAbove = start
-            // The log's own segments in order, by base sequence number; a header cut short is the newest one's.
-            var log: [(id: UInt32, baseSeq: UInt64?)] = []
-            for id in ids {
-                let header = try loader.header(of: id)
-                if header?.compacted == true {
-                    try loader.mapWithoutReading(id, into: state)  // every record is at or below the compaction floor
-                } else {
-                    log.append((id, header?.baseSeq))
-                }
-            }
-            var unread: [UInt32] = []
-            var readOne = false
-            for (position, segment) in log.enumerated() {
-                let isLast = position == log.count - 1
-                // A segment's records come before the next one's base sequence number. When the
-                // next one's header is not there (its creation under way, or cut short by a power
-                // loss), this one may be the last with records: from now, its newest is the start.
-                let next = isLast ? nil : log[position + 1].baseSeq
-                let holdsLater = isLast || next == nil || start.map { next! > $0 } ?? false
-                if !holdsLater {
-                    try loader.mapWithoutReading(segment.id, into: state)
-                } else if start != nil && readOne {
-                    try LogTailer.queue(segment.id, loader: loader, state: state, unread: &unread)
-                } else if isLast {
-                    try loader.loadActive(segment.id, into: state, hints: nil)
-                    readOne = true
-                } else {
-                    try loader.loadSealed(segment.id, into: state)
-                    readOne = true
-                }
-            }
-            try state.finishLoading()
-            return (state, unread)
-        }
-    }
-
-    /// Maps log segment `id` to be read later, from its first record (nothing
-    /// is queued for a file whose creation is under way or was cut short:
-    /// the directory is followed until it has a header).
-    private static func queue(_ id: UInt32, loader: StoreLoader, state: StoreState, unread: inout [UInt32]) throws(KVFileError) {
-        try loader.mapWithoutReading(id, into: state)
-        guard let segment = state.segment(id) else { return }
-        segment.length = RecordFormat.segmentHeaderSize
-        unread.append(id)
-    }
-
     static func historyCompacted(_ path: String, wanted: UInt64, oldest: UInt64) -> KVFileError {
         KVFileError(.historyCompacted,
                     "history of \(path) after seq \(wanted) was compacted away; the oldest point to resume from is seq \(oldest) (or start from now)",
