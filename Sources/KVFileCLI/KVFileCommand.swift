@@ -27,7 +27,7 @@ struct KVFileCommand: ParsableCommand {
             Exit status: 0 success; 1 key not found or condition false (get, \
             delete, put --if-absent, --if-version); 3 watch --since cannot \
             resume there (history that compaction removed, or past the log's \
-            newest seq); 64 usage error (also kvfile with no command); 65 \
+            newest seq), or watch fell behind history compaction removed; 64 usage error (also kvfile with no command); 65 \
             invalid input (empty or too long key, value over 64 MiB, bad load \
             input, a capacity used up); 66 no store at the path, or not a store \
             (only put and load create one); 69 kvfile-server missing (serve); \

@@ -35,7 +35,10 @@ struct WatchCommand: ParsableCommand {
             after SEQ (give the seq of the last event you handled) and \
             --from-start begins with the oldest change the log still holds. If \
             compaction removed history a resume needs, watch exits 3 naming the \
-            oldest seq it can resume from: it never skips events silently.
+            oldest seq it can resume from: it never skips events silently. A \
+            watcher that falls far behind (a slow --exec) while segments are \
+            written and compacted away before it reads them exits 3 the same \
+            way, after the events it could still read.
 
             --exec runs CMD with /bin/sh once per event, in order, with the event \
             JSON on its standard input and KVFILE_TOPIC, KVFILE_SEQ and (when it \

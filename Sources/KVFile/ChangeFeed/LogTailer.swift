@@ -128,20 +128,33 @@ public final class LogTailer: @unchecked Sendable {
     }
 
     private func pollLocked() throws(KVFileError) -> [ChangeEvent] {
-        var events: [ChangeEvent] = []
-        // 1. What the segments we follow gained (even if compaction unlinked them since).
-        try catchUpSegments()
-        try deliver(into: &events)
-        try readUnread(into: &events)
-        // 2. New segments; a rebuild when compaction replaced some. A file
-        // listed a moment ago may be gone (a compaction removed it): look again.
-        try VanishedFiles.retrying(pauseMilliseconds: 1) { () throws(KVFileError) in
-            try followDirectory(into: &events)
-            try skipPermanentGap(into: &events)
+        if let error = heldError {
+            heldError = nil
+            throw error
         }
-        try readUnread(into: &events)
+        var events: [ChangeEvent] = []
+        do throws(KVFileError) {
+            // 1. What the segments we follow gained (even if compaction unlinked them since).
+            try catchUpSegments()
+            try deliver(into: &events)
+            try readUnread(into: &events)
+            // 2. New segments; a rebuild when compaction replaced some. A file
+            // listed a moment ago may be gone (a compaction removed it): look again.
+            try VanishedFiles.retrying(pauseMilliseconds: 1) { () throws(KVFileError) in
+                try followDirectory(into: &events)
+                try skipPermanentGap(into: &events)
+            }
+            try readUnread(into: &events)
+        } catch {
+            // The events read before the error go out first (the error names the last of them).
+            if events.isEmpty { throw error }
+            heldError = error
+        }
         return events
     }
+
+    /// An error met after a poll had gathered events: it returned them, the next poll throws it.
+    private var heldError: KVFileError?
 
     /// How many events a poll returns at most (a resume far back takes several polls; callers poll again at once after events).
     static let eventsPerPoll = 1 << 14
