@@ -21,14 +21,7 @@ enum PriorRecord {
                   header.operation != .deleted, header.seq < seq, header.keyLength == key.count,
                   key.withUnsafeBytes({ KeyEquality.equal(p + header.keyOffset, $0.baseAddress!, count: key.count) })
             else { return nil }
-            let stored = p + header.valueOffset
-            guard header.compressed else { return Array(UnsafeRawBufferPointer(start: stored, count: header.storedLength)) }
-            var ok = true
-            let value = [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, count in
-                ok = LZ4Block.decompress(stored, count: header.storedLength, into: UnsafeMutableRawPointer(buffer.baseAddress!), rawLength: header.rawLength)
-                count = ok ? header.rawLength : 0
-            }
-            return ok ? value : nil
+            return RecordReader.value(ofRecordAt: p, header: header)
         }
     }
 

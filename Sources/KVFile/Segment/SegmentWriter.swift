@@ -90,8 +90,17 @@ final class SegmentWriter {
         var sizing: PriorLocation? {
             switch self {
             case .none: nil
-            case .at(let location): PriorLocation(segment: location.segment, offset: location.offset)
+            case .at(let location): PriorLocation(location)
             case .inBatch: PriorLocation(segment: UInt32.max, offset: UInt32.max)
+            }
+        }
+
+        /// Where it is, given the records of the append staged before the one it belongs to.
+        func resolved(before: [Appended]) -> PriorLocation? {
+            switch self {
+            case .none: nil
+            case .at(let location): PriorLocation(location)
+            case .inBatch(let index): PriorLocation(before[index].location)
             }
         }
     }
@@ -223,12 +232,7 @@ final class SegmentWriter {
             stored = record.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
         noteRecordStart(offset)
-        let prior: PriorLocation?
-        switch record.prior {
-        case .none: prior = nil
-        case .at(let location): prior = PriorLocation(segment: location.segment, offset: location.offset)
-        case .inBatch(let index): prior = PriorLocation(segment: before[index].location.segment, offset: before[index].location.offset)
-        }
+        let prior = record.prior.resolved(before: before)
         let written = RecordCodec.encode(
             to: segment.writableBase + offset, operation: record.operation, continues: continues, seq: record.seq, timestamp: timestamp,
             deadline: record.deadline, expired: record.expired, prior: prior, key: record.key, stored: stored,
@@ -367,4 +371,9 @@ final class SegmentWriter {
             throw error
         }
     }
+}
+
+extension PriorLocation {
+    /// Where the record at `location` is.
+    init(_ location: KeyLocation) { self.init(segment: location.segment, offset: location.offset) }
 }

@@ -10,17 +10,22 @@ enum RecordReader {
 
     static func value(in segment: Segment, offset: Int, size: Int, key: UnsafeRawBufferPointer) throws(KVFileError) -> [UInt8] {
         let header = try checkedHeader(in: segment, offset: offset, size: size, key: key)
-        let p = segment.base + offset + header.valueOffset
-        if header.compressed {
-            var ok = true
-            let value = [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, count in
-                ok = LZ4Block.decompress(p, count: header.storedLength, into: UnsafeMutableRawPointer(buffer.baseAddress!), rawLength: header.rawLength)
-                count = ok ? header.rawLength : 0
-            }
-            if !ok { throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress") }
-            return value
+        guard let value = value(ofRecordAt: segment.base + offset, header: header) else {
+            throw KVFileError.corrupt(segment.path, offset: offset, "compressed value does not decompress")
         }
-        return Array(UnsafeRawBufferPointer(start: p, count: header.storedLength))
+        return value
+    }
+
+    /// The value of the record at `p` with `header`, decompressed; nil when its LZ4 block does not decompress.
+    static func value(ofRecordAt p: UnsafeRawPointer, header: RecordHeader) -> [UInt8]? {
+        let stored = p + header.valueOffset
+        guard header.compressed else { return Array(UnsafeRawBufferPointer(start: stored, count: header.storedLength)) }
+        var ok = true
+        let value = [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, count in
+            ok = LZ4Block.decompress(stored, count: header.storedLength, into: UnsafeMutableRawPointer(buffer.baseAddress!), rawLength: header.rawLength)
+            count = ok ? header.rawLength : 0
+        }
+        return ok ? value : nil
     }
 
     static func withValue<R>(
