@@ -55,7 +55,22 @@ struct KVFileCommand: ParsableCommand {
             Glibc.exit(CLIExitCode.usage.rawValue)
         }
         QuickPath.runIfPlain(arguments)
-        main(arguments)
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(reporting: error)
+        }
+    }
+
+    /// What ArgumentParser's `main` prints for an error (usage, help, a failing
+    /// command's status), without the invisible marks of ``RawArguments``
+    /// (`--since -1` was quoted as '\u{2060}-1').
+    private static func exit(reporting error: Error) -> Never {
+        let code = exitCode(for: error)
+        let text = RawArguments.withoutMarks(fullMessage(for: error))
+        if !text.isEmpty { Terminal.write(Array(text.utf8) + [10], to: code == .success ? 1 : 2) }
+        Glibc.exit(code.rawValue)
     }
 }
 

@@ -43,6 +43,12 @@ enum RawArguments {
         return Array(argument.utf8)
     }
 
+    /// A message that may quote placeholders, with their marks taken out.
+    static func withoutMarks(_ message: String) -> String {
+        guard message.contains(mark) else { return message }
+        return String(message.filter { $0 != mark })
+    }
+
     /// The argument as text (numbers, seq values): placeholders lose their marks.
     static func text(of argument: String) -> String {
         if argument.first == mark, let bytes = placeholders[argument] { return String(decoding: bytes, as: UTF8.self) }

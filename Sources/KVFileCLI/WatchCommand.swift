@@ -23,7 +23,9 @@ struct WatchCommand: ParsableCommand {
             write's sequence number, ts its time in milliseconds since the Unix \
             epoch. A key or value that is not valid UTF-8 is written as key_base64, \
             new_value_base64 or old_value_base64 instead; with --json-values a \
-            value that is itself a JSON document is embedded as JSON. A value \
+            value that is itself a JSON document is embedded as JSON and any \
+            other stays a string, so the text x and the JSON document "x" then \
+            print alike (leave it off when that matters). A value \
             written with an expiry (put --ttl) carries expires_at (milliseconds \
             since the Unix epoch); when a writer records that the deadline \
             passed, the event is kvs_deleted with "expired": true and the value \

@@ -1,5 +1,5 @@
 import Foundation
-import KVFile
+@testable import KVFile
 import Testing
 
 /// Starts `kvfile watch` (or a shell pipeline) in the background, output to a file.
@@ -130,6 +130,63 @@ func event(_ line: String) -> [String: Any] {
         #expect(gone.stderr.contains("oldest point to resume from is seq 6"))
         let badTopic = try kvfile("watch", store, "--topic", "kvs_renamed")
         #expect(badTopic.status == 64)
+    }
+
+    /// Defect: after a compaction that overlapped a delete and an update (the
+    /// writer goes on while compaction copies), `watch --since` the floor it
+    /// reported printed no kvs_deleted and called the update kvs_created: the
+    /// records they replaced were gone, the floor lay below the writes.
+    @Test func watchSinceTheFloorOfACompactionThatOverlappedWritesPrintsTheirOldValues() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        do {
+            var options = StoreOptions()
+            options.autoCompaction = nil
+            let store = try Store(path: path, options: options)
+            for i in 0..<40 { try store.put("k\(i % 4)", "v\(i)") }
+            store.compactionFailpoint = { step in
+                guard step == .planned else { return false }
+                #expect(throws: Never.self) {
+                    try store.delete("k0")
+                    try store.put("k1", "during")
+                }
+                return false
+            }
+            try store.compact()
+            store.compactionFailpoint = nil
+            try store.put("k2", "after")
+            try store.close()
+        }
+        // seq 40 was the floor before: resuming there now says the history is gone and names seq 42.
+        let below = try kvfile("watch", path, "--since", "40", "--count", "2")
+        #expect(below.status == 3)
+        #expect(below.stderr.contains("oldest point to resume from is seq 42"), "\(below.stderr)")
+        let atFloor = try kvfile("watch", path, "--since", "42", "--count", "1")
+        #expect(atFloor.status == 0)
+        let after = event(atFloor.text.trimmingCharacters(in: .newlines))
+        #expect(after["topic"] as? String == "kvs_updated")
+        #expect(after["old_value"] as? String == "v38")
+        // From the start, the picture at the floor has no k0 and k1 = "during".
+        let fromStart = try kvfile("watch", path, "--from-start", "--count", "1")
+        #expect(event(fromStart.text.trimmingCharacters(in: .newlines))["seq"] as? Int == 43)
+        #expect(try kvfile("get", path, "k1").text == "during")
+        #expect(try kvfile("get", path, "k0").status == 1)
+    }
+
+    /// Defect: `kvfile watch EMPTYDIR` said "A write creates the store.. A
+    /// write such as …" (the library gave a remedy, the tool another); `--since -1`
+    /// quoted the value with an invisible character before it.
+    @Test func watchMessagesSayOneThingOnceAndQuoteWhatWasTyped() throws {
+        let dir = TemporaryDirectory()
+        let empty = dir.sub("empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let result = try kvfile("watch", empty)
+        #expect(result.status == 66)
+        #expect(result.stderr == "kvfile: no store at \(empty): the directory is empty. A write such as `kvfile put \(empty) KEY VALUE` creates it.\n")
+        let negative = try kvfile("watch", empty, "--since", "-1")
+        #expect(negative.status == 64)
+        #expect(negative.stderr.contains("The value '-1' is invalid for '--since <seq>'"), "\(negative.stderr)")
+        #expect(!negative.stderr.contains("\u{2060}"))
     }
 
     /// Defect: `watch --since` past the newest seq (a store recreated or

@@ -80,8 +80,9 @@ public final class LogTailer: @unchecked Sendable {
             let newest = loaded.nextSeq - 1
             if seq > newest {
                 throw KVFileError(.resumeAheadOfLog,
-                    "cannot resume the change feed of \(directory) after seq \(seq): its log ends at seq \(newest) "
-                        + "(the store was recreated or restored from an older copy); resume from seq \(newest) or earlier, or start from now",
+                    "cannot resume the change feed of \(directory) after seq \(seq): its log ends at seq \(newest), so seq \(seq) "
+                        + "was never written to it (a seq from another store, or the store was recreated or restored from an older copy since); "
+                        + "resume from seq \(newest) or earlier, or start from now",
                     path: directory)
             }
             startSeq = seq
@@ -233,7 +234,10 @@ public final class LogTailer: @unchecked Sendable {
         for id in ids where !replaced && state.segment(id) == nil {
             replaced = try loader.header(of: id) != nil
         }
-        if replaced {
+        // Records read but not delivered yet (a poll delivers a bounded number) go
+        // out first with the index held: the reload that follows may start no lower
+        // than the compaction's floor, and they may lie below it.
+        if replaced && !pending.contains(where: { $0.seq > deliveredSeq }) {
             try reload(names: names)
             try deliver(into: &events)
         }

@@ -97,10 +97,18 @@ final class CompactionOutput {
     }
 
     /// Flushes and syncs everything; the files keep their temporary names.
-    /// There is always at least one output, even with no records: its header
-    /// records how far this compaction may have dropped history (the change feed needs that).
-    func finish() throws(KVFileError) {
-        if current == nil && finished.isEmpty { try startSegment() }
+    /// There is always at least one output, even with no records: the last
+    /// one's base sequence number is `decidedBefore`, the writer's next number
+    /// once compaction had judged every record, which bounds the history it
+    /// dropped (the change feed's floor; see man/kvfile.5, "COMPACTION").
+    func finish(decidedBefore: UInt64) throws(KVFileError) {
+        if current == nil { try startSegment() }
+        guard var last = current else { return }
+        try flush()
+        last.header.baseSeq = max(last.header.baseSeq, decidedBefore)
+        current = last
+        let encoded = last.header.encoded()
+        try withBytes(encoded) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(last.fd, raw, at: 0, path: last.path) }
         try finishCurrent()
     }
 

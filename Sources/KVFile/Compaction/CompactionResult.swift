@@ -47,5 +47,5 @@ public struct CompactionPolicy: Sendable, Equatable {
 
 /// Points in a compaction where tests inject a crash (see `Store.compactionFailpoint`).
 enum CompactionStep: String, CaseIterable, Sendable {
-    case copied, outputsSynced, markerWritten, outputsRenamed, indexSwitched, inputsRemoved
+    case planned, copied, outputsSynced, markerWritten, outputsRenamed, indexSwitched, inputsRemoved
 }

@@ -139,9 +139,11 @@ final class Compactor: @unchecked Sendable {
             var moves: [Move] = []
             var dropped = 0
             do throws(KVFileError) {
-                (dropped, moves) = try copyLiveRecords(plan, into: output)
+                try failpoint(.planned)
+                let decidedBefore: UInt64
+                (dropped, moves, decidedBefore) = try copyLiveRecords(plan, into: output)
                 try failpoint(.copied)
-                try output.finish()
+                try output.finish(decidedBefore: decidedBefore)
                 try failpoint(.outputsSynced)
             } catch {
                 if !error.isInjectedCrash { output.abandon() }
@@ -190,8 +192,12 @@ final class Compactor: @unchecked Sendable {
     }
 
     /// Copies every live record of the inputs, then the tombstones still
-    /// needed; returns how many records were dropped.
-    private func copyLiveRecords(_ plan: CompactionPlan, into output: CompactionOutput) throws(KVFileError) -> (dropped: Int, moves: [Move]) {
+    /// needed; returns how many records were dropped, and the writer's next
+    /// sequence number once every record was judged: whatever was dropped had
+    /// been superseded by a record below it, so resuming the change feed at or
+    /// after it finds every old value in the log.
+    private func copyLiveRecords(_ plan: CompactionPlan, into output: CompactionOutput) throws(KVFileError)
+        -> (dropped: Int, moves: [Move], decidedBefore: UInt64) {
         var dropped = 0
         var moves: [Move] = []
         // Newest tombstone per key among the inputs.
@@ -256,16 +262,16 @@ final class Compactor: @unchecked Sendable {
         }
         // A tombstone is needed while its key has no newer value and some
         // segment compaction leaves alone may hold an older one (Bitcask's rule).
-        let needed = lock.withReadLock {
-            tombstones.filter { key, tombstone in
+        let (needed, decidedBefore) = lock.withReadLock {
+            (tombstones.filter { key, tombstone in
                 plan.nonInputMinSeq < tombstone.seq && key.withUnsafeBytes { state.index.lookup($0) == nil }
-            }
+            }, state.nextSeq)
         }
         dropped += tombstones.count - needed.count
         for (_, tombstone) in needed.sorted(by: { $0.value.seq < $1.value.seq }) {
             _ = try output.append(tombstone.segment.base + tombstone.offset, header: tombstone.header)
         }
-        return (dropped, moves)
+        return (dropped, moves, decidedBefore)
     }
 
     private func openOutputs(_ finished: [CompactionOutput.Finished]) throws(KVFileError) -> [Segment] {

@@ -98,7 +98,7 @@ public enum StoreRepair {
                 guard case .record(let header) = RecordCodec.decode(record, available: files[survivor.segment]!.count - survivor.offset) else { continue }
                 _ = try output.append(record, header: header)
             }
-            try output.finish()
+            try output.finish(decidedBefore: nextSeq)  // the store is locked: nothing is written meanwhile
         } catch {
             output.abandon()
             throw error

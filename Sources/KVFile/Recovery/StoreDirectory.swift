@@ -29,7 +29,7 @@ enum StoreDirectory {
                     throw KVFileError(.notAStore, "\(directory) is not empty and holds no kvfile store; refusing to turn it into one. Name a new or empty directory.", path: directory)
                 }
                 if options.readOnly || !options.createIfMissing {
-                    throw KVFileError(.storeNotFound, "no store at \(directory): the directory is empty. A write creates the store.", path: directory)
+                    throw KVFileError(.storeNotFound, "no store at \(directory): the directory is empty", path: directory)
                 }
             }
             return names
