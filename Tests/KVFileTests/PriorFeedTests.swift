@@ -61,7 +61,9 @@ import Testing
         let segments = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".kvseg") }.count
         #expect(segments > 5)
         let tailer = try LogTailer(path: path, start: .now)
-        #expect(tailer.followsPriors && tailer.indexedKeys == 0 && tailer.segmentsRead == 1)
+        // Not even the active segment: the index says where the log ends.
+        #expect(tailer.followsPriors && tailer.indexedKeys == 0 && tailer.segmentsRead == 0)
+        #expect(tailer.lastSeq == 200)
         try writeChanges(store, &model)
         let events = try collect(tailer, count: model.events.count)
         #expect(withoutTimestamps(events) == model.events)
@@ -160,6 +162,51 @@ import Testing
         #expect(withoutTimestamps(try collect(tailer, count: model.events.count)) == model.events)
         #expect(tailer.followsPriors && tailer.indexedKeys == 0)
         try store.close()
+    }
+
+    /// From now starts where the index file says the log ends, without
+    /// reading the active segment, only when that index describes this very
+    /// log; an index of another copy of the store, one behind the log, or none
+    /// make the tailer read the segment itself.
+    @Test func fromNowTrustsTheIndexsLogEndOnlyWhenItDescribesThisLog() throws {
+        let dir = TemporaryDirectory()
+        let a = dir.sub("a"), b = dir.sub("b")
+        var options = StoreOptions()
+        options.autoCompaction = nil
+        do {
+            let store = try Store(path: a, options: options)
+            for i in 0..<100 { try store.put("k\(i)", "v\(i)") }
+            try store.close()
+        }
+        try FileManager.default.copyItem(atPath: a, toPath: b)
+        let indexOf100 = dir.sub("index-of-100")
+        try FileManager.default.copyItem(atPath: b + "/kvfile.index", toPath: indexOf100)
+
+        /// Starts a tailer from now, checks what it read, then writes `key` and checks the one event.
+        func startThenWrite(_ path: String, segmentsRead: Int, lastSeq: UInt64, key: String, old: String) throws {
+            let tailer = try LogTailer(path: path, start: .now)
+            #expect(tailer.segmentsRead == segmentsRead, "\(path)")
+            #expect(tailer.lastSeq == lastSeq, "\(path)")
+            let writer = try Store(path: path, options: options)
+            try writer.put(key, "new")
+            try writer.close()
+            let events = try collect(tailer, count: 1) + tailer.poll()
+            #expect(events.map(\.seq) == [lastSeq + 1], "\(path)")
+            #expect(events.map(\.topic) == [.updated] && events.first?.oldValue == bytes(old), "\(path)")
+        }
+        // Closed cleanly: nothing to read.
+        try startThenWrite(a, segmentsRead: 0, lastSeq: 100, key: "k5", old: "v5")
+        // b with a's index, which names a record past b's last: b's segment is read.
+        try FileManager.default.removeItem(atPath: b + "/kvfile.index")
+        try FileManager.default.copyItem(atPath: a + "/kvfile.index", toPath: b + "/kvfile.index")
+        try startThenWrite(b, segmentsRead: 1, lastSeq: 100, key: "k6", old: "v6")
+        // a with an index from before its last write: what follows that index's end is read.
+        try FileManager.default.removeItem(atPath: a + "/kvfile.index")
+        try FileManager.default.copyItem(atPath: indexOf100, toPath: a + "/kvfile.index")
+        try startThenWrite(a, segmentsRead: 1, lastSeq: 101, key: "k7", old: "v7")
+        // No index at all.
+        try FileManager.default.removeItem(atPath: b + "/kvfile.index")
+        try startThenWrite(b, segmentsRead: 1, lastSeq: 101, key: "k8", old: "v8")
     }
 
     /// A power loss can leave the newest segment file without its header (a roll
