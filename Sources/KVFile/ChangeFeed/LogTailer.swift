@@ -234,13 +234,17 @@ public final class LogTailer: @unchecked Sendable {
         for id in ids where !replaced && state.segment(id) == nil {
             replaced = try loader.header(of: id) != nil
         }
-        // Records read but not delivered yet (a poll delivers a bounded number) go
-        // out first with the index held: the reload that follows may start no lower
-        // than the compaction's floor, and they may lie below it.
-        if replaced && !pending.contains(where: { $0.seq > deliveredSeq }) {
-            try reload(names: names)
-            try deliver(into: &events)
-        }
+        guard replaced else { return }
+        // What the segments held gained meanwhile, and records read but not delivered
+        // yet (a poll delivers a bounded number), go out first with the index held:
+        // the reload that follows may start no lower than the compaction's floor, and
+        // they may lie below it. Not past a gap, though: records missing there may be
+        // what the compaction dropped, which only the reload can tell.
+        try catchUpSegments()
+        try deliver(into: &events)
+        if pending.contains(where: { $0.seq == deliveredSeq + 1 }) { return }
+        try reload(names: names)
+        try deliver(into: &events)
     }
 
     /// Following priors, after a compaction replaced segments: the ones it

@@ -34,6 +34,8 @@ protocol CompactionHost: AnyObject, Sendable {
     func checkOpen() throws(KVFileError)
     /// Seals every segment rolled away (outside the write lock).
     func finishSeals() throws(KVFileError)
+    /// Makes every write so far durable.
+    func sync() throws(KVFileError)
 }
 
 /// Compacts a writer's sealed segments, one compaction at a time. Its
@@ -149,6 +151,9 @@ final class Compactor: @unchecked Sendable {
                 if !error.isInjectedCrash { output.abandon() }
                 throw error
             }
+            // The writes that replaced what the copy dropped reach the disk before the drop
+            // commits: after a power loss a key must still have its old record or its new one.
+            try host.sync()
             let marker = CompactionMarker(inputs: plan.inputs.map(\.id), outputs: output.finished.map(\.id))
             try marker.write(directory: directory)
             try failpoint(.markerWritten)
