@@ -154,6 +154,14 @@ enum Syscalls {
         return mapping
     }
 
+    /// Replaces a shared mapping of `fd` at `base` by a read-only one of the
+    /// same pages, in place (readers of the range never see it unmapped).
+    /// False when the kernel refused: the old mapping stays.
+    static func remapReadOnly(_ base: UnsafeRawPointer, length: Int, fd: Int32) -> Bool {
+        let mapping = mmap(UnsafeMutableRawPointer(mutating: base), length, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0)
+        return mapping == UnsafeMutableRawPointer(mutating: base)
+    }
+
     static func ftruncate(_ fd: Int32, _ length: Int, path: String) throws(KVFileError) {
         _ = try inject(.truncate, path)
         let (r, code) = retrying { Int(Glibc.ftruncate(fd, off_t(length))) }

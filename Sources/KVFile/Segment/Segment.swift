@@ -133,6 +133,18 @@ final class Segment: @unchecked Sendable {
     /// Where the writer stores new records (only for a writable mapping).
     var writableBase: UnsafeMutableRawPointer { UnsafeMutableRawPointer(mutating: base) }
 
+    /// For a segment the writer rolled away from, before its seal syncs it:
+    /// the writable mapping is swapped for a read-only one at the same address.
+    /// Writing back a page that a writable mapping maps makes the kernel
+    /// write-protect it there and flush every CPU's TLB, page by page; with no
+    /// writable mapping left, the sync has none of that to do (it was a seventh
+    /// of a fill's time). Unmapping moves the pages' dirty state to the page cache.
+    func dropWriteAccess() {
+        if Syscalls.remapReadOnly(base, length: mappedLength, fd: fd) {
+            Syscalls.advise(writableBase, length: mappedLength, .random)
+        }
+    }
+
     /// The bytes of the segment from `offset` to `length`.
     func bytes(from offset: Int = 0) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + offset, count: max(0, length - offset))

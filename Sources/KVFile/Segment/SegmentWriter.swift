@@ -275,6 +275,7 @@ final class SegmentWriter {
     /// a sound hint file means a complete segment), directory sync. Returns the
     /// hint file's size, for the caller to record under the store's lock.
     static func seal(_ pending: PendingSeal, directory: String, failure: WriterFailure) throws(KVFileError) -> Int {
+        pending.segment.dropWriteAccess()  // nothing writes to it any more
         try trimAndSync(pending.segment, directory: directory, failure: failure, durableCut: true)
         let hints = try pending.hints.completed(scanning: pending.segment)
         let hintBytes = try HintWriter.write(hints, segmentID: pending.segment.id,
