@@ -108,4 +108,38 @@ import Testing
         }
         #expect(try kvfile("check", path).status == 0)
     }
+
+    /// Defect (new-user trial): a store copied file by file while a writer ran
+    /// could get an index newer than its segments (state open, this boot). The
+    /// copy's `stat` counted keys its log lacks, `put` wrote its record and
+    /// then exited 76, and `check` found nothing. An index now records the
+    /// file it was marked open in; a copy is another file, and is rebuilt.
+    @Test func aStoreCopiedWhileAWriterRanDoesNotTrustTheCopiedIndex() throws {
+        let dir = TemporaryDirectory()
+        let original = dir.sub("original"), copy = dir.sub("copy")
+        let writer = try Store(path: original)
+        for i in 1...20 { try writer.put("k\(i)", "v\(i)") }
+        // The segments first, the index after 20 more writes: what cp -r of a live store can do.
+        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: original) where name.hasSuffix(".kvseg") {
+            try FileManager.default.copyItem(atPath: original + "/" + name, toPath: copy + "/" + name)
+        }
+        for i in 21...40 { try writer.put("k\(i)", "v\(i)") }
+        try FileManager.default.copyItem(atPath: original + "/kvfile.index", toPath: copy + "/kvfile.index")
+        try writer.close()
+
+        let check = try kvfile("check", copy)
+        #expect(check.status == 0)
+        #expect(check.text.contains("copied while a writer had it open") || check.stderr.contains("copied while a writer had it open"),
+                "\(check.text)\(check.stderr)")
+        let stat = try kvfile("stat", copy)
+        #expect(stat.text.contains("newest_seq      20"), "\(stat.text)")
+        #expect(try kvfile("get", copy, "k30").status == 1)
+        let put = try kvfile("put", copy, "zz", "NEW")
+        #expect(put.status == 0, "\(put.stderr)")
+        #expect(try kvfile("get", copy, "zz").text == "NEW")
+        #expect(try kvfile("get", copy, "k20").text == "v20")
+        let after = try kvfile("check", copy)
+        #expect(after.status == 0 && !after.text.contains("torn"), "\(after.text)")
+    }
 }

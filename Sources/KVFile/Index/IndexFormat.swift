@@ -72,6 +72,10 @@ enum IndexFormat {
     /// The earliest deadline a value in the log may have (ms since the epoch; 0: none known).
     static let earliestDeadlineAt = 168
     static let segmentPageCRCsAt = 176
+    /// The index file's own device and inode numbers (u64 each) when a writer set
+    /// state open: in a copy (cp -r of a live store) they differ, and the copy's
+    /// index may be ahead of the copy's segments. 0 and 0: not recorded.
+    static let identityAt = 304
     static let headerCRCAt = 4092
 
     // The segment table.

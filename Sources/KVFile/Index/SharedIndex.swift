@@ -70,6 +70,12 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Open segments by id: the index reads keys from them.
     private(set) var segmentsByID: [Segment?] = [nil]
+    /// The same segments, not retained, for the lookups of every probe and
+    /// write (a retain and a release each were a tenth of a put's time).
+    /// `segmentsByID` keeps them alive; both change only under the store's
+    /// write lock, and whoever looks keys up holds at least its read lock
+    /// (a change feed's own index: its mutex).
+    private var borrowedByID: [Unmanaged<Segment>?] = [nil]
 
     // The layout as the writer knows it (readers of a shared file read the header instead).
     private var table: UnsafeMutablePointer<UInt64>
@@ -209,10 +215,33 @@ final class SharedIndex: @unchecked Sendable {
         p.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
         p.storeLE(seed, at: IndexFormat.seedAt)
         storeBoot()
+        storeIdentity()
         setHeader(IndexFormat.regionEndAt, UInt64(IndexFormat.tablesStart + IndexFormat.tableBytes(capacity: capacity)))
         let layout = Layout(tableOffset: IndexFormat.tablesStart, capacity: capacity, oldTableOffset: 0, oldCapacity: 0)
         publish(layout, migrated: 0)
         adoptLayout(layout)
+    }
+
+    /// The file's device and inode numbers; nil for anonymous memory.
+    private var fileIdentity: (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard path != nil, fstat(fd, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    private func storeIdentity() {
+        guard let identity = fileIdentity else { return }
+        base.storeLE(identity.device, at: IndexFormat.identityAt)
+        base.storeLE(identity.inode, at: IndexFormat.identityAt + 8)
+    }
+
+    /// False when the file is not the one a writer marked open (a copy of a
+    /// store taken while a writer ran: its index may be ahead of its segments).
+    var isTheFileMarkedOpen: Bool {
+        let (device, inode) = (header(IndexFormat.identityAt), header(IndexFormat.identityAt + 8))
+        if device == 0 && inode == 0 { return true }  // an earlier writer did not record it
+        guard let identity = fileIdentity else { return false }
+        return identity == (device, inode)
     }
 
     private func storeBoot() {
@@ -349,16 +378,28 @@ final class SharedIndex: @unchecked Sendable {
         return index < segmentsByID.count ? segmentsByID[index] : nil
     }
 
+    /// `body` with segment `id` borrowed (see `borrowedByID`); nil when it is not open.
+    @inline(__always)
+    func withSegment<R>(_ id: UInt32, _ body: (Segment) -> R) -> R? {
+        let index = Int(id)
+        guard index < borrowedByID.count, let segment = borrowedByID[index] else { return nil }
+        return segment._withUnsafeGuaranteedRef(body)
+    }
+
     func addSegment(_ segment: Segment) {
         let index = Int(segment.id)
         if index >= segmentsByID.count {
             segmentsByID.append(contentsOf: repeatElement(nil, count: index - segmentsByID.count + 1))
+            borrowedByID.append(contentsOf: repeatElement(nil, count: index - borrowedByID.count + 1))
         }
         segmentsByID[index] = segment
+        borrowedByID[index] = Unmanaged.passUnretained(segment)
     }
 
     func removeSegment(_ id: UInt32) {
-        if Int(id) < segmentsByID.count { segmentsByID[Int(id)] = nil }
+        guard Int(id) < segmentsByID.count else { return }
+        borrowedByID[Int(id)] = nil
+        segmentsByID[Int(id)] = nil
     }
 
     // MARK: reading records
@@ -374,7 +415,11 @@ final class SharedIndex: @unchecked Sendable {
     @inline(__always)
     private func match(_ slot: UInt64, _ key: UnsafeRawBufferPointer) -> SlotMatch {
         let id = IndexFormat.segment(slot)
-        guard let segment = segment(id) else { return .unknownSegment(id) }
+        return withSegment(id) { match(slot, key, in: $0) } ?? .unknownSegment(id)
+    }
+
+    @inline(__always)
+    private func match(_ slot: UInt64, _ key: UnsafeRawBufferPointer, in segment: Segment) -> SlotMatch {
         let offset = Int(IndexFormat.offset(slot))
         var limit = segment.indexReadLimit
         var header = offset >= RecordFormat.segmentHeaderSize && offset < limit ? RecordCodec.peek(segment.base + offset, available: limit - offset) : nil
@@ -393,7 +438,11 @@ final class SharedIndex: @unchecked Sendable {
     /// The key and header of the record `slot` names (nil when it names no record).
     @inline(__always)
     private func record(_ slot: UInt64) -> (key: UnsafeRawBufferPointer, header: RecordHeader)? {
-        guard let segment = segment(IndexFormat.segment(slot)) else { return nil }
+        withSegment(IndexFormat.segment(slot)) { record(slot, in: $0) } ?? nil
+    }
+
+    @inline(__always)
+    private func record(_ slot: UInt64, in segment: Segment) -> (key: UnsafeRawBufferPointer, header: RecordHeader)? {
         let offset = Int(IndexFormat.offset(slot))
         var limit = segment.indexReadLimit
         // A reader: the writer may have appended past the size seen.
@@ -798,8 +847,9 @@ final class SharedIndex: @unchecked Sendable {
     }
 
     private var deletedSlots: Int {
-        get { Int(header(IndexFormat.deletedAt)) }
-        set { setHeader(IndexFormat.deletedAt, UInt64(newValue)) }
+        get { Int(clamping: header(IndexFormat.deletedAt)) }
+        // An index that does not match its slots (damage the checks missed) must not trap the writer.
+        set { setHeader(IndexFormat.deletedAt, UInt64(max(0, newValue))) }
     }
 
     /// Sets `key` to `location` and returns what it replaced.
@@ -1016,6 +1066,7 @@ final class SharedIndex: @unchecked Sendable {
     func markOpen() {
         base.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
         storeBoot()
+        storeIdentity()
     }
 
     /// Writes the page checksums of changed pages and the header's, marks the

@@ -159,6 +159,7 @@ enum IndexedOpen {
         case IndexFormat.stateOpen:
             // Left open: by a writer at work now, or one that died; in this boot the page cache holds all it did.
             guard index.bootMatches else { return "a writer left it open before the machine last started" }
+            guard index.isTheFileMarkedOpen else { return "it was copied while a writer had it open (it may be ahead of the copied segments)" }
             guard !index.layoutTorn else { return "a writer died while resizing it" }
             if writer { guard index.listedSegments() == ids else { return "it lists other segments than the directory holds" } }
         default:

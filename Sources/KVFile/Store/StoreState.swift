@@ -157,16 +157,16 @@ final class StoreState {
     /// Applies a record the writer just wrote: newer than everything known.
     @inline(__always)
     func applyNewest(key: UnsafeRawBufferPointer, operation: ChangeKind, location: KeyLocation) {
-        let holder = segment(location.segment)
-        notice(seq: location.seq, in: holder)
+        // Segments borrowed, not retained (see `SharedIndex.withSegment`): this runs for every write.
+        if index.withSegment(location.segment, { notice(seq: location.seq, in: $0) }) == nil { notice(seq: location.seq, in: nil) }
         let old: KeyLocation?
         if operation == .deleted {
             old = index.remove(key)
         } else {
             old = index.set(key, location)
-            holder?.liveBytes += Int(location.size)
+            index.withSegment(location.segment) { $0.liveBytes += Int(location.size) }
         }
-        if let old { segment(old.segment)?.liveBytes -= Int(old.size) }
+        if let old { index.withSegment(old.segment) { $0.liveBytes -= Int(old.size) } }
     }
 
     /// Ends a load or catch-up: removes the deletion marks it left.
