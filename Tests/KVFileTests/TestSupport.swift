@@ -40,8 +40,22 @@ func fileBytes(_ path: String) -> [UInt8] {
     Array(FileManager.default.contents(atPath: path) ?? Data())
 }
 
+/// Writes `data` to `path`, in place when the file exists: an index file
+/// records which file it is (its inode), and a new file would be a copy.
 func writeFile(_ path: String, _ data: [UInt8]) {
+    if let handle = FileHandle(forWritingAtPath: path) {
+        try? handle.truncate(atOffset: 0)
+        try? handle.write(contentsOf: Data(data))
+        try? handle.close()
+        return
+    }
     _ = FileManager.default.createFile(atPath: path, contents: Data(data))
+}
+
+/// The inode number of `path` (0 when it cannot be read).
+func inodeNumber(_ path: String) -> UInt64 {
+    var info = stat()
+    return stat(path, &info) == 0 ? UInt64(info.st_ino) : 0
 }
 
 /// Gives sealed segment file `path` (number `id`) the size it had between its

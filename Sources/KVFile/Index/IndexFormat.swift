@@ -23,7 +23,10 @@
 //   136  region end   u64: bytes of the file tables may use (grows with them)
 //   144  changes      u64: odd while the writer applies a write (a batch is applied whole)
 //   152  highest      u64: the highest segment number ever handed out (none is used twice)
+//   160  deadlines    u64: nonzero when the log may hold values with deadlines
+//   168  earliest     u64: no deadline in the log is before this (ms; 0: none known)
 //   176  segment-table page CRCs: 32 × u32 (valid in state 1)
+//   304  identity     u64 device, u64 inode of this file when a writer set state 2 (0, 0: not recorded)
 //  4092  header crc   u32: CRC-32C of bytes 0..<4092 (valid in state 1)
 //
 // Pages 1-32, the segment table: 4096 entries of 32 bytes, one per segment

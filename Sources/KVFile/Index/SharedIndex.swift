@@ -262,10 +262,11 @@ final class SharedIndex: @unchecked Sendable {
         return boot != (0, 0) && header(IndexFormat.bootAt) == boot.0 && header(IndexFormat.bootAt + 8) == boot.1
     }
 
-    /// Live keys.
-    var count: Int { Int(header(IndexFormat.keysAt)) }
+    /// Live keys. (The counts are statistics: a count that went wrong, in an
+    /// index that does not match its slots, reads as 0 rather than trapping.)
+    var count: Int { min(max(0, Int(Int64(bitPattern: header(IndexFormat.keysAt)))), IndexFormat.maxCapacity) }
     /// Sum of the record sizes of live keys.
-    var liveBytes: Int { Int(header(IndexFormat.liveBytesAt)) }
+    var liveBytes: Int { max(0, Int(Int64(bitPattern: header(IndexFormat.liveBytesAt)))) }
     /// Where the log ends as far as the index knows: segment << 32 | offset.
     var logEnd: UInt64 {
         get { header(IndexFormat.logEndAt) }
@@ -847,7 +848,8 @@ final class SharedIndex: @unchecked Sendable {
     }
 
     private var deletedSlots: Int {
-        get { Int(clamping: header(IndexFormat.deletedAt)) }
+        // No more than the slots there are, whatever the header says (no overflow below).
+        get { Int(min(header(IndexFormat.deletedAt), UInt64(IndexFormat.maxCapacity))) }
         // An index that does not match its slots (damage the checks missed) must not trap the writer.
         set { setHeader(IndexFormat.deletedAt, UInt64(max(0, newValue))) }
     }
@@ -1064,9 +1066,11 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Marks the file open by a writer of this boot (not synced: page checksums catch what a crash leaves).
     func markOpen() {
-        base.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
+        // Boot and identity first: a reader that sees state open must see them too.
         storeBoot()
         storeIdentity()
+        atomicMemoryFence(ordering: .releasing)
+        base.storeLE(IndexFormat.stateOpen, at: IndexFormat.stateAt)
     }
 
     /// Writes the page checksums of changed pages and the header's, marks the
