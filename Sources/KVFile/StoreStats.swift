@@ -29,6 +29,10 @@ public struct StoreStats: Sendable, Equatable {
 
     /// Each segment, in number order.
     public var segmentDetails: [SegmentStats] = []
+    /// The oldest sequence number a change feed can resume after
+    /// (``FeedStart/after(seq:)``, `kvfile watch --since`): compaction removed
+    /// the history before it (0: none removed).
+    public var resumeFloor: UInt64 = 0
     /// What the last compaction by this store object did (nil when none ran).
     public var lastCompaction: CompactionResult?
 

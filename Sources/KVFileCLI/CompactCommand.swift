@@ -11,7 +11,8 @@ struct CompactCommand: ParsableCommand {
             deletions still needed, and removes the old files. Readers, and \
             `kvfile watch`, keep working meanwhile; a crash at any moment leaves \
             the store as it was or as compacted, never in between. Prints the \
-            bytes on disk before and after.
+            bytes on disk before and after, and the oldest seq `kvfile watch \
+            --since` can now resume after.
 
             Examples:
               kvfile compact ./cache.kv
@@ -34,7 +35,8 @@ struct CompactCommand: ParsableCommand {
             try store.close()
             if !quiet {
                 let out = OutputBuffer()
-                out.write("compacted \(result.inputSegments) segments into \(result.outputSegments): \(before.segmentBytes + before.hintBytes) bytes before, \(after.segmentBytes + after.hintBytes) after; \(result.recordsCopied) records kept, \(result.recordsDropped) dropped in \(formatSeconds(result.seconds))\n")
+                out.write("compacted \(result.inputSegments) segments into \(result.outputSegments): \(before.segmentBytes + before.hintBytes) bytes before, \(after.segmentBytes + after.hintBytes) after; \(result.recordsCopied) records kept, \(result.recordsDropped) dropped in \(formatSeconds(result.seconds)); "
+                          + "watchers resume after seq \(after.resumeFloor) or later\n")
                 out.flush()
             }
             return .success

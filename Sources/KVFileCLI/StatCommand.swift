@@ -9,7 +9,9 @@ struct StatCommand: ParsableCommand {
         discussion: """
             Keys, segment files, bytes on disk, live bytes (the latest record of \
             each key) and dead bytes (what compaction would give back), the range \
-            of sequence numbers in the log, the format version, the index (the \
+            of sequence numbers in the log, the resume floor (the oldest seq \
+            `kvfile watch --since` can resume after: compaction removed the \
+            history before it), the format version, the index (the \
             shared file kvfile.index, or one built in memory when that file \
             cannot be used: the next writer rebuilds it), its size on disk, \
             slots and load, and each segment's size and dead share. Reads \

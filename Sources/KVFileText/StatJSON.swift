@@ -14,6 +14,7 @@ public enum StatJSON {
             ("dead_bytes", "\(stats.deadBytes)"),
             ("oldest_seq", "\(stats.oldestSeq)"),
             ("newest_seq", "\(stats.newestSeq)"),
+            ("resume_floor", "\(stats.resumeFloor)"),
             ("format_version", "\(stats.formatVersion)"),
             ("keydir_bytes", "\(stats.keydirBytes)"),
             ("index", stats.indexIsShared ? "\"file\"" : "\"memory\""),

@@ -108,6 +108,7 @@ import Testing
         #expect(object["keys"] as? Int == 5)
         #expect(object["newest_seq"] as? Int == 6)
         #expect(object["oldest_seq"] as? Int == 1)
+        #expect(object["resume_floor"] as? Int == 0)
         #expect(object["format_version"] as? Int == 4)
         #expect((object["dead_bytes"] as? Int ?? 0) > 0)
         let files = try #require(object["segment_files"] as? [[String: Any]])

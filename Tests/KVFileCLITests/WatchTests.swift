@@ -124,7 +124,8 @@ func event(_ line: String) -> [String: Any] {
         #expect(resumed.text.split(separator: "\n").map { event(String($0))["seq"] as? Int } == [4, 5, 6])
         let deletes = try kvfile("watch", store, "--from-start", "--topic", "kvs_deleted", "--count", "1")
         #expect(event(deletes.text.trimmingCharacters(in: .newlines))["old_value"] as? String == "v4")
-        _ = try kvfile("compact", "-q", store)
+        let compacted = try kvfile("compact", store)
+        #expect(compacted.text.contains("watchers resume after seq 6 or later"), "\(compacted.text)")
         let gone = try kvfile("watch", store, "--since", "2")
         #expect(gone.status == 3)
         #expect(gone.stderr.contains("oldest point to resume from is seq 6"))
@@ -161,6 +162,8 @@ func event(_ line: String) -> [String: Any] {
         let below = try kvfile("watch", path, "--since", "40", "--count", "2")
         #expect(below.status == 3)
         #expect(below.stderr.contains("oldest point to resume from is seq 42"), "\(below.stderr)")
+        // stat says where resuming can start.
+        #expect(try kvfile("stat", path, "--json").text.contains(#""resume_floor":42"#))
         let atFloor = try kvfile("watch", path, "--since", "42", "--count", "1")
         #expect(atFloor.status == 0)
         let after = event(atFloor.text.trimmingCharacters(in: .newlines))

@@ -201,7 +201,8 @@ final class StoreState {
                     id: segment.id, bytes: segment.length, liveBytes: segment.liveBytes,
                     deadRatio: records == 0 ? 0 : Double(records - segment.liveBytes) / Double(records),
                     isActive: segment.id == activeID, isCompactionOutput: segment.isCompactionOutput)
-            })
+            },
+            resumeFloor: compactionFloor)
     }
 }
 
