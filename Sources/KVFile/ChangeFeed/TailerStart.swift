@@ -81,7 +81,7 @@ extension LogTailer {
         guard let index = try? SharedIndex.open(path: StoreFiles(directory).index, writable: false),
               !index.isTornByDeadWriter, IndexedOpen.problem(with: index, ids: ids, writer: false) == nil,
               let entry = index.segmentEntry(id, create: false),
-              UnsafeRawPointer(entry).loadLE(at: 4, as: UInt32.self) == header.checksum,
+              IndexFormat.entry(entry, describes: header),
               let (end, nextSeq) = index.readConsistently({ (index.logEnd, index.nextSeq) }) else { return nil }
         let position = LogPosition(packed: end)
         guard position.segment == id, position.offset >= RecordFormat.segmentHeaderSize, nextSeq > 0 else { return nil }

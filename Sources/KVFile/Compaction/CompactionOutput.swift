@@ -103,12 +103,10 @@ final class CompactionOutput {
     /// dropped (the change feed's floor; see man/kvfile.5, "COMPACTION").
     func finish(decidedBefore: UInt64) throws(KVFileError) {
         if current == nil { try startSegment() }
-        guard var last = current else { return }
         try flush()
-        last.header.baseSeq = max(last.header.baseSeq, decidedBefore)
-        current = last
-        let encoded = last.header.encoded()
-        try withBytes(encoded) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(last.fd, raw, at: 0, path: last.path) }
+        current!.header.baseSeq = max(current!.header.baseSeq, decidedBefore)
+        let (fd, path) = (current!.fd, current!.path)
+        try withBytes(current!.header.encoded()) { (raw) throws(KVFileError) in try Syscalls.pwriteAll(fd, raw, at: 0, path: path) }
         try finishCurrent()
     }
 

@@ -85,6 +85,11 @@ enum IndexFormat {
     static let segmentTableAt = pageSize
     static let segmentEntrySize = 32
     static let segmentEntries = 4096
+
+    /// True when segment table entry `entry` was made for the file whose header is `header` (its CRC is at offset 4).
+    static func entry(_ entry: UnsafeRawPointer, describes header: SegmentHeader) -> Bool {
+        entry.loadLE(at: 4, as: UInt32.self) == header.checksum
+    }
     static let segmentTablePages = segmentEntries * segmentEntrySize / pageSize
     /// Where slot tables may start.
     static let tablesStart = segmentTableAt + segmentTablePages * pageSize

@@ -95,7 +95,7 @@ enum IndexedOpen {
     private static func checkSegmentsMatch(_ state: StoreState, requireEntries: Bool = true) throws(KVFileError) {
         for segment in state.segments {
             if segment.indexEntry == nil && !requireEntries { continue }
-            guard let entry = segment.indexEntry, UnsafeRawPointer(entry).loadLE(at: 4, as: UInt32.self) == segment.header.checksum else {
+            guard let entry = segment.indexEntry, IndexFormat.entry(entry, describes: segment.header) else {
                 throw KVFileError.corrupt(StoreFiles(state.directory).index, offset: IndexFormat.segmentTableAt,
                                           "the index's segment table does not describe \(FileNames.segment(segment.id))")
             }

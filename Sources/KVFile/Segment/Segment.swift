@@ -141,7 +141,7 @@ final class Segment: @unchecked Sendable {
     /// of a fill's time). Unmapping moves the pages' dirty state to the page cache.
     func dropWriteAccess() {
         if Syscalls.remapReadOnly(base, length: mappedLength, fd: fd) {
-            Syscalls.advise(writableBase, length: mappedLength, .random)
+            Syscalls.advise(base, length: mappedLength, .random)
         }
     }
 
