@@ -437,6 +437,8 @@ import Testing
             }
         }
         index.withUnsafeMutableBytes { $0.baseAddress!.storeLE(UInt64(activeID) << 32 | UInt64(last.offset), at: IndexFormat.logEndAt) }
+        // With the next sequence number that went with that end (the record before it holds the one before).
+        index.withUnsafeMutableBytes { $0.baseAddress!.storeLE(last.seq, at: IndexFormat.nextSeqAt) }
         writeFile(indexPath, index)
         let inode = inodeNumber(indexPath)
 

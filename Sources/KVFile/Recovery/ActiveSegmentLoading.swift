@@ -58,8 +58,12 @@ extension StoreLoader {
             guard resumeAt <= min(layout.closed?.recordsEnd ?? layout.recordEnd, segment.recordCapacity) else {
                 throw KVFileError.corrupt(segment.path, offset: resumeAt, "the index names records up to \(resumeAt), past the end of the segment's records")
             }
-            segment.length = resumeAt
             let prior = try priorRecords(segment, layout: layout, recordsEnd: resumeAt)
+            if prior == nil && !LogEndCheck.holds(fd: segment.fd, path: segment.path, header: header, end: resumeAt, nextSeq: state.nextSeq) {
+                throw KVFileError.corrupt(segment.path, offset: resumeAt,
+                    "the index says the log ends at \(resumeAt) before sequence number \(state.nextSeq), but no record of the segment ends there with the one before it")
+            }
+            segment.length = resumeAt
             hints = HintBuilder(resumingAt: resumeAt, prior: prior)
             // A closed file whose list holds: its records end where the index does, nothing to read.
             if prior != nil { resumedAtClosedEnd = true }

@@ -133,6 +133,8 @@ enum IndexedOpen {
                     // Closed cleanly: the log must end where the index says.
                     guard let active = state.activeSegment, let end = active.closedRecordsEnd(),
                           LogPosition(segment: active.id, offset: end).packed == index.logEnd else { return nil }
+                } else if !logEndHolds(index, state) {
+                    return nil
                 }
                 state.nextSeq = max(1, index.nextSeq)
                 state.recomputeOldestSeq()
@@ -146,6 +148,24 @@ enum IndexedOpen {
             }
         }
         return nil
+    }
+
+    /// For a reader of an index left open: a record of the log ends where the
+    /// index says, with the sequence number before its next one (see
+    /// ``LogEndCheck``). A writer appends meanwhile and may roll to a new
+    /// segment, so an end that changed while it was checked is checked again.
+    private static func logEndHolds(_ index: SharedIndex, _ state: StoreState) -> Bool {
+        var last: (UInt64, UInt64)?
+        for _ in 0..<4 {
+            guard let (packed, nextSeq) = index.readConsistently({ (index.logEnd, index.nextSeq) }) else { continue }
+            if let last, last == (packed, nextSeq) { return false }
+            last = (packed, nextSeq)
+            let end = LogPosition(packed: packed)
+            if end.segment == 0 { return true }
+            guard let segment = state.segment(end.segment) else { continue }
+            if LogEndCheck.holds(fd: segment.fd, path: segment.path, header: segment.header, end: end.offset, nextSeq: nextSeq) { return true }
+        }
+        return false
     }
 
     /// Why `index` cannot serve this log as it is (nil: it can).

@@ -47,11 +47,11 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var receipt: WriteReceipt?
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try checkWritable()
+            timestamp = Syscalls.wallClockMilliseconds()
+            try checkWritable(now: timestamp)
             let found = state.index.lookup(key)
             var existing = found
             try checkIndexPages()
-            timestamp = Syscalls.wallClockMilliseconds()
             let expiring = existing.map { $0.isExpired(at: timestamp) } ?? false
             if expiring { existing = nil }
             let operation = try decide(existing)
@@ -85,8 +85,8 @@ final class WritePath: @unchecked Sendable {
         var timestamp: UInt64 = 0
         var result = BatchResult.written
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
-            try checkWritable()
             timestamp = Syscalls.wallClockMilliseconds()
+            try checkWritable(now: timestamp)
             for check in batch.checks {
                 // An expired value counts as none.
                 let current = check.key.withUnsafeBytes { raw in
@@ -132,12 +132,12 @@ final class WritePath: @unchecked Sendable {
 
     /// Under the write lock, first: throws when the store is closed, a sync
     /// failed, or (writers that do not sync each put; durable ones look after
-    /// each sync) its files were removed.
+    /// each sync) its files were removed. `now`: the write's wall-clock time.
     @inline(__always)
-    private func checkWritable() throws(KVFileError) {
+    private func checkWritable(now: UInt64) throws(KVFileError) {
         try openState.check()
         try failure.check()
-        if !durable { try failure.checkLinkedNow(writer.segment, store: path) }
+        if !durable { try failure.checkLinkedNow(writer.segment, store: path, now: now) }
     }
 
     /// Under the write lock: appends `count` records with sequence numbers

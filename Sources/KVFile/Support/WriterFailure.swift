@@ -68,10 +68,11 @@ final class WriterFailure: @unchecked Sendable {
             path: store))
     }
 
-    /// `checkLinked` at most every `intervalMilliseconds`, for writers that do not sync each write.
+    /// `checkLinked` at most every `intervalMilliseconds` of `now` (the write's wall-clock
+    /// time, read once per write: a clock set back only makes the check come sooner),
+    /// for writers that do not sync each write.
     @inline(__always)
-    func checkLinkedNow(_ segment: Segment, store: String, intervalMilliseconds: UInt64 = 100) throws(KVFileError) {
-        let now = Syscalls.monotonicMilliseconds()
+    func checkLinkedNow(_ segment: Segment, store: String, now: UInt64, intervalMilliseconds: UInt64 = 100) throws(KVFileError) {
         let last = lastLinkCheck.load(ordering: .relaxed)
         guard now &- last >= intervalMilliseconds else { return }
         lastLinkCheck.store(now, ordering: .relaxed)

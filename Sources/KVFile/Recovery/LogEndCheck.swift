@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// Whether the log end an index left open records (segment, offset and next
+/// sequence number) is an end of this log: a sound record ends exactly there
+/// in the active segment and holds the sequence number just before the index's
+/// next one. The boot id and the file's identity cannot tell an index that a
+/// copy wrote back in place over the live one (`cp -r backup/. live/`, `rsync
+/// --inplace`), which can name records past the copied segments' end; trusted,
+/// a writer would append after a gap of zeros and lose what follows it in the
+/// next recovery. Reads the block map and the records with `pread`, never
+/// through a mapping past the file's end.
+enum LogEndCheck {
+    /// True when a record of the open-layout segment file `fd` ends at `end`
+    /// with sequence number `nextSeq - 1` (at the first record offset: no
+    /// record yet, and the header's base at most `nextSeq`); also true for a
+    /// segment without a block map, which cannot be checked this cheaply.
+    static func holds(fd: Int32, path: String, header: SegmentHeader, end: Int, nextSeq: UInt64) -> Bool {
+        let mapOffset = Int(header.mapOffset)
+        guard mapOffset > 0 else { return true }
+        guard let size = try? Syscalls.fileSize(fd, path: path), end >= RecordFormat.segmentHeaderSize, end <= min(size, mapOffset) else { return false }
+        if end == RecordFormat.segmentHeaderSize { return header.baseSeq <= nextSeq }
+        guard size > mapOffset, nextSeq > 1, let start = lastRecordStart(fd: fd, path: path, header: header, before: end) else { return false }
+        // Whole records from there to `end`: the last one must end exactly at it.
+        var bytes = [UInt8](repeating: 0, count: end - start)
+        let read = (try? withMutableBytes(&bytes) { (buffer) throws(KVFileError) in try Syscalls.preadFully(fd, buffer, at: start, path: path) }) ?? 0
+        guard read == bytes.count else { return false }
+        return bytes.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                guard case .record(let record) = RecordCodec.decode(raw.baseAddress! + offset, available: raw.count - offset) else { return false }
+                offset += record.totalLength
+                if offset == raw.count { return record.seq == nextSeq - 1 && !record.continues }
+            }
+            return false
+        }
+    }
+
+    /// The start of a record at or before `end - 1` that the block map names:
+    /// the first start of the block `end - 1` lies in, or of a block before it
+    /// (a long value spans blocks with no start).
+    private static func lastRecordStart(fd: Int32, path: String, header: SegmentHeader, before end: Int) -> Int? {
+        let mapOffset = Int(header.mapOffset)
+        let lastBlock = (end - 1) / BlockMap.blockSize
+        var block = lastBlock
+        while block >= 0 {
+            // Entries are read a page at a time, newest block first.
+            let first = max(0, block - 1023)
+            var entries = [UInt32](repeating: 0, count: block - first + 1)
+            let wanted = entries.count * BlockMap.entrySize
+            let read = (try? entries.withUnsafeMutableBytes { (buffer) throws(KVFileError) in
+                try Syscalls.preadFully(fd, buffer, at: mapOffset + first * BlockMap.entrySize, path: path)
+            }) ?? 0
+            guard read == wanted else { return nil }
+            for index in stride(from: entries.count - 1, through: 0, by: -1) {
+                let entryBlock = first + index
+                guard let start = BlockMap.recordStart(UInt32(littleEndian: entries[index]), segmentID: header.segmentID, block: entryBlock) else { continue }
+                if start < end { return start }
+            }
+            block = first - 1
+        }
+        return nil
+    }
+}
