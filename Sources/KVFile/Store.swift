@@ -415,6 +415,11 @@ public final class Store: @unchecked Sendable {
                 throw failure.record(KVFileError.corrupt(StoreFiles(path).index, offset: at,
                     "a page of the index file fails its checksum; the store must be opened again, which builds the index anew"))
             }
+            if case .damaged(let segment, let offset) = problem, state.index.path == nil || attempt > 0 {
+                // Still there in an index read from the log itself: the record is damaged, not the index.
+                throw KVFileError.corrupt(StoreFiles(path).segment(segment), offset: Int(offset),
+                                          "the record an index slot names for this key fails its checksum")
+            }
             guard state.index.path != nil, !state.index.writable else { return }
             if case .unknownSegment(let id) = problem, attempt < 64 {
                 // Opened by number (a writer rolls often); now and then the whole directory, to forget removed ones.

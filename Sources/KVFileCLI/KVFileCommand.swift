@@ -48,6 +48,7 @@ struct KVFileCommand: ParsableCommand {
 
     /// Parses argv with keys and values kept byte for byte (see ``RawArguments``).
     static func main() {
+        StandardStreams.prepare()
         let arguments = RawArguments.prepare()
         if arguments.isEmpty {
             // No subcommand is a usage error: the help goes to standard error and the status says so.

@@ -106,6 +106,9 @@ enum Terminal {
 
     /// Calls `body` with each chunk of standard input as it arrives (up to 64 KiB each).
     static func readStandardInputChunks(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if StandardStreams.inputWasClosed.load(ordering: .relaxed) {
+            throw CLIError(message: "cannot read standard input: it was closed when kvfile started (give the value as an argument, or redirect it from a file)", code: .ioError)
+        }
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
         defer { chunk.deallocate() }
         while true {

@@ -164,12 +164,21 @@ enum Handler {
         environment["KVFILE_SEQ"] = String(event.seq)
         if let key = String(validating: event.key, as: UTF8.self), !key.contains("\0") { environment["KVFILE_KEY"] = key }
         let arguments = ["/bin/sh", "-c", command]
+        // The handler gets SIGPIPE as any program does (the tool ignores it for itself).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let result = withCStrings(arguments) { argv in
             withCStrings(environment.map { "\($0.key)=\($0.value)" }) { envp in
-                posix_spawn(&pid, "/bin/sh", &actions, nil, argv, envp)
+                posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
             }
         }
+        posix_spawnattr_destroy(&attributes)
         posix_spawn_file_actions_destroy(&actions)
         close(pipeFDs[0])
         if result != 0 {

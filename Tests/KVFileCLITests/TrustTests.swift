@@ -112,8 +112,61 @@ import Testing
             #expect(result.status == 74, "\(command): \(result.status)")
             #expect(result.stderr.contains("No space left on device"), "\(command)")
         }
-        // A closed pipe is not an error (documented): the reader wanted no more.
-        #expect(try sh(#""$0" get "$1" blob | head -c 10 > /dev/null"#, store).status == 0)
+    }
+
+    /// Defect: `kvfile dump S | head -1` (and keys, get of a large value, get
+    /// --all) died of SIGPIPE with status 141, where the help promises that a
+    /// closed pipe ends quietly with 0; scripts under `set -o pipefail`
+    /// failed. (The test before looked at `head`'s status, not kvfile's.)
+    @Test func aClosedPipeEndsEveryPrintingCommandWithZero() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "blob", input: [UInt8](repeating: 7, count: 300_000)).status == 0)
+        let lines = (0..<20_000).map { "{\"key\":\"key-\($0)\",\"value\":\"v\"}\n" }.joined()
+        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
+        for command in ["get \"$1\" blob", "get \"$1\" --all", "dump \"$1\"", "dump --format ndjson \"$1\"", "keys \"$1\""] {
+            // kvfile's own status, written to standard error past the pipe.
+            let result = try sh("( \"$0\" \(command); echo \"status=$?\" >&2 ) | head -c 10 > /dev/null", store)
+            #expect(result.stderr.contains("status=0"), "\(command): \(result.stderr)")
+        }
+    }
+
+    /// Defect: a flipped byte in a record's key made `get` of that key exit 1
+    /// (no value) instead of 76: the probe took the record for another key's.
+    /// A record whose tag matches but whose key differs is now checksummed.
+    @Test func damageInAKeyIsReportedNotReadAsNoValue() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for (key, value) in [("alpha", "AAAA"), ("beta", "BBBB"), ("gamma", "GGGG")] {
+            #expect(try kvfile("put", store, key, value).status == 0)
+        }
+        let segment = store + "/00000001.kvseg"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        let at = try #require((0..<(bytes.count - 4)).first { Array(bytes[$0..<($0 + 4)]) == Array("beta".utf8) })
+        bytes[at + 1] = UInt8(ascii: "X")
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+        let get = try kvfile("get", store, "beta")
+        #expect(get.status == 76 && get.stderr.contains("corrupt"), "\(get.status) \(get.stderr)")
+        #expect(try kvfile("get", store, "alpha").text == "AAAA")
+    }
+
+    /// Defect: `kvfile load S <&-` read the store's own lock file as its input
+    /// (opened as descriptor 0) and failed with "not a JSON object", having
+    /// made an empty store; a closed standard descriptor is now /dev/null and
+    /// reading a closed standard input says so.
+    @Test func aClosedStandardInputIsNotTheLockFile() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let load = try sh("\"$0\" load \"$1\" <&-", store)
+        #expect(load.status == 74 && load.stderr.contains("standard input") && load.stderr.contains("closed"), "\(load.status) \(load.stderr)")
+        let put = try sh("\"$0\" put \"$1\" k <&-", store)
+        #expect(put.status == 74 && put.stderr.contains("closed"), "\(put.status) \(put.stderr)")
+        #expect(try kvfile("get", store, "k").status != 0)
+        // Output closed: the command still works (its output goes nowhere).
+        #expect(try sh("\"$0\" put \"$1\" k2 v >&- 2>&-", store).status == 0)
+        #expect(try kvfile("get", store, "k2").text == "v")
     }
 
     /// Defect: `kvfile` with no subcommand printed help and exited 0.

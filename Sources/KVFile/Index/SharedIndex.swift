@@ -433,6 +433,9 @@ final class SharedIndex: @unchecked Sendable {
         if header.keyLength == key.count && KeyEquality.equal(segment.base + offset + header.keyOffset, key.baseAddress!, count: key.count) {
             return .match(header)
         }
+        // Another key where the tag matched: a hash collision (1 in 128), or this key's
+        // record with damaged key bytes, which must not read as no value.
+        if offset + header.totalLength <= limit && !RecordCodec.checksumMatches(segment.base + offset, header) { return .damaged }
         return .other
     }
 
@@ -996,14 +999,11 @@ final class SharedIndex: @unchecked Sendable {
     private func migrateSome() {
         guard let old = oldTable else { return }
         let end = min(migrated + SharedIndex.migrationStep, oldMask + 1)
-        // Each move reads its key from the log: start loading those records together.
-        for index in migrated..<end {
-            let slot = load(old, index)
-            if slot > IndexFormat.deletedSlot, let segment = segment(IndexFormat.segment(slot)) {
-                let offset = Int(IndexFormat.offset(slot))
-                if offset < segment.indexReadLimit { kvf_prefetch(segment.base + offset) }
-            }
-        }
+        // Each move reads its key from the log: the records of this step started loading
+        // at the step before (the first step starts its own), those of the next one now,
+        // so they arrive while the caller's write goes on.
+        if migrated == 0 { prefetchRecords(old, from: 0, to: end) }
+        prefetchRecords(old, from: end, to: min(end + SharedIndex.migrationStep, oldMask + 1))
         for index in migrated..<end {
             let slot = old[index]
             if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
@@ -1021,6 +1021,19 @@ final class SharedIndex: @unchecked Sendable {
         migrated = end
         setHeader(IndexFormat.migratedAt, UInt64(end))
         if migrated > oldMask { finishMigration() }
+    }
+
+    /// Starts loading the records that slots `from..<to` of `slots` name (segments borrowed: this runs on every write of a resize).
+    @inline(__always)
+    private func prefetchRecords(_ slots: UnsafeMutablePointer<UInt64>, from: Int, to: Int) {
+        for index in from..<to {
+            let slot = load(slots, index)
+            guard slot > IndexFormat.deletedSlot else { continue }
+            let offset = Int(IndexFormat.offset(slot))
+            withSegment(IndexFormat.segment(slot)) { segment in
+                if offset < segment.indexReadLimit { kvf_prefetch(segment.base + offset) }
+            }
+        }
     }
 
     private func finishMigration() {
