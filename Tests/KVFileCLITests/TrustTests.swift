@@ -152,6 +152,38 @@ import Testing
         #expect(try kvfile("get", store, "alpha").text == "AAAA")
     }
 
+    /// Defect: a store closed cleanly whose active segment was then cut at a
+    /// record boundary (20 puts, the file cut after the 10th) lost the last
+    /// ten silently: `check` gave a warning and exit 0, `get k20` said no
+    /// value, and the next writer (or `check --repair`) built the index from
+    /// what was left and gave sequence numbers 11 to 20 out again (`k11` got
+    /// version 12). The index closed cleanly records where the log ended.
+    @Test func recordsCutOffACleanlyClosedStoreAreReportedNotForgotten() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for i in 1...20 { #expect(try kvfile("put", store, "k\(i)", "value-number-\(i)").status == 0) }
+        let segment = store + "/00000001.kvseg"
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        let marker = Array("value-number-10".utf8)
+        let at = try #require((0..<(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
+        #expect(truncate(segment, off_t(at + marker.count)) == 0)
+
+        for arguments in [["get", store, "k20"], ["get", store, "k5"], ["put", store, "x", "y"]] {
+            let result = try run(kvfileBinary, arguments)
+            #expect(result.status == 76 && result.stderr.contains("cut off") && result.stderr.contains("check --repair"), "\(arguments): \(result.stderr)")
+        }
+        let check = try kvfile("check", store)
+        #expect(check.status == 76 && check.text.contains("error: 00000001.kvseg") && check.text.contains("up to 20"), "\(check.text)")
+        let repair = try kvfile("check", "--repair", store)
+        #expect(repair.status == 0 && repair.text.contains("dropped: 00000001.kvseg") && repair.text.contains("10 keys kept"), "\(repair.text)")
+        #expect(try kvfile("get", store, "k10").text == "value-number-10")
+        #expect(try kvfile("put", store, "k11", "again").status == 0)
+        // Sequence numbers up to 20 were given out: the new write's version is above them.
+        let version = try kvfile("get", "--version", store, "k11")
+        #expect((Int(version.text.split(separator: "\n").last ?? "") ?? 0) > 20, "\(version.text)")
+        #expect(try kvfile("check", store).status == 0)
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and

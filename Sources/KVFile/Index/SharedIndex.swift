@@ -244,6 +244,14 @@ final class SharedIndex: @unchecked Sendable {
         return identity == (device, inode)
     }
 
+    /// True when the identity recorded is this file's own: the index was not
+    /// copied since a writer last opened it (false when none was recorded).
+    var recordsItsOwnIdentity: Bool {
+        let (device, inode) = (header(IndexFormat.identityAt), header(IndexFormat.identityAt + 8))
+        guard device != 0 || inode != 0, let identity = fileIdentity else { return false }
+        return identity == (device, inode)
+    }
+
     private func storeBoot() {
         let boot = BootID.current
         base.storeLE(boot.0, at: IndexFormat.bootAt)

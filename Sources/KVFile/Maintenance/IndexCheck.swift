@@ -20,6 +20,9 @@ enum IndexCheck {
         }
         var loader = StoreLoader(directory: path, writer: false, segmentSize: 0)
         guard let ids = try? loader.resolveSegments(names) else { return [] }
+        if let lost = LogEndCheck.recordsCutOffProblem(index, directory: path) {
+            return [CheckProblem(severity: .error, file: lost.file, offset: lost.offset, message: lost.what)]
+        }
         if let problem = IndexedOpen.problem(with: index, ids: ids, writer: true) {
             return [CheckProblem(severity: .warning, file: file, offset: nil, message: "the index cannot be used (\(problem)); the next writer builds it anew")]
         }

@@ -43,15 +43,26 @@ public enum StoreRepair {
         var current = try Syscalls.listDirectory(path)
         if try StoreDirectory.finishInterruptedCompaction(path, names: current) { current = try Syscalls.listDirectory(path) }
         try StoreDirectory.removeLeftovers(path, names: current)
+        // Sequence numbers an index closed cleanly (or left open in this boot) recorded as given
+        // out are not given out again, even when the records that held them were lost: a
+        // version a client holds must never name another write.
+        var report = RepairReport()
+        var nextSeq: UInt64 = 1
+        if let index = try? SharedIndex.open(path: StoreFiles(path).index, writable: false),
+           (index.state == IndexFormat.stateClosed && index.headerChecksumHolds) || (index.state == IndexFormat.stateOpen && index.bootMatches),
+           index.nextSeq <= RecordFormat.maxSeq + 1 {
+            nextSeq = index.nextSeq
+            if let lost = LogEndCheck.recordsCutOffProblem(index, directory: path) {
+                report.dropped.append(CheckProblem(severity: .error, file: lost.file, offset: lost.offset, message: lost.what))
+            }
+        }
         // The index describes the files as they were; the next writer builds it from what repair leaves.
         try SharedIndex.remove(directory: path)
         let ids = FileNames.segmentIDs(in: current)
 
-        var report = RepairReport()
         let keydir = Keydir()
         var files: [UInt32: FileBytes] = [:]
         var damagedIDs: [UInt32] = []
-        var nextSeq: UInt64 = 1
         for id in ids {
             let name = FileNames.segment(id)
             let data = try FileBytes(path: StoreFiles(path).file(name))

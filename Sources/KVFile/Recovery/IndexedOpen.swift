@@ -18,6 +18,8 @@ enum IndexedOpen {
             existing = try? SharedIndex.open(path: indexPath, writable: true)
         }
         if let index = existing {
+            // Records a clean close synced are gone: not a state to build an index from quietly.
+            if let lost = LogEndCheck.recordsCutOff(index, directory: loader.directory) { throw lost }
             let ids = try loader.resolveSegments(names)
             if problem(with: index, ids: ids, writer: true) == nil {
                 do throws(KVFileError) {
@@ -118,6 +120,7 @@ enum IndexedOpen {
             guard let again = try? SharedIndex.open(path: StoreFiles(loader.directory).index, writable: false) else { return nil }
             index = again
         }
+        if let lost = LogEndCheck.recordsCutOff(index, directory: loader.directory) { throw lost }
         // A writer died while it applied a write: part of a batch may be in the index. The next writer repairs it.
         if index.isTornByDeadWriter { return nil }
         var names = names

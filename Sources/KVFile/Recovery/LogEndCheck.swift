@@ -63,3 +63,44 @@ enum LogEndCheck {
         return nil
     }
 }
+
+extension LogEndCheck {
+    /// For an index closed cleanly (state 1, header checksum holding) that is
+    /// still the file its writer opened (its recorded identity is its own: not
+    /// an index copied in from another copy of the store, which is only built
+    /// anew): the error that records were cut off the log, when the segment the
+    /// index's log end lies in is the file the index was made with (the header
+    /// checksum its segment table records) but its records now end before
+    /// that log end. A clean close synced them first, so no crash or power
+    /// loss does this: the file was cut (or restored from an older copy), and
+    /// building the index from what is left would answer "no value" for
+    /// acknowledged writes and give their sequence numbers out again. Nil otherwise.
+    static func recordsCutOff(_ index: SharedIndex, directory: String) -> KVFileError? {
+        recordsCutOffProblem(index, directory: directory).map { KVFileError.corrupt(StoreFiles(directory).file($0.file), offset: $0.offset, $0.what) }
+    }
+
+    /// What ``recordsCutOff(_:directory:)`` finds: the segment file's name, where its records end, and what was lost.
+    static func recordsCutOffProblem(_ index: SharedIndex, directory: String) -> (file: String, offset: Int, what: String)? {
+        guard index.state == IndexFormat.stateClosed, index.headerChecksumHolds, index.recordsItsOwnIdentity else { return nil }
+        let end = LogPosition(packed: index.logEnd)
+        guard end.segment != 0, let entry = index.segmentEntry(end.segment, create: false) else { return nil }
+        let path = StoreFiles(directory).segment(end.segment)
+        guard let file = try? OwnedFile(opening: path, O_RDONLY), let size = try? Syscalls.fileSize(file.fd, path: path),
+              let header = try? StoreLoader(directory: directory, writer: false, segmentSize: 0).readHeader(fd: file.fd, id: end.segment, path: path, fileSize: size),
+              IndexFormat.entry(entry, describes: header) else { return nil }
+        var trailer = [UInt8](repeating: 0, count: BlockMap.trailerSize)
+        let layout = trailer.withUnsafeMutableBytes { buffer in
+            SegmentLayout.of(header, fileSize: size) {
+                let read = size >= buffer.count ? (try? Syscalls.preadFully(file.fd, buffer, at: size - buffer.count, path: path)) ?? 0 : 0
+                return UnsafeRawBufferPointer(rebasing: buffer[0..<read])
+            }
+        }
+        // An open file may hold records up to its map; only a closed or cut one ends for sure.
+        guard header.mapOffset > 0, size <= Int(header.mapOffset), !layout.legacy else { return nil }
+        let recordsEnd = layout.closed?.recordsEnd ?? layout.recordEnd
+        guard recordsEnd < end.offset else { return nil }
+        return (FileNames.segment(end.segment), recordsEnd,
+                "the segment's records end at byte \(recordsEnd), but the index, closed cleanly, records writes up to byte \(end.offset) "
+                    + "(sequence numbers up to \(index.nextSeq &- 1)): records were cut off the log")
+    }
+}
