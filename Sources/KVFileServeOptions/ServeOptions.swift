@@ -54,6 +54,11 @@ public struct ServeOptions: ParsableArguments {
         valueName: "seconds"))
     public var pingTimeout: Int = 20
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Seconds a connection may stay silent, or send a request's head or body no further, before it is closed (a response being sent, such as an event stream, is never cut).",
+        valueName: "seconds"))
+    public var idleTimeout: Int = 30
+
     @Option(name: .long, help: ArgumentHelp("trace, debug (one line per request), info, warning or error.", valueName: "level"),
             completion: .list(["trace", "debug", "info", "notice", "warning", "error", "critical"]))
     public var logLevel: String = "info"
@@ -84,6 +89,7 @@ public struct ServeOptions: ParsableArguments {
         if subscriberBacklog < 1 { throw ValidationError("--subscriber-backlog must be at least 1") }
         if !(1...3600).contains(pingInterval) { throw ValidationError("--ping-interval must be 1 to 3600 seconds, not \(pingInterval)") }
         if !(1...3600).contains(pingTimeout) { throw ValidationError("--ping-timeout must be 1 to 3600 seconds, not \(pingTimeout)") }
+        if !(1...86400).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 1 to 86400 seconds, not \(idleTimeout)") }
         if !Self.logLevels.contains(logLevel) {
             throw ValidationError("--log-level takes \(Self.logLevels.joined(separator: ", ")), not '\(logLevel)'")
         }
@@ -94,7 +100,7 @@ public struct ServeOptions: ParsableArguments {
         var result = [store, "--host", host, "--port", String(port), "--max-body", String(maxBody),
                       "--durability", durability, "--lock-timeout", String(lockTimeout),
                       "--subscriber-backlog", String(subscriberBacklog), "--ping-interval", String(pingInterval),
-                      "--ping-timeout", String(pingTimeout), "--log-level", logLevel]
+                      "--ping-timeout", String(pingTimeout), "--idle-timeout", String(idleTimeout), "--log-level", logLevel]
         if let token { result += ["--token", token] }
         for name in allowHost { result += ["--allow-host", name] }
         for origin in corsOrigin { result += ["--cors-origin", origin] }

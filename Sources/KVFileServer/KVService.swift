@@ -143,6 +143,11 @@ struct KVService: HTTPResponder {
                 return .json("{\"status\":\"failing\",\"error\":\"\(error.code.rawValue)\",\"message\":\(JSONText.quoted(error.message))}\n",
                              status: .serviceUnavailable)
             }
+            if let problem = hub.problem {
+                // The change feed cannot read the log (it waits out a shortage, or ended): events are not delivered.
+                return .json("{\"status\":\"failing\",\"error\":\"feed_failed\",\"message\":\(JSONText.quoted(problem))}\n",
+                             status: .serviceUnavailable)
+            }
             return .json("{\"status\":\"ok\",\"newest_seq\":\(hub.lastSeq)}\n")
         case "/v1/events":
             guard request.method == .get else { throw Self.methodNotAllowed("GET") }

@@ -28,6 +28,10 @@ public struct ServerConfiguration: Sendable {
     public var pingIntervalSeconds = 25
     /// Socket.IO: how long a client may leave a ping unanswered before it is dropped, in seconds.
     public var pingTimeoutSeconds = 20
+    /// Seconds a connection may be silent (no request, or a request's head or body
+    /// stalled) before it is closed: abandoned and half-sent connections must not
+    /// hold descriptors for the life of the server. A response in progress is never cut.
+    public var idleTimeoutSeconds = 30
     /// Log level (request lines at debug).
     public var logLevel: Logger.Level = .info
     /// Host names accepted besides the loopback ones while bound to loopback.

@@ -48,6 +48,7 @@ public enum ServerRunner {
             responder: service,
             server: .http1(configuration: HTTP1Channel.Configuration(
                 additionalChannelHandlers: [HTTPFramingSetup()],
+                idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)),
                 // Room for an over-long request line to reach the routes, which answer 414 (the parser's own limit answers an empty 400).
                 httpDecoderConfiguration: .init(maxHeaderFieldSize: KVService.maxHeadBytes, maxHeaderListSize: KVService.maxHeadBytes))),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "kvfile"),

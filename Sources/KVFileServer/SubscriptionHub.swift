@@ -1,4 +1,7 @@
 import Dispatch
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 import KVFile
 import Logging
 import ServiceLifecycle
@@ -67,6 +70,8 @@ final class SubscriptionHub: Service, Sendable {
         var subscribers: [Int: Subscription] = [:]
         var nextID = 0
         var ended: FeedEnd?
+        /// The shortage the feed is waiting out.
+        var stalled: String?
     }
 
     let storePath: String
@@ -135,18 +140,44 @@ final class SubscriptionHub: Service, Sendable {
         end(.shutdown)
     }
 
+    /// Why the feed cannot read the log now: a shortage it waits out (out of
+    /// file descriptors), or the error that ended it. Nil while it reads.
+    var problem: String? {
+        state.withLock { state in
+            if case .failed(let message) = state.ended { return message }
+            return state.stalled
+        }
+    }
+
     /// The tailer loop: read what the log gained, publish, wait for inotify (or 100 ms).
     private func follow() {
         var lastSent = ContinuousClock.now
         let keepAlive = Duration.milliseconds(keepAliveMilliseconds)
+        var pause = 100
         while !stopped.load(ordering: .relaxed) {
             let events: [ChangeEvent]
             do {
                 events = try tailer.poll()
+            } catch where FeedShortage.isTransient(error) {
+                // Out of descriptors or memory (many connections at once): the feed waits
+                // it out and reads on, instead of ending for the rest of the process's life.
+                let first = state.withLock { state in
+                    defer { state.stalled = error.message }
+                    return state.stalled == nil
+                }
+                if first { logger.warning("change feed waits: \(error.message) (it reads on when the resource is free)") }
+                tailer.wait(milliseconds: pause)
+                pause = min(pause * 2, 2000)
+                continue
             } catch {
                 logger.error("change feed stopped: \(error.message)")
                 end(.failed(error.message))
                 return
+            }
+            if pause != 100 {
+                pause = 100
+                state.withLock { $0.stalled = nil }
+                logger.notice("change feed reads again")
             }
             if events.isEmpty {
                 if ContinuousClock.now - lastSent >= keepAlive {
@@ -163,7 +194,8 @@ final class SubscriptionHub: Service, Sendable {
 
     private func publish(_ events: [ChangeEvent]) {
         state.withLock { state in
-            for event in events {
+            // A poll read again after a failure never hands an event out twice.
+            for event in events where event.seq > state.lastSeq {
                 state.recent.append(event)
                 state.lastSeq = event.seq
                 for subscriber in state.subscribers.values { subscriber.deliver(event) }
@@ -184,6 +216,14 @@ final class SubscriptionHub: Service, Sendable {
             return Array(state.subscribers.values)
         }
         for subscriber in subscribers { subscriber.finish(reason) }
+    }
+}
+
+/// Errors the feed waits out rather than ending on.
+enum FeedShortage {
+    static func isTransient(_ error: KVFileError) -> Bool {
+        guard error.code == .io, let code = error.errno else { return false }
+        return [EMFILE, ENFILE, ENOMEM, ENOBUFS, EAGAIN, EINTR].contains(code)
     }
 }
 

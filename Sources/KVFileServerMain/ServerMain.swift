@@ -29,6 +29,7 @@ struct ServerMain: AsyncParsableCommand {
         configuration.lockTimeoutMilliseconds = options.lockTimeout
         configuration.subscriberBacklog = options.subscriberBacklog
         configuration.pingIntervalSeconds = options.pingInterval
+        configuration.idleTimeoutSeconds = options.idleTimeout
         configuration.pingTimeoutSeconds = options.pingTimeout
         configuration.allowedHosts = options.allowHost
         configuration.corsOrigins = options.corsOrigin

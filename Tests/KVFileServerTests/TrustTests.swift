@@ -236,3 +236,85 @@ import Testing
         #expect(server.stop() == 0)
     }
 }
+
+@Suite struct ServerConnectionTrustTests {
+    /// Defect: a connection that sent nothing, or half a request head, or a
+    /// request whose body stalled, stayed open for the life of the server (900
+    /// half-sent connections were all open after a minute), so anyone who could
+    /// connect held its descriptors without a token. Idle connections are
+    /// closed after --idle-timeout; an event stream being sent is not cut.
+    @Test func silentAndHalfSentConnectionsAreClosedButEventStreamsAreNot() throws {
+        let scratch = TemporaryDirectory()
+        let server = try ServerProcess(store: scratch.sub("s"), arguments: ["--idle-timeout", "1"], scratch: scratch)
+        let stream = try SSEClient(port: server.port)
+        let silent = try Connection(port: server.port, timeoutSeconds: 10)
+        let halfHead = try Connection(port: server.port, timeoutSeconds: 10)
+        try halfHead.send(Array("GET /v1/health HTTP/1.1\r\nHo".utf8))
+        let stalledBody = try Connection(port: server.port, timeoutSeconds: 10)
+        try stalledBody.send(Array("PUT /v1/keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789".utf8))
+        let started = Date()
+        for connection in [silent, halfHead, stalledBody] {
+            // Closed by the server (end of stream, or a reset), not the receive timeout.
+            var closed: Bool
+            do { closed = try connection.receive().isEmpty } catch { closed = "\(error)".contains("errno \(ECONNRESET)") }
+            #expect(closed)
+        }
+        #expect(Date().timeIntervalSince(started) < 8)
+        // The stream, silent for longer than the timeout, still delivers.
+        #expect(try server.client().put("/v1/keys/after", "v").status == 201)
+        let event = try stream.next()
+        #expect(event?.event == "kvs_created" && event?.data.contains("\"after\"") == true, "\(String(describing: event))")
+        #expect(server.stop() == 0)
+    }
+
+    /// Defect: once the server ran out of file descriptors (many connections
+    /// at once), its change feed ended for the rest of the process's life:
+    /// every event stream got feed_failed ("cannot list …: Too many open
+    /// files") and Socket.IO clients could not connect, while /v1/health kept
+    /// saying ok. The feed now waits such a shortage out and reads on, and
+    /// health says failing meanwhile.
+    @Test func theChangeFeedReadsOnAfterTheServerRanOutOfDescriptors() throws {
+        let scratch = TemporaryDirectory()
+        let server = try ServerProcess(store: scratch.sub("s"), arguments: ["--idle-timeout", "2"], scratch: scratch)
+        let client = server.client()
+        #expect(try client.put("/v1/keys/k", "v1").status == 201)
+        let stream = try SSEClient(port: server.port, timeoutSeconds: 30)
+        // Few descriptors to spare, then more connections than that, held half-sent.
+        let pid = server.process.processIdentifier
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+        // prlimit(1), util-linux (essential on Debian): the soft limit of the running server.
+        func setSoftLimit(_ soft: Int) throws {
+            let result = try run("/usr/bin/prlimit", ["--pid", String(pid), "--nofile=\(soft):"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        try setSoftLimit(open + 4)
+        var held: [Connection] = []
+        for _ in 0..<40 {
+            guard let connection = try? Connection(port: server.port, timeoutSeconds: 5) else { break }
+            try? connection.send(Array("GET / HTTP/1.1\r\nHo".utf8))
+            held.append(connection)
+        }
+        // Long enough for the feed to look at the log several times with no descriptor to spare.
+        usleep(1_500_000)
+        #expect(server.errors.contains("change feed waits") || server.output.contains("change feed waits"),
+                "the shortage was not met: \(server.errors.suffix(500))")
+        held.removeAll()
+        try setSoftLimit(open + 64)
+        // Descriptors free again: a write reaches the stream opened before, and health is ok.
+        var put: HTTPResult?
+        for _ in 0..<50 where put == nil {
+            put = try? client.put("/v1/keys/k", "v2")
+            if put == nil { usleep(100_000) }
+        }
+        #expect(put?.status == 200)
+        let event = try stream.next()
+        #expect(event?.event == "kvs_updated" && event?.data.contains("\"v2\"") == true, "\(String(describing: event))")
+        var health = try client.get("/v1/health")
+        for _ in 0..<40 where health.status != 200 {
+            usleep(100_000)
+            health = try client.get("/v1/health")
+        }
+        #expect(health.status == 200 && health.text.contains("\"ok\""), "\(health.text)")
+        #expect(server.stop() == 0)
+    }
+}
