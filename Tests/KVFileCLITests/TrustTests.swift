@@ -184,6 +184,35 @@ import Testing
         #expect(try kvfile("check", store).status == 0)
     }
 
+    /// Defect: one damaged record in the middle of a `load` batch made
+    /// `check --repair` drop the 548 readable records of the batch before it
+    /// without a word (and keep those after it): keys that `get` had read one
+    /// command earlier were gone. Repair keeps every readable record of a
+    /// batch damage broke, and says so.
+    @Test func repairKeepsTheReadableRecordsOfABatchADamagedRecordBroke() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let lines = (1...3000).map { String(format: "{\"key\":\"k%05d\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
+        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
+        let segment = store + "/00000001.kvseg"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        let marker = Array("value-1549".utf8)
+        let at = try #require((0..<(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
+        bytes[at + 3] = UInt8(ascii: "Z")
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+        #expect(try kvfile("get", store, "k01548").text == "value-1548")
+
+        let repair = try kvfile("check", "--repair", store)
+        #expect(repair.status == 0 && repair.text.contains("were kept") && repair.text.contains("2999 keys kept"), "\(repair.text)")
+        for (key, value) in [("k01001", "value-1001"), ("k01548", "value-1548"), ("k01550", "value-1550"), ("k03000", "value-3000")] {
+            #expect(try kvfile("get", store, key).text == value, "\(key)")
+        }
+        #expect(try kvfile("get", store, "k01549").status == 1)
+        #expect(try kvfile("check", store).status == 0)
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and

@@ -86,8 +86,11 @@ enum SalvageScanner {
         return layout.recordEnd
     }
 
-    /// Calls `body` for each record of each complete batch and returns the
-    /// damaged ranges in file order. Records are read below `recordEnd`.
+    /// Calls `body` for each record of each complete batch, and for each
+    /// readable record of a batch that damage broke in the middle of the file
+    /// (it was whole when written: keeping its readable records loses less than
+    /// dropping it; a batch cut off at the file's end was never finished, and is
+    /// dropped), and returns the damaged ranges in file order. Records are read below `recordEnd`.
     static func scan(
         _ segment: UnsafeRawBufferPointer, recordEnd: Int? = nil, resync: Resync,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
@@ -97,21 +100,43 @@ enum SalvageScanner {
         var damage: [DamagedRange] = []
         var start = RecordFormat.segmentHeaderSize
         while start < end {
+            // Where the records handed to `body` end: the records of a batch still open lie from here to the damage.
+            var delivered = start
             let scanned = try SegmentScanner.scan(UnsafeRawBufferPointer(start: base + start, count: end - start), baseOffset: start, rule: .notJudged) {
-                (offset, header, record) throws(KVFileError) in try body(offset, header, record)
+                (offset, header, record) throws(KVFileError) in
+                try body(offset, header, record)
+                delivered = offset + header.totalLength
             }
             switch scanned {
             case .clean:
                 return damage
-            case .tornTail(let at, let reason), .corrupt(let at, let reason):
+            case .tornTail(let at, var reason), .corrupt(let at, var reason):
                 let next = resync.next(at)
                 let stop = next ?? end
                 let zeros = next == nil && UnsafeRawBufferPointer(start: base + at, count: end - at).allSatisfy { $0 == 0 }
+                if next != nil && delivered < at {
+                    let kept = try deliverEach(UnsafeRawBufferPointer(start: base, count: at), from: delivered, body)
+                    if kept > 0 { reason += "; the \(kept) readable records of the batch it broke before it were kept" }
+                }
                 damage.append(DamagedRange(offset: at, length: stop - at, reason: reason, isZeroTail: zeros, isTail: next == nil))
                 guard let next else { return damage }
                 start = next
             }
         }
         return damage
+    }
+
+    /// Hands each whole record from `from` to the end of `bytes` to `body`, as records of their own; returns how many.
+    private static func deliverEach(
+        _ bytes: UnsafeRawBufferPointer, from: Int, _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
+    ) throws(KVFileError) -> Int {
+        var offset = from
+        var count = 0
+        while offset < bytes.count, case .record(let header) = RecordCodec.decode(bytes.baseAddress! + offset, available: bytes.count - offset) {
+            try body(offset, header, bytes.baseAddress! + offset)
+            offset += header.totalLength
+            count += 1
+        }
+        return count
     }
 }
