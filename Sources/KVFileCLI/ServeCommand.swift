@@ -27,12 +27,14 @@ struct ServeCommand: ParsableCommand {
               GET /v1/keys?prefix=P  NDJSON lines {"key":K,"value":V}, sorted
               GET /v1/stat           kvfile stat --json
               POST /v1/compact       kvfile compact, for the store the server holds
-              GET /v1/health         {"status":"ok","newest_seq":N}; 503 once a sync failed or the store was removed
+              GET /v1/health         {"status":"ok","newest_seq":N}; 503 once a sync failed or the store was removed, \
+            or while the change feed cannot read the log
               GET /v1/events         Server-Sent Events: id = seq, event = topic, \
             data = the kvfile watch JSON; resume with Last-Event-ID or ?since=SEQ, \
             ?from_start=1, ?topic=kvs_created,kvs_deleted, ?prefix=P.
-              POST /v1/events/ticket a one-time ticket for a browser's EventSource: \
-            /v1/events?ticket=T within a minute, so the token stays out of URLs.
+              POST /v1/events/ticket a ticket for a browser's EventSource: \
+            /v1/events?ticket=T within a minute, so the token stays out of URLs; \
+            EventSource's reconnects (Last-Event-ID) reopen it for five minutes after it ends.
               /socket.io/            Socket.IO (long-polling), as the KeyValueStore \
             service's subscribe: Connected, then one Update event per change, \
             "Key: K Created with Value: V", "Key: K Updated with Value: V" or "Key: K Deleted"; \

@@ -90,9 +90,34 @@ public struct ServeOptions: ParsableArguments {
         if !(1...3600).contains(pingInterval) { throw ValidationError("--ping-interval must be 1 to 3600 seconds, not \(pingInterval)") }
         if !(1...3600).contains(pingTimeout) { throw ValidationError("--ping-timeout must be 1 to 3600 seconds, not \(pingTimeout)") }
         if !(1...86400).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 1 to 86400 seconds, not \(idleTimeout)") }
+        if token?.isEmpty == true {
+            throw ValidationError("--token is empty: give the token, or leave the option out to serve without one")
+        }
+        if token == nil, let variable = getenv("KVFILE_TOKEN"), variable.pointee == 0 {
+            throw ValidationError("KVFILE_TOKEN is set but empty (an unset variable in a script?): set it to the token, or unset it to serve without one")
+        }
+        for origin in corsOrigin {
+            if let problem = Self.originProblem(origin) { throw ValidationError("--cors-origin '\(origin)': \(problem)") }
+        }
         if !Self.logLevels.contains(logLevel) {
             throw ValidationError("--log-level takes \(Self.logLevels.joined(separator: ", ")), not '\(logLevel)'")
         }
+    }
+
+    /// Why `origin` is not an origin a browser sends (nil: it is one): a scheme,
+    /// "://", a host and perhaps a port, nothing after; browsers send no path, so
+    /// `https://app.example/` would never match, and `*` would allow every page.
+    static func originProblem(_ origin: String) -> String? {
+        if origin == "*" { return "every page of every site is not an origin; name each origin, such as https://app.example" }
+        guard let separator = origin.firstRange(of: "://") else { return "an origin is SCHEME://HOST[:PORT], such as https://app.example" }
+        let scheme = origin[..<separator.lowerBound], authority = origin[separator.upperBound...]
+        if scheme.isEmpty || !scheme.allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }) { return "the scheme is not one" }
+        if authority.isEmpty { return "the host is missing" }
+        if authority.contains("/") || authority.contains("?") || authority.contains("#") {
+            return "an origin has no path (browsers send \(scheme)://\(authority.prefix { $0 != "/" && $0 != "?" && $0 != "#" })): leave out what follows the host"
+        }
+        if origin != origin.lowercased() { return "browsers send origins in lower case (\(origin.lowercased()))" }
+        return nil
     }
 
     /// The arguments that give `kvfile-server` these same options.

@@ -37,6 +37,10 @@ struct CrossOrigin: Sendable {
 
     /// Adds the CORS headers an allowed origin's page needs to read the answer.
     func decorate(_ response: inout Response, for request: Request) {
+        // A value stored as text/html must not run as a page of the API's own origin: no sniffing, and
+        // a sandbox (no scripts, an origin of its own) for whatever a browser renders from here.
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.contentSecurityPolicy] = "sandbox"
         guard let origin = allowedOrigin(request) else { return }
         response.headers[.accessControlAllowOrigin] = origin
         response.headers[.accessControlExposeHeaders] = "ETag, X-KVFile-Skipped-Keys"

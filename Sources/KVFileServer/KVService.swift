@@ -61,8 +61,12 @@ struct KVService: HTTPResponder {
                 return crossOrigin.preflight(request)
             }
             // A Socket.IO session was authorized at its handshake: python-engineio sends headers with that request only.
-            if !isEventStreamWithTicket(request) && !socketIO.isSessionRequest(request) { try authorize(request) }
-            response = try await route(request)
+            if let ticket = redeemedTicket(request) {
+                response = try await routeStream(request, openedWith: ticket)
+            } else {
+                if !socketIO.isSessionRequest(request) { try authorize(request) }
+                response = try await route(request)
+            }
         } catch let error as APIError {
             response = error.response
         } catch let error as KVFileError {
@@ -77,12 +81,34 @@ struct KVService: HTTPResponder {
         return response
     }
 
-    /// `GET /v1/events?ticket=T` with a ticket issued a moment ago stands in for the token.
-    private func isEventStreamWithTicket(_ request: Request) -> Bool {
+    /// The ticket of `GET /v1/events?ticket=T`, when it stands in for the token (see ``EventTickets``).
+    private func redeemedTicket(_ request: Request) -> String? {
+        guard let ticket = eventStreamTicket(request),
+              tickets.redeem(ticket, reconnecting: request.headers[HTTPField.Name("Last-Event-ID")!] != nil) else { return nil }
+        return ticket
+    }
+
+    private func eventStreamTicket(_ request: Request) -> String? {
         guard expectedAuthorization != nil, request.method == .get, URLText.normalizedPath(request.uri.path) == "/v1/events",
-              let query = try? URLText.query(request.uri.query),
-              let ticket = query.last(where: { $0.name == "ticket" }).map({ String(decoding: $0.value, as: UTF8.self) }) else { return false }
-        return tickets.redeem(ticket)
+              let query = try? URLText.query(request.uri.query) else { return nil }
+        return query.last(where: { $0.name == "ticket" }).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    /// An event stream a ticket opened: the ticket learns when it ends (it may reopen one for a while after).
+    private func routeStream(_ request: Request, openedWith ticket: String) async throws -> Response {
+        let tickets = self.tickets
+        do {
+            var response = try await route(request)
+            let body = response.body
+            response.body = ResponseBody(contentLength: body.contentLength) { writer in
+                defer { tickets.ended(ticket) }
+                try await body.write(writer)
+            }
+            return response
+        } catch {
+            tickets.ended(ticket)
+            throw error
+        }
     }
 
     // MARK: routing
@@ -361,7 +387,8 @@ struct KVService: HTTPResponder {
     static let compatContentType = "text/html; charset=utf-8"
 
     private func compatGet(_ query: [(name: String, value: [UInt8])]) async throws -> Response {
-        guard let key = query.last(where: { $0.name == "key" })?.value else {
+        // The first key=, as Flask's request.args["key"] gives it.
+        guard let key = query.first(where: { $0.name == "key" })?.value else {
             return .bytes(Array("Error: Missing argument 'KEY'".utf8), contentType: Self.compatContentType, status: .badRequest)
         }
         let found = key.isEmpty ? nil : try await Self.pointRead(store, key) { value, _ in value.map { Array($0) } }
@@ -456,7 +483,10 @@ struct KVService: HTTPResponder {
         }
         if difference != 0 {
             var error = APIError(.unauthorized, "unauthorized", given.isEmpty
-                ? "this server needs a token: send the header Authorization: Bearer TOKEN"
+                ? eventStreamTicket(request) != nil
+                    ? "the ticket is unknown, used or expired: a ticket opens a stream within a minute of POST /v1/events/ticket, "
+                        + "and reopens it with Last-Event-ID for five minutes after it ends; get a new one and resume with ?since=LAST_ID"
+                    : "this server needs a token: send the header Authorization: Bearer TOKEN"
                 : "the token sent is not this server's: send the header Authorization: Bearer TOKEN with the token the server was started with")
             error.headers[.wwwAuthenticate] = "Bearer realm=\"kvfile\""
             throw error

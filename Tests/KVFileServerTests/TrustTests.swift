@@ -137,6 +137,56 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.sub("second.kv")))
         #expect(first.stop() == 0)
     }
+
+    /// Defects: `KVFILE_TOKEN="$UNSET" kvfile serve S --host 0.0.0.0` (and
+    /// `--token ''`) served without a token, with only a log line; and
+    /// `--cors-origin https://app.example/` (a trailing slash) or `'*'` were
+    /// taken and then matched no browser's Origin. Both are usage errors now.
+    @Test func anEmptyTokenAndOriginsNoBrowserSendsAreRefusedAtStart() throws {
+        let dir = TemporaryDirectory()
+        let cases: [([String], [String: String], String)] = [
+            (["--token", ""], [:], "--token is empty"),
+            ([], ["KVFILE_TOKEN": ""], "KVFILE_TOKEN is set but empty"),
+            (["--cors-origin", "https://app.example/"], [:], "an origin has no path"),
+            (["--cors-origin", "*"], [:], "name each origin"),
+            (["--cors-origin", "app.example"], [:], "SCHEME://HOST"),
+        ]
+        for (arguments, environment, message) in cases {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: buildDirectory + "/kvfile-server")
+            process.arguments = [dir.sub("s.kv"), "--port", "0"] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 64 && text.contains(message), "\(arguments) \(environment): \(process.terminationStatus) \(text)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("s.kv")))
+        // A well-formed origin still starts.
+        let server = try ServerProcess(store: dir.sub("ok.kv"), arguments: ["--cors-origin", "https://app.example:8443"], scratch: dir)
+        #expect(server.stop() == 0)
+    }
+
+    /// Hardening (new-user trial): a value stored as text/html was served as a
+    /// page of the API's own origin, whose scripts could use the store. Every
+    /// response now says nosniff and sandbox.
+    @Test func valuesAreNeverPagesOfTheAPIsOrigin() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("h.kv"), scratch: dir)
+        let client = server.client()
+        let page = "<script>fetch('/v1/keys/owned',{method:'PUT',body:'x'})</script>"
+        #expect(try client.put("/v1/keys/page", page, headers: ["Content-Type": "text/html"]).status == 201)
+        for path in ["/v1/keys/page", "/?key=page"] {
+            let response = try client.get(path)
+            #expect(response.status == 200 && response.text == page)
+            #expect(response.header("x-content-type-options") == "nosniff", "\(path)")
+            #expect(response.header("content-security-policy") == "sandbox", "\(path)")
+        }
+        #expect(server.stop() == 0)
+    }
 }
 
 @Suite struct ConditionalRequestTests {
@@ -232,7 +282,34 @@ import Testing
         #expect(stream.status == 200)
         _ = try HTTPClient(port: server.port, token: "s3cret").request("PUT", "/v1/keys/k", body: Array("v".utf8))
         #expect(try stream.next(1).map(\.seq) == [1])
-        #expect(try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)").status == 401, "a ticket works once")
+        let again = try HTTPClient(port: server.port).get("/v1/events?ticket=\(ticket)")
+        #expect(again.status == 401 && again.text.contains("used or expired"), "a ticket opens one stream: \(again.text)")
+        #expect(server.stop() == 0)
+    }
+
+    /// Defect: with a token, a browser's EventSource could never reconnect: it
+    /// reopens the same URL with Last-Event-ID, and the spent one-time ticket
+    /// got 401 "this server needs a token", so the README's resume without a
+    /// gap could not work with a token. A used ticket reopens its stream with
+    /// Last-Event-ID (while it is open, and for five minutes after it ends).
+    @Test func eventSourceReconnectsWithItsTicketAndLastEventID() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("t.kv"), arguments: ["--token", "s3cret"], scratch: dir)
+        let writer = HTTPClient(port: server.port, token: "s3cret")
+        let ticket = try #require(try writer.request("POST", "/v1/events/ticket").json["ticket"] as? String)
+        var stream: SSEClient? = try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)")
+        #expect(stream?.status == 200)
+        _ = try writer.request("PUT", "/v1/keys/a", body: Array("1".utf8))
+        #expect(try stream?.next(1).map(\.seq) == [1])
+        stream = nil  // the connection drops
+        _ = try writer.request("PUT", "/v1/keys/b", body: Array("2".utf8))
+        // What EventSource sends on its own: the same URL, and the last id it saw.
+        let reconnected = try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)", headers: ["Last-Event-ID": "1"])
+        #expect(reconnected.status == 200)
+        #expect(try reconnected.next(1).map(\.seq) == [2], "resumed without a gap")
+        // Without Last-Event-ID it is not a reconnect: a used ticket opens nothing new.
+        #expect(try SSEClient(port: server.port, path: "/v1/events?ticket=\(ticket)").status == 401)
+        #expect(try SSEClient(port: server.port, path: "/v1/events?ticket=nonsense", headers: ["Last-Event-ID": "1"]).status == 401)
         #expect(server.stop() == 0)
     }
 }
