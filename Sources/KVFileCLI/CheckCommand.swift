@@ -14,9 +14,7 @@ struct CheckCommand: ParsableCommand {
             without the writer's lock.
 
             --repair rebuilds the index from the log when only the index is \
-            wrong. Otherwise it
-
-            takes the writer's lock, copies every readable record (with \
+            wrong. Otherwise it takes the writer's lock, copies every readable record (with \
             its sequence number) into fresh segment files, moves the damaged files \
             into a damaged-TIME directory inside the store, and reports what it \
             dropped. Keys whose latest record was lost fall back to their newest \

@@ -55,14 +55,14 @@ struct GetCommand: ParsableCommand {
                 return .success
             }
             if printTTL {
-                guard let deadline = try store.expiry(of: RawArguments.bytes(of: key)) else { return .notFound }
+                guard let deadline = try store.expiry(of: RawArguments.keyBytes(of: key)) else { return .notFound }
                 let now = WallClock.milliseconds()
                 let left = deadline == 0 ? "-1" : String((max(deadline, now + 1) - now + 999) / 1000)
                 Array("\(left)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
                 return .success
             }
             if printVersion {
-                let version = try RawArguments.bytes(of: key).withUnsafeBytes { raw in try store.withVersionedValue(forKey: raw) { _, seq in seq } }
+                let version = try RawArguments.keyBytes(of: key).withUnsafeBytes { raw in try store.withVersionedValue(forKey: raw) { _, seq in seq } }
                 guard version > 0 else { return .notFound }
                 Array("\(version)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
                 return .success
@@ -73,7 +73,7 @@ struct GetCommand: ParsableCommand {
 
     /// `kvfile get STORE KEY`: writes the value of `key` to standard output.
     static func printValue(of key: String, in store: Store) throws -> CLIExitCode {
-        guard let value = try store.get(RawArguments.bytes(of: key)) else { return .notFound }
+        guard let value = try store.get(RawArguments.keyBytes(of: key)) else { return .notFound }
         value.withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
         if Terminal.isTerminal(1) && value.last != UInt8(ascii: "\n") {
             [UInt8(ascii: "\n")].withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }

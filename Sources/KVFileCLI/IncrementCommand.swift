@@ -76,7 +76,7 @@ enum Counter {
         guard let amount = Int64(amountText) else {
             throw CLIError(message: "the amount must be an integer, not \(amountText)", code: .usage)
         }
-        let keyBytes = RawArguments.bytes(of: key)
+        let keyBytes = try RawArguments.keyBytes(of: key)
         _ = try counter.expiry.deadline()  // refuses a time already past before the store is touched
         let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
         // This process is the store's one writer while it holds the lock: only the clock can change the key
@@ -104,7 +104,7 @@ enum Counter {
         if let current {
             guard let text = String(validating: current, as: UTF8.self), let number = Int64(text.trimmingWhitespace) else {
                 try store.close()
-                throw CLIError(message: "the value of the key is not an integer, so it cannot be a counter: \(String(decoding: current.prefix(40), as: UTF8.self))",
+                throw CLIError(message: "the value of key \(KeyText.describe(keyBytes)) is not an integer, so it cannot be a counter: \(String(decoding: current.prefix(40), as: UTF8.self))",
                                code: .invalidInput)
             }
             old = number

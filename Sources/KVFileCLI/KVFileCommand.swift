@@ -30,7 +30,7 @@ struct KVFileCommand: ParsableCommand {
             newest seq), or watch fell behind history compaction removed; 64 usage error (also kvfile with no command); 65 \
             invalid input (empty or too long key, value over 64 MiB, bad load \
             input, a capacity used up); 66 no store at the path, or not a store \
-            (only put and load create one); 69 kvfile-server missing (serve); \
+            (only put, load, incr and decr create one); 69 kvfile-server missing (serve); \
             74 I/O error (also when standard output cannot be written, after a \
             failed sync or a store directory removed under a writer) or address \
             in use (serve); 75 store locked by another writer past \

@@ -27,7 +27,7 @@ struct PersistCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let store = try access.openForWriting(lock: lock, durability: write.mode)
-            let found = try store.persist(RawArguments.bytes(of: key))
+            let found = try store.persist(RawArguments.keyBytes(of: key))
             try store.close()
             return found ? .success : .notFound
         }

@@ -1,3 +1,4 @@
+import KVFile
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
@@ -41,6 +42,17 @@ enum RawArguments {
     static func bytes(of argument: String) -> [UInt8] {
         if argument.first == mark, let bytes = placeholders[argument] { return bytes }
         return Array(argument.utf8)
+    }
+
+    /// The bytes of a KEY argument, which must be a key a store can hold (65 otherwise,
+    /// as writes answer; a read of such a key said "no value", exit 1).
+    static func keyBytes(of argument: String) throws -> [UInt8] {
+        let key = bytes(of: argument)
+        if key.isEmpty { throw CLIError(message: "a key must not be empty", code: .invalidInput) }
+        if key.count > RecordFormat.maxKeyLength {
+            throw CLIError(message: "key of \(key.count) bytes is longer than the limit (\(RecordFormat.maxKeyLength) bytes)", code: .invalidInput)
+        }
+        return key
     }
 
     /// A message that may quote placeholders, with their marks taken out.

@@ -213,6 +213,24 @@ import Testing
         #expect(try kvfile("check", store).status == 0)
     }
 
+    /// Defect: `get S ''`, `get` of a 4,097-byte key and `persist S ''`
+    /// exited 1 ("no value") without a word, where writes of the same keys
+    /// exit 65 as the exit-status list says (empty or too long key).
+    @Test func aKeyNoStoreCanHoldIsInvalidInputForReadsToo() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        #expect(try kvfile("put", store, "n", "x").status == 0)
+        let long = String(repeating: "k", count: 4097)
+        for arguments in [["get", store, ""], ["get", store, long], ["get", "--version", store, ""], ["persist", store, ""], ["incr", store, ""]] {
+            let result = try run(kvfileBinary, arguments)
+            #expect(result.status == 65 && (result.stderr.contains("must not be empty") || result.stderr.contains("longer than the limit")),
+                    "\(arguments.prefix(2)): \(result.status) \(result.stderr)")
+        }
+        // And a counter that is not a number names its key.
+        let incr = try kvfile("incr", store, "n")
+        #expect(incr.status == 65 && incr.stderr.contains("\"n\""), "\(incr.stderr)")
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and
