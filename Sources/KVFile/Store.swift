@@ -127,6 +127,7 @@ public final class Store: @unchecked Sendable {
             if upgrade {
                 // A store written before an earlier version: its active segment is sealed and new records go to one in this version.
                 try writer!.upgradeActive(nextSeq: state.nextSeq)
+                state.noteRolled(to: writer!.end)
                 try finishSeals()
             }
             let expiry = ExpiryKeeper(lock: lock, state: state, background: background, host: self)

@@ -166,8 +166,13 @@ final class SubscriptionHub: Service, Sendable {
                     return state.stalled == nil
                 }
                 if first { logger.warning("change feed waits: \(error.message) (it reads on when the resource is free)") }
-                tailer.wait(milliseconds: pause)
+                // A sleep, not the tailer's wait: every write wakes that, and the backoff would run at the write rate.
+                usleep(useconds_t(pause * 1000))
                 pause = min(pause * 2, 2000)
+                if ContinuousClock.now - lastSent >= keepAlive {
+                    lastSent = .now
+                    state.withLock { state in for subscriber in state.subscribers.values { subscriber.keepAlive() } }
+                }
                 continue
             } catch {
                 logger.error("change feed stopped: \(error.message)")

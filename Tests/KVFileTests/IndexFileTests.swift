@@ -349,6 +349,26 @@ import Testing
 }
 
 /// The index file's layout as kvfile(5) gives it: an independent reader must be able to compute the same hash.
+@Suite struct IndexLogEndTests {
+    /// Defect (review of eedb157): a roll no write made — compaction sealing the
+    /// active segment, the upgrade of an older one — left the index's log end in
+    /// the sealed (cut, or compacted away) segment, so every reader open built an
+    /// index of its own until the writer's next write.
+    @Test func readersUseTheSharedIndexAfterACompactionThatSealedTheActiveSegment() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        let writer = try Store(path: path, options: IndexFileTests.options())
+        for i in 0..<200 { try writer.put("k\(i)", "v\(i)") }
+        for i in 0..<100 { try writer.put("k\(i)", "w\(i)") }
+        _ = try writer.compact()
+        let reader = try Store(path: path, options: StoreOptions(readOnly: true))
+        #expect(reader.state.index.path != nil, "the reader built an index of its own")
+        #expect(try reader.getString("k5") == "w5" && reader.count == 200)
+        try reader.close()
+        try writer.close()
+    }
+}
+
 @Suite struct IndexFormatTests {
     @Test func theKeyHashIsTheOneTheManualPageSpecifies() throws {
         let hash = bytes("hello").withUnsafeBytes { KeyHash.hash($0.baseAddress!, $0.count, seed: 0) }

@@ -126,6 +126,7 @@ final class Compactor: @unchecked Sendable {
                 try failure.check()
                 if sealActive {
                     try writer.sealIfNotEmpty(nextSeq: state.nextSeq)
+                    state.noteRolled(to: writer.end)
                 }
                 return Compactor.plan(state: state, activeID: writer.segment.id, policy: policy)
             }

@@ -87,10 +87,11 @@ enum SalvageScanner {
     }
 
     /// Calls `body` for each record of each complete batch, and for each
-    /// readable record of a batch that damage broke in the middle of the file
-    /// (it was whole when written: keeping its readable records loses less than
-    /// dropping it; a batch cut off at the file's end was never finished, and is
-    /// dropped), and returns the damaged ranges in file order. Records are read below `recordEnd`.
+    /// readable record of a batch that damage broke when a complete batch
+    /// follows the damage (the writer went on past it, so it had finished the
+    /// broken one: keeping its readable records loses less than dropping them;
+    /// a batch with nothing whole after it may never have been finished, and
+    /// is dropped), and returns the damaged ranges in file order. Records are read below `recordEnd`.
     static func scan(
         _ segment: UnsafeRawBufferPointer, recordEnd: Int? = nil, resync: Resync,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
@@ -99,27 +100,32 @@ enum SalvageScanner {
         guard let base = segment.baseAddress, end > RecordFormat.segmentHeaderSize else { return [] }
         var damage: [DamagedRange] = []
         var start = RecordFormat.segmentHeaderSize
+        // The records of a batch the last damage broke (from, to), kept once a complete batch follows.
+        var broken: (from: Int, to: Int)?
         while start < end {
             // Where the records handed to `body` end: the records of a batch still open lie from here to the damage.
             var delivered = start
             let scanned = try SegmentScanner.scan(UnsafeRawBufferPointer(start: base + start, count: end - start), baseOffset: start, rule: .notJudged) {
                 (offset, header, record) throws(KVFileError) in
+                if let range = broken {
+                    broken = nil
+                    let kept = try deliverEach(UnsafeRawBufferPointer(start: base, count: range.to), from: range.from, body)
+                    if kept > 0 { damage[damage.count - 1].reason += "; the \(kept) readable records of the batch it broke before it were kept" }
+                }
                 try body(offset, header, record)
                 delivered = offset + header.totalLength
             }
+            broken = nil
             switch scanned {
             case .clean:
                 return damage
-            case .tornTail(let at, var reason), .corrupt(let at, var reason):
+            case .tornTail(let at, let reason), .corrupt(let at, let reason):
                 let next = resync.next(at)
                 let stop = next ?? end
                 let zeros = next == nil && UnsafeRawBufferPointer(start: base + at, count: end - at).allSatisfy { $0 == 0 }
-                if next != nil && delivered < at {
-                    let kept = try deliverEach(UnsafeRawBufferPointer(start: base, count: at), from: delivered, body)
-                    if kept > 0 { reason += "; the \(kept) readable records of the batch it broke before it were kept" }
-                }
                 damage.append(DamagedRange(offset: at, length: stop - at, reason: reason, isZeroTail: zeros, isTail: next == nil))
                 guard let next else { return damage }
+                if delivered < at { broken = (delivered, at) }
                 start = next
             }
         }

@@ -48,16 +48,16 @@ public enum StoreRepair {
         // version a client holds must never name another write.
         var report = RepairReport()
         var nextSeq: UInt64 = 1
+        // Only this store's own index (not one copied in from another copy, whose numbers could run ahead).
         if let index = try? SharedIndex.open(path: StoreFiles(path).index, writable: false),
-           (index.state == IndexFormat.stateClosed && index.headerChecksumHolds) || (index.state == IndexFormat.stateOpen && index.bootMatches),
+           (index.state == IndexFormat.stateClosed && index.headerChecksumHolds && index.recordsItsOwnIdentity)
+            || (index.state == IndexFormat.stateOpen && index.bootMatches && index.recordsItsOwnIdentity),
            index.nextSeq <= RecordFormat.maxSeq + 1 {
             nextSeq = index.nextSeq
             if let lost = LogEndCheck.recordsCutOffProblem(index, directory: path) {
                 report.dropped.append(CheckProblem(severity: .error, file: lost.file, offset: lost.offset, message: lost.what))
             }
         }
-        // The index describes the files as they were; the next writer builds it from what repair leaves.
-        try SharedIndex.remove(directory: path)
         let ids = FileNames.segmentIDs(in: current)
 
         let keydir = Keydir()
@@ -135,6 +135,10 @@ public enum StoreRepair {
         }
         let marker = CompactionMarker(inputs: ids, outputs: output.finished.map(\.id))
         try marker.write(directory: path)
+        // The index describes the files as they were; the next writer builds it from what repair
+        // leaves (a marker makes it do so anyway). Removed only now: a repair that failed before
+        // leaves it, and what it says (records cut off, the numbers given out) is not forgotten.
+        try SharedIndex.remove(directory: path)
         try marker.rollForward(directory: path)
         return report
     }

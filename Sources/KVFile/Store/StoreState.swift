@@ -154,6 +154,16 @@ final class StoreState {
         index.nextSeq = nextSeq
     }
 
+    /// After a roll that no write made (compaction sealing the active segment, an
+    /// upgrade): the index's log end moves to the new segment's start, or a reader
+    /// could not find the end it records (a sealed file is cut) and would build an
+    /// index of its own at every open until the next write.
+    func noteRolled(to end: LogPosition) {
+        index.beginChange()
+        noteCommitted(logEnd: end)
+        index.endChange()
+    }
+
     /// Applies a record the writer just wrote: newer than everything known.
     @inline(__always)
     func applyNewest(key: UnsafeRawBufferPointer, operation: ChangeKind, location: KeyLocation) {
