@@ -166,7 +166,7 @@ struct KVService: HTTPResponder {
                 try store.checkHealth()
             } catch {
                 // Not ok: a failed sync or a removed store refuses writes until restarted.
-                return .json("{\"status\":\"failing\",\"error\":\"\(error.code.rawValue)\",\"message\":\(JSONText.quoted(error.message))}\n",
+                return .json("{\"status\":\"failing\",\"error\":\"\(Self.apiCode(error.code))\",\"message\":\(JSONText.quoted(error.message))}\n",
                              status: .serviceUnavailable)
             }
             if let problem = hub.problem {
@@ -185,7 +185,7 @@ struct KVService: HTTPResponder {
             }
             return try await socketIO.respond(to: request, query: query)
         default:
-            throw APIError(.notFound, "no_route", "no route \(request.method) \(rawPath); see kvfile(1), SERVE, for the routes")
+            throw APIError(.notFound, "no_route", "no route \(request.method) \(rawPath); `kvfile serve --help` lists the routes")
         }
     }
 
@@ -310,7 +310,7 @@ struct KVService: HTTPResponder {
                     buffer.writeString(PairJSON.ndjsonLine(key, value))
                 }
             } catch let error as KVFileError {
-                try await writer.write(ByteBuffer(string: "{\"error\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message))}\n"))
+                try await writer.write(ByteBuffer(string: "{\"error\":\(JSONText.quoted(Self.apiCode(error.code))),\"message\":\(JSONText.quoted(error.message))}\n"))
             }
             try await writer.finish(nil)
         })
@@ -517,8 +517,17 @@ struct KVService: HTTPResponder {
         case .invalidArgument, .readOnly: return APIError(.badRequest, "invalid", error.message)
         case .io where error.isDiskFull: return APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk_full", error.message)
         case .closed: return APIError(.serviceUnavailable, "shutting_down", error.message)
-        case .syncFailed, .storeRemoved: return APIError(.serviceUnavailable, error.code.rawValue, error.message)
-        default: return APIError(.internalServerError, error.code.rawValue, error.message)
+        case .syncFailed, .storeRemoved: return APIError(.serviceUnavailable, apiCode(error.code), error.message)
+        default: return APIError(.internalServerError, apiCode(error.code), error.message)
         }
+    }
+
+    /// The engine's error code as the API's other codes are spelled (`store_removed`, not `storeRemoved`).
+    static func apiCode(_ code: KVFileError.Code) -> String {
+        var text = ""
+        for character in code.rawValue {
+            if character.isUppercase { text += "_" + character.lowercased() } else { text.append(character) }
+        }
+        return text
     }
 }
