@@ -9,7 +9,9 @@ struct CheckCommand: ParsableCommand {
             Prints each problem with its file and byte offset, then a summary. \
             Warnings are things the next writer mends by itself (a torn tail after \
             a crash, a missing hint file, an index file it must build anew); \
-            errors are damage. An index closed cleanly is compared with the log \
+            errors are damage; past the first damage in a file it reads on from the \
+            next record start the block map or hint file knows, so one run names \
+            every damaged place. An index closed cleanly is compared with the log \
             key by key. Exits 0 when there is no error, 76 when there is. Reads \
             without the writer's lock.
 

@@ -231,6 +231,33 @@ import Testing
         #expect(incr.status == 65 && incr.stderr.contains("\"n\""), "\(incr.stderr)")
     }
 
+    /// Defect: `check` reported only the first damaged record of a segment:
+    /// with two flipped values it named one, and `get` of the other then
+    /// failed with a corruption check had not mentioned. It reads on past
+    /// damage from the next record start the block map knows, as repair does.
+    @Test func checkNamesEveryDamagedRecordNotOnlyTheFirst() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for i in 1...20 { #expect(try kvfile("put", store, "k\(i)", "value-number-\(i)").status == 0) }
+        let segment = store + "/00000001.kvseg"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        var offsets: [Int] = []
+        for marker in ["value-number-5", "value-number-15"].map({ Array($0.utf8) }) {
+            let at = try #require((0..<(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
+            bytes[at + 1] = UInt8(ascii: "Z")
+            offsets.append(at)
+        }
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+        let check = try kvfile("check", store)
+        let errors = check.text.split(separator: "\n").filter { $0.hasPrefix("error: 00000001.kvseg") }
+        #expect(check.status == 76 && errors.count == 2 && check.text.contains("more damage past the first"), "\(check.text)")
+        // Each named offset is at or before its damaged value, the second past the first.
+        let named = errors.compactMap { line in line.split(separator: " ").dropFirst(5).first.flatMap { Int($0.dropLast()) } }
+        #expect(named.count == 2 && named[0] < offsets[0] && offsets[0] < named[1] && named[1] < offsets[1], "\(named) \(offsets)")
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and

@@ -92,14 +92,15 @@ enum SalvageScanner {
     /// broken one: keeping its readable records loses less than dropping them;
     /// a batch with nothing whole after it may never have been finished, and
     /// is dropped), and returns the damaged ranges in file order. Records are read below `recordEnd`.
+    /// `from`: where records start to be read (a record start; the first one by default).
     static func scan(
-        _ segment: UnsafeRawBufferPointer, recordEnd: Int? = nil, resync: Resync,
+        _ segment: UnsafeRawBufferPointer, from: Int = RecordFormat.segmentHeaderSize, recordEnd: Int? = nil, resync: Resync,
         _ body: (Int, RecordHeader, UnsafeRawPointer) throws(KVFileError) -> Void
     ) throws(KVFileError) -> [DamagedRange] {
         let end = min(recordEnd ?? segment.count, segment.count)
-        guard let base = segment.baseAddress, end > RecordFormat.segmentHeaderSize else { return [] }
+        guard let base = segment.baseAddress, end > max(from, RecordFormat.segmentHeaderSize) else { return [] }
         var damage: [DamagedRange] = []
-        var start = RecordFormat.segmentHeaderSize
+        var start = max(from, RecordFormat.segmentHeaderSize)
         // The records of a batch the last damage broke (from, to), kept once a complete batch follows.
         var broken: (from: Int, to: Int)?
         while start < end {

@@ -97,7 +97,8 @@ public enum StoreCheck {
         var looked = 0
         while true {
             let data = try FileBytes(path: segmentPath)
-            guard let outcome = try checkSegmentBytes(data, path: segmentPath, id: id, isActive: isActive, hintPresent: hintPresent) else {
+            guard let outcome = try checkSegmentBytes(data, path: segmentPath, id: id, isActive: isActive, hintPresent: hintPresent,
+                                                      hintPath: StoreFiles(path).file(hintName)) else {
                 report.problems.append(CheckProblem(severity: .warning, file: name, offset: 0,
                                                     message: isActive ? "segment creation was cut short; the next writer finishes it"
                                                         : "a segment whose header never reached the disk (empty); the next writer removes it"))
@@ -135,7 +136,8 @@ public enum StoreCheck {
     }
 
     /// nil: a file too short for a header at the end of the store (creation cut short).
-    private static func checkSegmentBytes(_ data: FileBytes, path: String, id: UInt32, isActive: Bool, hintPresent: Bool) throws(KVFileError) -> SegmentOutcome? {
+    private static func checkSegmentBytes(_ data: FileBytes, path: String, id: UInt32, isActive: Bool, hintPresent: Bool,
+                                          hintPath: String) throws(KVFileError) -> SegmentOutcome? {
         var outcome = SegmentOutcome()
         let header: SegmentHeader
         switch data.count >= RecordFormat.segmentHeaderSize
@@ -191,7 +193,24 @@ public enum StoreCheck {
                                                  message: "corrupt: \(reason)\(isActive ? "" : " (in a sealed segment)"); open fails here"))
             outcome.damageAt = at
         }
+        if let first = outcome.damageAt, first >= RecordFormat.segmentHeaderSize {
+            outcome.problems += furtherDamage(data.bytes, after: first, id: id, hintPath: hintPath)
+        }
         return outcome
+    }
+
+    /// Damage past the first in a file: check reads on from the next record start the
+    /// block map or the hint file knows (as repair does), so one run names every
+    /// damaged place; open stops at the first.
+    private static func furtherDamage(_ bytes: UnsafeRawBufferPointer, after first: Int, id: UInt32, hintPath: String) -> [CheckProblem] {
+        let resync = SalvageScanner.resync(for: bytes, id: id, hintPath: hintPath)
+        // Where repair reads records to (a closed file's list and trailer are not records).
+        let recordEnd = SalvageScanner.recordEnd(of: bytes, id: id)
+        guard let next = resync.next(first), next < recordEnd,
+              let ranges = try? SalvageScanner.scan(bytes, from: next, recordEnd: recordEnd, resync: resync, { _, _, _ throws(KVFileError) in }) else { return [] }
+        return ranges.filter { !$0.isZeroTail }.map {
+            CheckProblem(severity: .error, file: "", offset: $0.offset, message: "corrupt: \($0.reason) (more damage past the first)")
+        }
     }
 
     private static func isZero(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Bool {
