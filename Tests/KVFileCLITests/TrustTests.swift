@@ -258,6 +258,25 @@ import Testing
         #expect(named.count == 2 && named[0] < offsets[0] && offsets[0] < named[1] && named[1] < offsets[1], "\(named) \(offsets)")
     }
 
+    /// Defect: a sealed segment cut in half made `check --repair` report
+    /// "dropped 8 unreadable bytes" (the cut record's) while 981 keys vanished,
+    /// though its intact hint file lists every record it was sealed with.
+    @Test func repairSaysWhatASealedSegmentCutShortLost() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let lines = (1...2000).map { String(format: "{\"key\":\"k%05d\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
+        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
+        #expect(try kvfile("compact", "-q", store).status == 0)
+        let hint = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
+        let segment = store + "/" + hint.replacingOccurrences(of: ".kvhint", with: ".kvseg")
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int)
+        #expect(truncate(segment, off_t(size / 2)) == 0)
+        let repair = try kvfile("check", "--repair", store)
+        let kept = try kvfile("keys", store).text.split(separator: "\n").count
+        #expect(repair.status == 0 && repair.text.contains("\(2000 - kept) records past it are lost") && repair.text.contains("\"k0"),
+                "\(repair.text)")
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and
