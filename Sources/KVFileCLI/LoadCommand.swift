@@ -59,7 +59,10 @@ struct LoadCommand: ParsableCommand {
             switch format {
             case .json:
                 // One document: read whole, then written batch by batch.
-                for (key, value) in try PairReader.jsonDocument(Terminal.readStandardInput()) {
+                for (index, (key, value)) in try PairReader.jsonDocument(Terminal.readStandardInput()).enumerated() {
+                    if let problem = Self.problem(key: key, value: value) {
+                        throw CLIError(message: "pair \(index + 1) of the document: \(problem)", code: .invalidInput)
+                    }
                     pending.put(key, value)
                     if pending.count >= batch { try flush() }
                 }
@@ -68,6 +71,9 @@ struct LoadCommand: ParsableCommand {
                 try Terminal.forEachInputLine { line, lineNumber in
                     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return }
                     let (key, value, expiresAt) = try PairReader.ndjsonLine(line, number: lineNumber)
+                    if let problem = Self.problem(key: key, value: value) {
+                        throw CLIError(message: "line \(lineNumber): \(problem)", code: .invalidInput)
+                    }
                     // A pair that expired meanwhile is not loaded (as if it had been deleted).
                     if expiresAt != 0 && expiresAt <= WallClock.milliseconds() {
                         expired += 1
@@ -85,6 +91,19 @@ struct LoadCommand: ParsableCommand {
             }
             return .success
         }
+    }
+}
+
+extension LoadCommand {
+    /// Why a store cannot hold this pair (nil: it can), checked as the pair is read so
+    /// the message names its line (the store's own check, at the batch's write, cannot).
+    static func problem(key: [UInt8], value: [UInt8]) -> String? {
+        if key.isEmpty { return "a key must not be empty" }
+        if key.count > RecordFormat.maxKeyLength { return "key of \(key.count) bytes is longer than the limit (\(RecordFormat.maxKeyLength) bytes)" }
+        if value.count > RecordFormat.maxValueLength {
+            return "value of \(value.count) bytes for key \(KeyText.describe(key)) is larger than the limit (\(RecordFormat.maxValueLength) bytes)"
+        }
+        return nil
     }
 }
 

@@ -277,6 +277,22 @@ import Testing
                 "\(repair.text)")
     }
 
+    /// Defect: `load` stopped without a line number on an empty or too long
+    /// key (the store's check at the batch's write), though the help says bad
+    /// input stops the load with the line number.
+    @Test func loadNamesTheLineOfAKeyNoStoreCanHold() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let long = String(repeating: "k", count: 4097)
+        for (input, message) in [("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"\",\"value\":\"x\"}\n", "line 2: a key must not be empty"),
+                                 ("{\"key\":\"a\",\"value\":\"1\"}\n\n{\"key\":\"\(long)\",\"value\":\"x\"}\n", "line 3: key of 4097 bytes is longer than the limit")] {
+            let load = try kvfile("load", store, input: Array(input.utf8))
+            #expect(load.status == 65 && load.stderr.contains(message), "\(load.stderr)")
+        }
+        let document = try kvfile("load", "--format", "json", store, input: Array("{\"a\":\"1\",\"\":\"2\"}".utf8))
+        #expect(document.status == 65 && document.stderr.contains("pair 2 of the document: a key must not be empty"), "\(document.stderr)")
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and
