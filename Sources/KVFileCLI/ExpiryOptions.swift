@@ -28,7 +28,7 @@ struct ExpiryOptions: ParsableArguments {
     func validate() throws {
         if ttl != nil && expireAt != nil { throw ValidationError("give --ttl or --expire-at, not both") }
         if let ttl, Self.milliseconds(ofDuration: ttl) == nil {
-            throw ValidationError("--ttl takes a duration such as 30s, 10m, 2h, 1d, 1h30m or 500ms (more than 0), not '\(RawArguments.text(of: ttl))'")
+            throw ValidationError("--ttl takes a duration such as 30s, 10m, 2h, 1d, 1h30m or 500ms (more than 0 and under 35,000 years), not '\(RawArguments.text(of: ttl))'")
         }
         if let expireAt, Self.milliseconds(ofTime: expireAt) == nil {
             throw ValidationError("--expire-at takes an RFC 3339 time (2026-12-24T18:00:00Z) or Unix seconds, not '\(RawArguments.text(of: expireAt))'")

@@ -39,11 +39,14 @@ struct GetCommand: ParsableCommand {
     var printTTL = false
 
     @Option(name: .long, help: "With --all: text, json or ndjson.")
-    var format: PairFormat = .text
+    var format: PairFormat?
 
     func validate() throws {
         if all && key != nil { throw ValidationError("give either a KEY or --all, not both") }
         if !all && key == nil { throw ValidationError("missing KEY (or --all for every pair)") }
+        if let format, format != .text, !all {
+            throw ValidationError("--format \(format.rawValue) is for --all (one key's value is printed as it is stored)")
+        }
         if printTTL && (printVersion || all) { throw ValidationError("--ttl prints one key's time left: not with --version or --all") }
     }
 
@@ -51,7 +54,7 @@ struct GetCommand: ParsableCommand {
         try runReportingErrors {
             let store = try access.openForReading()
             guard let key else {
-                try Dumper.dump(store, format: format, prefix: [])
+                try Dumper.dump(store, format: format ?? .text, prefix: [])
                 return .success
             }
             if printTTL {

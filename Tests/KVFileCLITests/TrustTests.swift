@@ -226,6 +226,11 @@ import Testing
             #expect(result.status == 65 && (result.stderr.contains("must not be empty") || result.stderr.contains("longer than the limit")),
                     "\(arguments.prefix(2)): \(result.status) \(result.stderr)")
         }
+        // --format without --all was ignored silently; a --ttl too long was called "not more than 0".
+        let format = try kvfile("get", store, "n", "--format", "json")
+        #expect(format.status == 64 && format.stderr.contains("--format json is for --all"), "\(format.stderr)")
+        let ttl = try kvfile("put", store, "t", "v", "--ttl", "99999999d")
+        #expect(ttl.status == 64 && ttl.stderr.contains("under 35,000 years"), "\(ttl.stderr)")
         // And a counter that is not a number names its key.
         let incr = try kvfile("incr", store, "n")
         #expect(incr.status == 65 && incr.stderr.contains("\"n\""), "\(incr.stderr)")
