@@ -165,6 +165,45 @@ import Testing
         #expect(foreign.status == 403)
     }
 
+    /// Defect (new-user trial): 4,096 handshakes that never joined the
+    /// namespace (no token needed without one, no Origin on a page's no-cors
+    /// request) filled the session table, and `kvstore subscribe` got 503
+    /// until they expired. A full table now gives the oldest of them up.
+    @Test func handshakesThatNeverJoinCannotLockOutAClientThatDoes() throws {
+        let dir = TemporaryDirectory()
+        let server = try ServerProcess(store: dir.sub("s.kv"), scratch: dir)
+        // Over one kept-alive connection, as the trial did: each answer read before the next request.
+        let connection = try Connection(port: server.port)
+        let request = Connection.request(method: "GET", path: "/socket.io/?EIO=4&transport=polling", headers: [:], body: nil)
+        var statuses: [Int: Int] = [:]
+        var pending: [UInt8] = []
+        for _ in 0..<(4096 + 50) {
+            try connection.send(request)
+            while true {
+                if let end = HTTPClient.headerEnd(pending) {
+                    let (status, headers) = try HTTPClient.parseHead(pending[0..<end])
+                    let length = Int(headers["content-length"] ?? "0") ?? 0
+                    if pending.count >= end + 4 + length {
+                        statuses[status, default: 0] += 1
+                        pending.removeFirst(end + 4 + length)
+                        break
+                    }
+                }
+                let chunk = try connection.receive()
+                if chunk.isEmpty { throw ServerTestError("closed") }
+                pending += chunk
+            }
+        }
+        #expect(statuses == [200: 4096 + 50], "\(statuses)")
+        // A client that joins at once still gets its session and its events.
+        let session = try EngineIOSession(client: server.client())
+        #expect(try session.post("40") == 200)
+        #expect(try session.poll().count == 2)
+        #expect(try server.client().put("/v1/keys/k", "v").status == 201)
+        #expect(try session.poll().contains { $0.contains("Created with Value: v") })
+        #expect(server.stop() == 0)
+    }
+
     /// A payload the server cannot read ends its session (it stayed open,
     /// and the next poll just waited); one over the payload limit gets 413.
     @Test func anUnreadableOrOversizedPayloadIsRefused() throws {

@@ -100,12 +100,22 @@ final class SocketIOServer: Service, Sendable {
         var random = SystemRandomNumberGenerator()
         let sid = Self.newID(&random)
         let session = SocketIOSession(sid: sid, prefixes: prefixes, backlog: backlog, now: .now)
+        var evicted: SocketIOSession?
         let refusal = sessions.withLock { sessions -> String? in
             if sessions.closed { return "the server is shutting down" }
-            guard sessions.open.count < Self.maxSessions else { return "\(Self.maxSessions) sessions are open" }
+            if sessions.open.count >= Self.maxSessions {
+                // Full: the oldest handshake that never joined the namespace makes room. Handshakes alone
+                // (no token needed without one, no Origin from a page's no-cors request) must not lock
+                // out the clients that join at once.
+                let waiting = sessions.open.values.compactMap { session in session.waitingToJoinSince.map { (session, $0) } }
+                guard let oldest = waiting.min(by: { $0.1 < $1.1 })?.0 else { return "\(Self.maxSessions) sessions are open" }
+                sessions.open.removeValue(forKey: oldest.sid)
+                evicted = oldest
+            }
             sessions.open[sid] = session
             return nil
         }
+        evicted?.finish(.neverConnected)
         if let refusal {
             logger.warning("socket.io: refused a session: \(refusal)")
             return .json("{\"code\":\(EngineIOText.Failure.forbidden.rawValue),\"message\":\(JSONText.quoted("no new session: " + refusal + "; try again later"))}",

@@ -146,6 +146,11 @@ final class SocketIOSession: Sendable {
 
     /// Called by the ping timer: sends a ping every `interval`; a client
     /// that leaves one unanswered for `timeout` is ended. Returns false once ended.
+    /// When the handshake was, while the client has not joined the namespace (nil once it has, or the session ended).
+    var waitingToJoinSince: ContinuousClock.Instant? {
+        state.withLock { state in !state.connected && state.subscription == nil && state.end == nil ? state.opened : nil }
+    }
+
     func tick(now: ContinuousClock.Instant, interval: Duration, timeout: Duration, connectTimeout: Duration) -> Bool {
         enum Action { case none, ping, timeOut, neverConnected, ended }
         let action = state.withLock { state -> Action in
