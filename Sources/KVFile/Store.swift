@@ -456,7 +456,11 @@ public final class Store: @unchecked Sendable {
         }
         var copyLoader = StoreLoader(directory: path, writer: false, segmentSize: options.segmentSize)
         let copy = try StoreDirectory.load(names: Syscalls.listDirectory(path), loader: &copyLoader).state
-        return take(copy)!
+        guard let taken = take(copy) else {
+            // A copy read from the log itself names a record it cannot read: the log is damaged there.
+            throw KVFileError(.corrupt, "store \(path): a record the log's own index names cannot be read (damage in a segment)", path: path)
+        }
+        return taken
     }
 
     /// A reader of a shared index opens the segments that appeared since (its

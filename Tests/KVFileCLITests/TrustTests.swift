@@ -298,6 +298,45 @@ import Testing
         #expect(document.status == 65 && document.stderr.contains("pair 2 of the document: a key must not be empty"), "\(document.stderr)")
     }
 
+    /// Defects: damaged header bytes of one record in a sealed segment (its
+    /// hint file intact) made `keys` and `dump` trap (status 132: a copy of
+    /// the index read from the log named a record it could not read, and a
+    /// force-unwrap met nil) and `get` of that key answer "no value" (exit 1:
+    /// a reader's own index went past damage as the writer's does); and a
+    /// flipped byte in a key made `keys` list a key nobody wrote. All 76 now.
+    @Test func damagedRecordsAreReportedByKeysDumpAndGetNeverTrapped() throws {
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        let lines = (1...50).map { String(format: "{\"key\":\"key%03d\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
+        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
+        #expect(try kvfile("compact", "-q", store).status == 0)
+        let hint = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
+        let segment = store + "/" + hint.replacingOccurrences(of: ".kvhint", with: ".kvseg")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
+        let marker = Array("key010".utf8)
+        let at = try #require((0..<(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
+        for index in (at - 12)..<at { bytes[index] = 0xFF }
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+        for arguments in [["keys", store], ["dump", store], ["get", store, "key010"]] {
+            let result = try run(kvfileBinary, arguments)
+            #expect(result.status == 76 && result.stderr.contains("check --repair"), "\(arguments[0]): \(result.status) \(result.stderr)")
+        }
+        #expect(try kvfile("get", store, "key011").text == "value-11")
+
+        let other = dir.sub("k")
+        for (key, value) in [("alpha", "AAAA"), ("beta", "BBBB"), ("gamma", "GGGG")] { #expect(try kvfile("put", other, key, value).status == 0) }
+        var active = try [UInt8](Data(contentsOf: URL(fileURLWithPath: other + "/00000001.kvseg")))
+        let beta = try #require((0..<(active.count - 4)).first { Array(active[$0..<($0 + 4)]) == Array("beta".utf8) })
+        active[beta + 1] = UInt8(ascii: "X")
+        let file = try #require(FileHandle(forWritingAtPath: other + "/00000001.kvseg"))
+        try file.write(contentsOf: active)
+        try file.close()
+        let keys = try kvfile("keys", other)
+        #expect(keys.status == 76 && !keys.text.contains("bXta"), "\(keys.status) \(keys.text)")
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and

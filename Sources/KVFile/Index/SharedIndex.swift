@@ -470,6 +470,17 @@ final class SharedIndex: @unchecked Sendable {
                     size: slot & markBit != 0 ? 0 : UInt32(header.totalLength), seq: header.seq, deadline: header.deadline)
     }
 
+    /// True when the key bytes of the record `slot` names do not hash to the
+    /// slot's tag and the record fails its checksum: damage in the key, which a
+    /// walk of every key must not list as a key nobody wrote.
+    private func keyIsDamaged(_ key: UnsafeRawBufferPointer, slot: UInt64, header: RecordHeader) -> Bool {
+        guard IndexFormat.tag(KeyHash.hash(key.baseAddress!, key.count, seed: seed)) != IndexFormat.slotTag(slot) else { return false }
+        guard let segment = segment(IndexFormat.segment(slot)) else { return false }
+        let offset = Int(IndexFormat.offset(slot))
+        guard offset + header.totalLength <= segment.indexReadLimit else { return false }
+        return !RecordCodec.checksumMatches(segment.base + offset, header)
+    }
+
     /// Marks a key deleted while an index is built (the slot names its tombstone).
     private static let markBit: UInt64 = 1 << 63
 
@@ -526,14 +537,17 @@ final class SharedIndex: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int) -> Found {
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int, reportingDamage: Bool = false) -> Found {
         var probes = 0
-        return find(key, hash: hash, in: table, mask: mask, probes: &probes)
+        return find(key, hash: hash, in: table, mask: mask, probes: &probes, reportingDamage: reportingDamage)
     }
 
     /// `probes` tells how many slots past the first one were read.
     @inline(__always)
-    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int, probes: inout Int) -> Found {
+    /// `reportingDamage`: a writable index answers damage as a reader's does (a
+    /// reader's own index in memory); the writer's own probes go past it.
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt64, in table: UnsafeMutablePointer<UInt64>, mask: Int, probes: inout Int,
+                      reportingDamage: Bool = false) -> Found {
         var index = Int(truncatingIfNeeded: hash) & mask
         let tag = IndexFormat.tag(hash)
         probes = 0
@@ -548,7 +562,7 @@ final class SharedIndex: @unchecked Sendable {
                     if !writable { return .problem(.unknownSegment(id)) }
                 case .damaged:
                     // The writer probes past it: a slot naming no record holds no key.
-                    if !writable { return .problem(.damaged(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot))) }
+                    if !writable || reportingDamage { return .problem(.damaged(segment: IndexFormat.segment(slot), offset: IndexFormat.offset(slot))) }
                 }
             }
             index = (index + 1) & mask
@@ -559,12 +573,13 @@ final class SharedIndex: @unchecked Sendable {
 
     /// The writer's probe: the old table first (see the type's comment), then the table.
     @inline(__always)
-    private func findWriting(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Found {
+    private func findWriting(_ key: UnsafeRawBufferPointer, hash: UInt64, reportingDamage: Bool = false) -> Found {
         if let oldTable {
-            let found = find(key, hash: hash, in: oldTable, mask: oldMask)
+            let found = find(key, hash: hash, in: oldTable, mask: oldMask, reportingDamage: reportingDamage)
             if case .at = found { return found }
+            if case .problem = found { return found }
         }
-        return find(key, hash: hash, in: table, mask: mask)
+        return find(key, hash: hash, in: table, mask: mask, reportingDamage: reportingDamage)
     }
 
     // MARK: whole writes
@@ -607,9 +622,11 @@ final class SharedIndex: @unchecked Sendable {
     func probe(_ key: UnsafeRawBufferPointer) -> IndexProbe {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
         if writable {
-            let found = findWriting(key, hash: hash)
+            // A reader's own index in memory (no file) says where it met damage, as a shared one does.
+            let found = findWriting(key, hash: hash, reportingDamage: path == nil)
             if let damagedPage { return .pageDamaged(damagedPage) }
             if case .at(_, _, let slot, let header) = found { return .found(SharedIndex.location(slot, header)) }
+            if case .problem(let problem) = found { return problem }
             return .notFound
         }
         if state == IndexFormat.stateReplaced { return .replaced }
@@ -830,7 +847,7 @@ final class SharedIndex: @unchecked Sendable {
                 }
                 let slot = writable ? load(slots, index) : kvf_load_acquire_u64(slots + index)
                 if slot == IndexFormat.emptySlot || slot == IndexFormat.deletedSlot { continue }
-                guard let (key, header) = record(slot) else {
+                guard let (key, header) = record(slot), !keyIsDamaged(key, slot: slot, header: header) else {
                     unreadable += 1
                     continue
                 }
