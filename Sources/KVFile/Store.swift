@@ -220,7 +220,7 @@ public final class Store: @unchecked Sendable {
                 return true
             }
             guard state.index.probeIsInMemory(key) else { return false }
-            switch state.index.probe(key) {
+            switch state.index.probe(key, reportingDamage: true) {
             case .found(let location) where location.isLive:
                 guard let segment = state.segment(location.segment), Int(location.offset) + Int(location.size) <= segment.mappedLength,
                       ResidentPages.contain(segment.base + Int(location.offset), count: Int(location.size)) else { return false }
@@ -261,7 +261,7 @@ public final class Store: @unchecked Sendable {
             let (found, problem) = try lock.withReadLock { () throws(KVFileError) -> ((location: KeyLocation, value: [UInt8]?)?, IndexProbe?) in
                 try checkOpen()
                 guard !key.isEmpty else { return (nil, nil) }
-                switch state.index.probe(key) {
+                switch state.index.probe(key, reportingDamage: true) {
                 case .found(let location) where location.isLive:
                     return ((location, readingValue ? try RecordReader.value(at: location, key: key, in: state) : nil), nil)
                 case .found, .notFound: return (nil, nil)
@@ -282,7 +282,7 @@ public final class Store: @unchecked Sendable {
             let (result, problem) = try lock.withReadLock { () throws -> (R?, IndexProbe?) in
                 try checkOpen()
                 guard !key.isEmpty else { return (try body(nil), nil) }
-                switch state.index.probe(key) {
+                switch state.index.probe(key, reportingDamage: true) {
                 case .found(let location) where location.isLive: return (try body(location), nil)
                 case .found, .notFound: return (try body(nil), nil)
                 case let problem: return (nil, problem)

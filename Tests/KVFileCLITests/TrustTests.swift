@@ -335,6 +335,12 @@ import Testing
         try file.close()
         let keys = try kvfile("keys", other)
         #expect(keys.status == 76 && !keys.text.contains("bXta"), "\(keys.status) \(keys.text)")
+        // A write of that key does not know its value: put --if-absent took the lock a second time, exit 0.
+        for arguments in [["put", "--if-absent", other, "beta", "new"], ["put", other, "beta", "new"], ["delete", other, "beta"]] {
+            let result = try run(kvfileBinary, arguments)
+            #expect(result.status == 76 && result.stderr.contains("write is refused"), "\(arguments): \(result.status) \(result.stderr)")
+        }
+        #expect(try kvfile("get", other, "alpha").text == "AAAA")
     }
 
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input

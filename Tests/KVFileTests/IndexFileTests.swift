@@ -369,6 +369,33 @@ import Testing
     }
 }
 
+@Suite struct WriterDamageTests {
+    /// Defect: the writer's own lookups went past a damaged record, so a
+    /// store's writer (kvfile serve's GET, an embedding tool) answered "no
+    /// value" for a key whose record was damaged, and a conditional write
+    /// (put --if-absent) held. Reads now fail as corruption, and writes of such
+    /// a key are refused.
+    @Test func theWritersReadsAndWritesOfADamagedKeyFailAsCorruption() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.sub("s")
+        do {
+            let store = try Store(path: path, options: IndexFileTests.options())
+            for (key, value) in [("alpha", "AAAA"), ("beta", "BBBB"), ("gamma", "GGGG")] { try store.put(key, value) }
+            try store.close()
+        }
+        let segment = path + "/" + FileNames.segment(1)
+        var content = fileBytes(segment)
+        let at = try #require((0..<(content.count - 4)).first { Array(content[$0..<($0 + 4)]) == bytes("beta") })
+        content[at + 1] = UInt8(ascii: "X")
+        writeFile(segment, content)
+        let writer = try Store(path: path, options: IndexFileTests.options())
+        #expect(throws: KVFileError.self) { try writer.get("beta") }
+        #expect(throws: KVFileError.self) { try writer.putIfAbsent(bytes("beta"), bytes("new")) }
+        #expect(try writer.getString("alpha") == "AAAA")
+        try writer.close()
+    }
+}
+
 @Suite struct IndexFormatTests {
     @Test func theKeyHashIsTheOneTheManualPageSpecifies() throws {
         let hash = bytes("hello").withUnsafeBytes { KeyHash.hash($0.baseAddress!, $0.count, seed: 0) }

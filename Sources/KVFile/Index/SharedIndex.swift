@@ -619,11 +619,15 @@ final class SharedIndex: @unchecked Sendable {
 
     /// Looks `key` up. Safe while another process changes the index: a
     /// reader sees a write (a batch) whole or not at all.
-    func probe(_ key: UnsafeRawBufferPointer) -> IndexProbe {
+    ///
+    /// `reportingDamage`: a writable index (the writer's, or a reader's own in
+    /// memory) answers a damaged record on the key's probe path as a reader of
+    /// a shared one does (the store's reads and writes ask so); without it, it
+    /// probes past such a record, as building and compaction need.
+    func probe(_ key: UnsafeRawBufferPointer, reportingDamage: Bool = false) -> IndexProbe {
         let hash = KeyHash.hash(key.baseAddress!, key.count, seed: seed)
         if writable {
-            // A reader's own index in memory (no file) says where it met damage, as a shared one does.
-            let found = findWriting(key, hash: hash, reportingDamage: path == nil)
+            let found = findWriting(key, hash: hash, reportingDamage: reportingDamage)
             if let damagedPage { return .pageDamaged(damagedPage) }
             if case .at(_, _, let slot, let header) = found { return .found(SharedIndex.location(slot, header)) }
             if case .problem(let problem) = found { return problem }

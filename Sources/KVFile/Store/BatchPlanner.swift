@@ -14,7 +14,10 @@ enum BatchPlanner {
         var prior: SegmentWriter.Prior = .none
     }
 
-    static func plan(_ batch: WriteBatch, index: SharedIndex, now: UInt64) -> [Record] {
+    /// `lookup` gives where a key's latest record is (nil: none), or throws (damage on its way).
+    static func plan(
+        _ batch: WriteBatch, now: UInt64, lookup: (UnsafeRawBufferPointer) throws(KVFileError) -> KeyLocation?
+    ) throws(KVFileError) -> [Record] {
         // A key's value after the batch's records so far: the record holding it (nil: none).
         var after: [[UInt8]: SegmentWriter.Prior?] = [:]
         var records: [Record] = []
@@ -24,7 +27,7 @@ enum BatchPlanner {
             let current: SegmentWriter.Prior?
             if let known = after[key] {
                 current = known
-            } else if let location = key.withUnsafeBytes({ index.lookup($0) }) {
+            } else if let location = try withBytes(key, lookup) {
                 if location.isExpired(at: now) {
                     records.append(Record(operation: .deleted, key: key, value: nil, expired: true, prior: .at(location)))
                     current = nil

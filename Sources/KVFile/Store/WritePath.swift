@@ -49,7 +49,7 @@ final class WritePath: @unchecked Sendable {
         let position = try lock.withWriteLock { () throws(KVFileError) -> LogPosition? in
             timestamp = Syscalls.wallClockMilliseconds()
             try checkWritable(now: timestamp)
-            let found = state.index.lookup(key)
+            let found = try currentLocation(key)
             var existing = found
             try checkIndexPages()
             let expiring = existing.map { $0.isExpired(at: timestamp) } ?? false
@@ -89,8 +89,8 @@ final class WritePath: @unchecked Sendable {
             try checkWritable(now: timestamp)
             for check in batch.checks {
                 // An expired value counts as none.
-                let current = check.key.withUnsafeBytes { raw in
-                    state.index.lookup(raw).map { $0.isExpired(at: timestamp) ? 0 : $0.seq } ?? 0
+                let current = try withBytes(check.key) { (raw) throws(KVFileError) in
+                    try currentLocation(raw).map { $0.isExpired(at: timestamp) ? 0 : $0.seq } ?? 0
                 }
                 if !check.condition.holds(for: current) {
                     try checkIndexPages()
@@ -98,7 +98,7 @@ final class WritePath: @unchecked Sendable {
                     return nil
                 }
             }
-            let records = BatchPlanner.plan(batch, index: state.index, now: timestamp)
+            let records = try BatchPlanner.plan(batch, now: timestamp) { (raw) throws(KVFileError) in try currentLocation(raw) }
             try checkIndexPages()
             if records.isEmpty { return nil }
             if let earliest = records.lazy.map(\.deadline).filter({ $0 != 0 }).min() { expiry.noteDeadlineWrite(earliest) }
@@ -119,6 +119,21 @@ final class WritePath: @unchecked Sendable {
         try afterWrite(position, now: timestamp)
         for case .put(let key, _, let deadline) in batch.changes where deadline != 0 { expiry.sweepLater(key, deadline: deadline) }
         return result
+    }
+
+    /// Where `key`'s latest record is (nil: it has none). Throws when its probe
+    /// meets a damaged record, which may be this key's: a write would not know
+    /// the key's value (a conditional one could wrongly hold), and readers would
+    /// meet the damage before the new record.
+    @inline(__always)
+    private func currentLocation(_ key: UnsafeRawBufferPointer) throws(KVFileError) -> KeyLocation? {
+        switch state.index.probe(key, reportingDamage: true) {
+        case .found(let location): return location
+        case .damaged(let segment, let offset):
+            throw KVFileError.corrupt(StoreFiles(path).segment(segment), offset: Int(offset),
+                                      "a record where this key's value may be cannot be read, so the write is refused")
+        default: return nil
+        }
     }
 
     /// Under the write lock, after the lookups of a write: a page of the index
