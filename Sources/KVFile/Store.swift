@@ -589,7 +589,8 @@ public final class Store: @unchecked Sendable {
     /// 0 when it never does, nil when the key has no value.
     /// - Throws: ``KVFileError``, as `get` does.
     public func expiry(of key: [UInt8]) throws(KVFileError) -> UInt64? {
-        try withBytes(key) { (raw) throws(KVFileError) in try lookUp(raw, readingValue: false)?.location.deadline }
+        // The record is read whole: its checksum covers the deadline (a damaged one must not read as "none").
+        try withBytes(key) { (raw) throws(KVFileError) in try lookUp(raw, readingValue: true)?.location.deadline }
     }
 
     /// Removes the expiry of `key`'s value (writes the same value without a

@@ -343,6 +343,51 @@ import Testing
         #expect(try kvfile("get", other, "alpha").text == "AAAA")
     }
 
+    /// Defects (second new-user trial): under an index closed cleanly, a
+    /// removed or emptied active segment, a removed sealed segment with its
+    /// hint file, or a sealed segment emptied under an intact hint file lost
+    /// their keys silently (`get` exit 1, `check` exit 0), and the next write
+    /// gave sequence numbers out again. The index lists every segment it was
+    /// closed with: each one missing or emptied that held records is loss.
+    @Test func segmentsRemovedOrEmptiedUnderACleanIndexAreReportedNotForgotten() throws {
+        let dir = TemporaryDirectory()
+        func make(_ name: String) throws -> String {
+            let store = dir.sub(name)
+            for i in 1...5 { #expect(try kvfile("put", store, "key\(i)", "value\(i)").status == 0) }
+            #expect(try kvfile("compact", "-q", store).status == 0)
+            for i in 6...8 { #expect(try kvfile("put", store, "key\(i)", "value\(i)").status == 0) }
+            return store
+        }
+        func segments(_ store: String) throws -> (sealed: String, active: String) {
+            let names = try FileManager.default.contentsOfDirectory(atPath: store).filter { $0.hasSuffix(".kvseg") }.sorted()
+            let sealed = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
+                .replacingOccurrences(of: ".kvhint", with: ".kvseg")
+            return (sealed, try #require(names.first { $0 != sealed }))
+        }
+        let cases: [(String, (String, (sealed: String, active: String)) throws -> Void, String)] = [
+            ("active-removed", { store, s in try FileManager.default.removeItem(atPath: store + "/" + s.active) }, "key7"),
+            ("active-emptied", { store, s in #expect(truncate(store + "/" + s.active, 0) == 0) }, "key7"),
+            ("sealed-removed", { store, s in
+                try FileManager.default.removeItem(atPath: store + "/" + s.sealed)
+                try FileManager.default.removeItem(atPath: store + "/" + s.sealed.replacingOccurrences(of: ".kvseg", with: ".kvhint"))
+            }, "key1"),
+            ("sealed-emptied", { store, s in #expect(truncate(store + "/" + s.sealed, 0) == 0) }, "key1"),
+        ]
+        for (name, damage, lostKey) in cases {
+            let store = try make(name)
+            try damage(store, try segments(store))
+            let get = try kvfile("get", store, lostKey)
+            #expect(get.status == 76 && get.stderr.contains("are lost"), "\(name): \(get.status) \(get.stderr)")
+            #expect(try kvfile("put", store, "x", "1").status == 76, "\(name)")
+            #expect(try kvfile("check", store).status == 76, "\(name)")
+            let repair = try kvfile("check", "--repair", store)
+            #expect(repair.status == 0 && repair.text.contains("are lost"), "\(name): \(repair.text)")
+            #expect(try kvfile("put", store, "key9", "v").status == 0)
+            let version = try kvfile("get", "--version", store, "key9")
+            #expect((Int(version.text.split(separator: "\n").last ?? "") ?? 0) > 8, "\(name): numbers given out again: \(version.text)")
+        }
+    }
+
     /// Defect: `kvfile load S <&-` read the store's own lock file as its input
     /// (opened as descriptor 0) and failed with "not a JSON object", having
     /// made an empty store; a closed standard descriptor is now /dev/null and

@@ -80,27 +80,58 @@ extension LogEndCheck {
     }
 
     /// What ``recordsCutOff(_:directory:)`` finds: the segment file's name, where its records end, and what was lost.
+    /// Every segment the index lists is looked at: one missing or emptied that held
+    /// records, a sealed one shorter than it was sealed, and the one the log end lies in
+    /// when its records (closed or cut) end before it.
     static func recordsCutOffProblem(_ index: SharedIndex, directory: String) -> (file: String, offset: Int, what: String)? {
         guard index.state == IndexFormat.stateClosed, index.headerChecksumHolds, index.recordsItsOwnIdentity else { return nil }
         let end = LogPosition(packed: index.logEnd)
-        guard end.segment != 0, let entry = index.segmentEntry(end.segment, create: false) else { return nil }
-        let path = StoreFiles(directory).segment(end.segment)
-        guard let file = try? OwnedFile(opening: path, O_RDONLY), let size = try? Syscalls.fileSize(file.fd, path: path),
-              let header = try? StoreLoader(directory: directory, writer: false, segmentSize: 0).readHeader(fd: file.fd, id: end.segment, path: path, fileSize: size),
-              IndexFormat.entry(entry, describes: header) else { return nil }
-        var trailer = [UInt8](repeating: 0, count: BlockMap.trailerSize)
-        let layout = trailer.withUnsafeMutableBytes { buffer in
-            SegmentLayout.of(header, fileSize: size) {
-                let read = size >= buffer.count ? (try? Syscalls.preadFully(file.fd, buffer, at: size - buffer.count, path: path)) ?? 0 : 0
-                return UnsafeRawBufferPointer(rebasing: buffer[0..<read])
+        let given = "sequence numbers up to \(index.nextSeq &- 1) were given out"
+        for id in index.listedSegments() {
+            guard let entry = index.segmentEntry(id, create: false) else { continue }
+            let name = FileNames.segment(id), path = StoreFiles(directory).segment(id)
+            let sealed = Int(UnsafeRawPointer(entry).loadLE(at: 24, as: UInt32.self))
+            let minSeq = UnsafeRawPointer(entry).loadLE(at: 8, as: UInt64.self)
+            let heldRecords = (id == end.segment && end.offset > RecordFormat.segmentHeaderSize) || sealed > RecordFormat.segmentHeaderSize || minSeq != UInt64.max
+            guard let file = try? OwnedFile(opening: path, O_RDONLY), let size = try? Syscalls.fileSize(file.fd, path: path) else {
+                if heldRecords, (try? Syscalls.exists(path)) == false {
+                    return (name, 0, "the segment is missing, though the index, closed cleanly, lists it with records (\(given)): its records are lost")
+                }
+                continue
+            }
+            let loader = StoreLoader(directory: directory, writer: false, segmentSize: 0)
+            guard let header = try? loader.readHeader(fd: file.fd, id: id, path: path, fileSize: size) else {
+                let emptied = size < RecordFormat.segmentHeaderSize || (try? loader.headerIsZeros(fd: file.fd, path: path)) == true
+                if heldRecords && emptied {
+                    return (name, size, "the segment is empty (\(size) bytes), though the index, closed cleanly, lists it with records (\(given)): its records are lost")
+                }
+                continue
+            }
+            // Another file under this number: a copy from elsewhere, whose index is only built anew.
+            guard IndexFormat.entry(entry, describes: header) else { continue }
+            if id != end.segment {
+                // With its hint file there, opening fails naming both files (the hint records the sealed size).
+                if sealed > 0 && size < sealed && (try? Syscalls.exists(StoreFiles(directory).hint(id))) == false {
+                    return (name, size, "the segment is \(size) bytes, but the index, closed cleanly, says it was sealed at \(sealed): the records past byte \(size) are lost")
+                }
+                continue
+            }
+            var trailer = [UInt8](repeating: 0, count: BlockMap.trailerSize)
+            let layout = trailer.withUnsafeMutableBytes { buffer in
+                SegmentLayout.of(header, fileSize: size) {
+                    let read = size >= buffer.count ? (try? Syscalls.preadFully(file.fd, buffer, at: size - buffer.count, path: path)) ?? 0 : 0
+                    return UnsafeRawBufferPointer(rebasing: buffer[0..<read])
+                }
+            }
+            // An open file may hold records up to its map; only a closed or cut one ends for sure.
+            guard header.mapOffset > 0, size <= Int(header.mapOffset), !layout.legacy else { continue }
+            let recordsEnd = layout.closed?.recordsEnd ?? layout.recordEnd
+            if recordsEnd < end.offset {
+                return (name, recordsEnd,
+                        "the segment's records end at byte \(recordsEnd), but the index, closed cleanly, records writes up to byte \(end.offset) "
+                            + "(\(given)): records were cut off the log")
             }
         }
-        // An open file may hold records up to its map; only a closed or cut one ends for sure.
-        guard header.mapOffset > 0, size <= Int(header.mapOffset), !layout.legacy else { return nil }
-        let recordsEnd = layout.closed?.recordsEnd ?? layout.recordEnd
-        guard recordsEnd < end.offset else { return nil }
-        return (FileNames.segment(end.segment), recordsEnd,
-                "the segment's records end at byte \(recordsEnd), but the index, closed cleanly, records writes up to byte \(end.offset) "
-                    + "(sequence numbers up to \(index.nextSeq &- 1)): records were cut off the log")
+        return nil
     }
 }
