@@ -87,7 +87,7 @@ struct LoadCommand: ParsableCommand {
             try store.close()
             progress.finish()
             if !quiet {
-                Terminal.error("loaded \(loaded) pairs into \(access.store)" + (expired > 0 ? "; left out \(expired) whose expires_at had passed" : ""))
+                Terminal.error("loaded \(loaded) \(loaded == 1 ? "pair" : "pairs") into \(access.store)" + (expired > 0 ? "; left out \(expired) whose expires_at had passed" : ""))
             }
             return .success
         }

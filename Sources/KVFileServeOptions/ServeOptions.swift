@@ -117,6 +117,9 @@ public struct ServeOptions: ParsableArguments {
             return "an origin has no path (browsers send \(scheme)://\(authority.prefix { $0 != "/" && $0 != "?" && $0 != "#" })): leave out what follows the host"
         }
         if origin != origin.lowercased() { return "browsers send origins in lower case (\(origin.lowercased()))" }
+        for (defaultScheme, port) in [("https", ":443"), ("http", ":80")] where scheme == defaultScheme && authority.hasSuffix(port) {
+            return "browsers leave the default port out (\(scheme)://\(authority.dropLast(port.count)))"
+        }
         return nil
     }
 

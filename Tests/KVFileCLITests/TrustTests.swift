@@ -280,6 +280,17 @@ import Testing
         let kept = try kvfile("keys", store).text.split(separator: "\n").count
         #expect(repair.status == 0 && repair.text.contains("\(2000 - kept) records past it are lost") && repair.text.contains("\"k0"),
                 "\(repair.text)")
+
+        // A segment removed (its hint file left, no index): repair said only "repaired: 1 keys kept".
+        let other = dir.sub("o")
+        for i in 1...5 { #expect(try kvfile("put", other, "key\(i)", "value\(i)").status == 0) }
+        #expect(try kvfile("compact", "-q", other).status == 0)
+        #expect(try kvfile("put", other, "key6", "v6").status == 0)
+        let otherHint = try #require(try FileManager.default.contentsOfDirectory(atPath: other).first { $0.hasSuffix(".kvhint") })
+        try FileManager.default.removeItem(atPath: other + "/" + otherHint.replacingOccurrences(of: ".kvhint", with: ".kvseg"))
+        try FileManager.default.removeItem(atPath: other + "/kvfile.index")
+        let repaired = try kvfile("check", "--repair", other)
+        #expect(repaired.status == 0 && repaired.text.contains("names the 5 records that are lost with it"), "\(repaired.text)")
     }
 
     /// Defect: `load` stopped without a line number on an empty or too long
@@ -319,7 +330,7 @@ import Testing
         let handle = try #require(FileHandle(forWritingAtPath: segment))
         try handle.write(contentsOf: bytes)
         try handle.close()
-        for arguments in [["keys", store], ["dump", store], ["get", store, "key010"]] {
+        for arguments in [["keys", store], ["dump", store], ["get", store, "key010"], ["get", "--ttl", store, "key010"]] {
             let result = try run(kvfileBinary, arguments)
             #expect(result.status == 76 && result.stderr.contains("check --repair"), "\(arguments[0]): \(result.status) \(result.stderr)")
         }
@@ -330,6 +341,9 @@ import Testing
         var active = try [UInt8](Data(contentsOf: URL(fileURLWithPath: other + "/00000001.kvseg")))
         let beta = try #require((0..<(active.count - 4)).first { Array(active[$0..<($0 + 4)]) == Array("beta".utf8) })
         active[beta + 1] = UInt8(ascii: "X")
+        // And one byte of gamma's value: get --ttl printed -1 (no deadline) without reading the record whole.
+        let gamma = try #require((0..<(active.count - 4)).first { Array(active[$0..<($0 + 4)]) == Array("GGGG".utf8) })
+        active[gamma + 1] = UInt8(ascii: "X")
         let file = try #require(FileHandle(forWritingAtPath: other + "/00000001.kvseg"))
         try file.write(contentsOf: active)
         try file.close()
@@ -341,6 +355,7 @@ import Testing
             #expect(result.status == 76 && result.stderr.contains("write is refused"), "\(arguments): \(result.status) \(result.stderr)")
         }
         #expect(try kvfile("get", other, "alpha").text == "AAAA")
+        #expect(try kvfile("get", "--ttl", other, "gamma").status == 76)
     }
 
     /// Defects (second new-user trial): under an index closed cleanly, a

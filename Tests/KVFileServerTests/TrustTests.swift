@@ -151,6 +151,7 @@ import Testing
             (["--cors-origin", "https://app.example/"], [:], "an origin has no path"),
             (["--cors-origin", "*"], [:], "name each origin"),
             (["--cors-origin", "app.example"], [:], "SCHEME://HOST"),
+            (["--cors-origin", "https://app.example:443"], [:], "default port"),
         ]
         for (arguments, environment, message) in cases {
             let process = Process()

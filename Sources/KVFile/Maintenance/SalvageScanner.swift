@@ -9,6 +9,8 @@ enum SalvageScanner {
         var isZeroTail: Bool
         /// The range is at the end of the file: a write cut short.
         var isTail: Bool
+        /// Readable records of a batch the damage broke, handed to the caller as records of their own.
+        var keptOfBrokenBatch = 0
     }
 
     /// Where reading may go on after damage: the next place a record is known to start.
@@ -111,7 +113,7 @@ enum SalvageScanner {
                 if let range = broken {
                     broken = nil
                     let kept = try deliverEach(UnsafeRawBufferPointer(start: base, count: range.to), from: range.from, body)
-                    if kept > 0 { damage[damage.count - 1].reason += "; the \(kept) readable records of the batch it broke before it were kept" }
+                    damage[damage.count - 1].keptOfBrokenBatch = kept
                 }
                 try body(offset, header, record)
                 delivered = offset + header.totalLength

@@ -21,6 +21,19 @@ public enum StoreRepair {
     /// records the sealed size and an entry per record): salvage sees only the
     /// last record's few bytes cut, and said "dropped 8 unreadable bytes" for
     /// half a segment. Nil when the file is not shorter than its hint file says.
+    /// What a segment that is gone held, from its intact hint file; nil without one.
+    static func lostWithMissingSegment(id: UInt32, hintPath: String) -> String? {
+        guard let hint = try? FileBytes(path: hintPath), let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id) else { return nil }
+        var lost = 0
+        var keys: [String] = []
+        let problem = try? HintFileReader.read(hint.bytes, segmentID: id, segmentLength: recorded) { (entry) throws(KVFileError) in
+            lost += 1
+            if keys.count < 5 { keys.append(KeyText.describe(entry.key)) }
+        }
+        guard problem == nil else { return "the segment is missing (its hint file is there): its records are lost" }
+        return "the segment is missing: its hint file names the \(lost) records that are lost with it (keys \(keys.joined(separator: ", "))\(lost > keys.count ? ", …" : ""))"
+    }
+
     static func lostPastTheEnd(of data: FileBytes, id: UInt32, hintPath: String) -> String? {
         guard let hint = try? FileBytes(path: hintPath),
               let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id), recorded > data.count else { return nil }
@@ -111,9 +124,18 @@ public enum StoreRepair {
                 if !damagedIDs.contains(id) { damagedIDs.append(id) }
             }
             for range in damage where !range.isZeroTail {
+                let kept = range.keptOfBrokenBatch > 0 ? "; the \(range.keptOfBrokenBatch) readable records of the batch it broke before it were kept" : ""
                 report.dropped.append(CheckProblem(severity: .error, file: name, offset: range.offset,
-                                                   message: "dropped \(range.length) unreadable bytes (\(range.reason))"))
+                                                   message: "dropped \(range.length) unreadable bytes (\(range.reason))\(kept)"))
                 if !damagedIDs.contains(id) { damagedIDs.append(id) }
+            }
+        }
+        // A hint file whose segment is gone names what was lost with it.
+        for id in FileNames.hintIDs(in: current) where !ids.contains(id) {
+            let name = FileNames.segment(id)
+            if report.dropped.contains(where: { $0.file == name }) { continue }
+            if let lost = lostWithMissingSegment(id: id, hintPath: StoreFiles(path).hint(id)) {
+                report.dropped.append(CheckProblem(severity: .error, file: name, offset: 0, message: lost))
             }
         }
         keydir.dropDeletionMarks()
