@@ -263,17 +263,22 @@ import Testing
         #expect(named.count == 2 && named[0] < offsets[0] && offsets[0] < named[1] && named[1] < offsets[1], "\(named) \(offsets)")
     }
 
+    /// A store of `keys` pairs (key `keyFormat` of 1…keys, value "value-N"),
+    /// loaded and compacted into a sealed segment with a hint file; that segment's path.
+    func compactedStore(_ store: String, keys: Int, keyFormat: String) throws -> (store: String, segment: String) {
+        let lines = (1...keys).map { String(format: "{\"key\":\"\(keyFormat)\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
+        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
+        #expect(try kvfile("compact", "-q", store).status == 0)
+        let hint = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
+        return (store, store + "/" + hint.replacingOccurrences(of: ".kvhint", with: ".kvseg"))
+    }
+
     /// Defect: a sealed segment cut in half made `check --repair` report
     /// "dropped 8 unreadable bytes" (the cut record's) while 981 keys vanished,
     /// though its intact hint file lists every record it was sealed with.
     @Test func repairSaysWhatASealedSegmentCutShortLost() throws {
         let dir = TemporaryDirectory()
-        let store = dir.sub("s")
-        let lines = (1...2000).map { String(format: "{\"key\":\"k%05d\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
-        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
-        #expect(try kvfile("compact", "-q", store).status == 0)
-        let hint = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
-        let segment = store + "/" + hint.replacingOccurrences(of: ".kvhint", with: ".kvseg")
+        let (store, segment) = try compactedStore(dir.sub("s"), keys: 2000, keyFormat: "k%05d")
         let size = try #require(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int)
         #expect(truncate(segment, off_t(size / 2)) == 0)
         let repair = try kvfile("check", "--repair", store)
@@ -317,12 +322,7 @@ import Testing
     /// flipped byte in a key made `keys` list a key nobody wrote. All 76 now.
     @Test func damagedRecordsAreReportedByKeysDumpAndGetNeverTrapped() throws {
         let dir = TemporaryDirectory()
-        let store = dir.sub("s")
-        let lines = (1...50).map { String(format: "{\"key\":\"key%03d\",\"value\":\"value-%d\"}\n", $0, $0) }.joined()
-        #expect(try kvfile("load", "-q", store, input: Array(lines.utf8)).status == 0)
-        #expect(try kvfile("compact", "-q", store).status == 0)
-        let hint = try #require(try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasSuffix(".kvhint") })
-        let segment = store + "/" + hint.replacingOccurrences(of: ".kvhint", with: ".kvseg")
+        let (store, segment) = try compactedStore(dir.sub("s"), keys: 50, keyFormat: "key%03d")
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segment)))
         let marker = Array("key010".utf8)
         let at = try #require((0..<(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
