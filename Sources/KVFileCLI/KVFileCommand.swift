@@ -56,6 +56,12 @@ struct KVFileCommand: ParsableCommand {
             Glibc.exit(CLIExitCode.usage.rawValue)
         }
         QuickPath.runIfPlain(arguments)
+        if arguments.count >= 2, arguments[0] == "help", !arguments[1].hasPrefix("-"),
+           !configuration.subcommands.contains(where: { $0._commandName == arguments[1] }) {
+            // ArgumentParser's help printed the main help and exited 0 for a command that does not exist.
+            Terminal.error("no command '\(RawArguments.text(of: arguments[1]))': see kvfile --help for the commands")
+            Glibc.exit(CLIExitCode.usage.rawValue)
+        }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -426,6 +426,11 @@ import Testing
         #expect(result.status == 64)
         #expect(result.stderr.contains("SUBCOMMANDS"))
         #expect(result.stdout.isEmpty)
+        // Nor is `kvfile help nosuch` (it printed the main help, exit 0); `help get` still helps.
+        let unknown = try run(kvfileBinary, ["help", "nosuch"])
+        #expect(unknown.status == 64 && unknown.stderr.contains("no command 'nosuch'"), "\(unknown.status) \(unknown.stderr)")
+        let known = try run(kvfileBinary, ["help", "get"])
+        #expect(known.status == 0 && known.text.contains("kvfile get"))
     }
 }
 
