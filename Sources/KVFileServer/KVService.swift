@@ -457,6 +457,10 @@ struct KVService: HTTPResponder {
     /// While bound to loopback, only loopback Host names (and --allow-host ones) are served.
     private func checkHost(_ request: Request) throws(APIError) {
         guard let acceptedHosts else { return }
+        // A second Host header (the first became the authority) makes the request's host ambiguous (RFC 9112, 3.2).
+        if !request.headers[values: HTTPField.Name("Host")!].isEmpty {
+            throw APIError(.badRequest, "bad_request", "the request has more than one Host header")
+        }
         let given = request.head.authority ?? ""
         var name = given.lowercased()
         if name.hasPrefix("[") {

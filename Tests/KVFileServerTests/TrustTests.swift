@@ -87,6 +87,16 @@ import Testing
         for host in ["localhost:\(server.port)", "127.0.0.1", "[::1]:\(server.port)", "KV.internal:80"] {
             #expect(try client.request("GET", "/?key=secret", headers: ["Host": host]).status == 200, "\(host)")
         }
+        // Two Host headers (the first one was believed, so "localhost" then a rebound name passed): 400 (new-user trial).
+        let connection = try Connection(port: server.port)
+        try connection.send(Array("GET /?key=secret HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nConnection: close\r\n\r\n".utf8))
+        var raw: [UInt8] = []
+        while true {
+            let chunk = try connection.receive()
+            if chunk.isEmpty { break }
+            raw += chunk
+        }
+        #expect(String(decoding: raw.prefix(12), as: UTF8.self) == "HTTP/1.1 400", "\(String(decoding: raw.prefix(200), as: UTF8.self))")
         #expect(server.stop() == 0)
     }
 }
