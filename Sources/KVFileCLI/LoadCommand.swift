@@ -98,8 +98,7 @@ extension LoadCommand {
     /// Why a store cannot hold this pair (nil: it can), checked as the pair is read so
     /// the message names its line (the store's own check, at the batch's write, cannot).
     static func problem(key: [UInt8], value: [UInt8]) -> String? {
-        if key.isEmpty { return "a key must not be empty" }
-        if key.count > RecordFormat.maxKeyLength { return "key of \(key.count) bytes is longer than the limit (\(RecordFormat.maxKeyLength) bytes)" }
+        if let problem = RawArguments.keyProblem(key) { return problem }
         if value.count > RecordFormat.maxValueLength {
             return "value of \(value.count) bytes for key \(KeyText.describe(key)) is larger than the limit (\(RecordFormat.maxValueLength) bytes)"
         }

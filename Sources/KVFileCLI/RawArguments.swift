@@ -48,11 +48,15 @@ enum RawArguments {
     /// as writes answer; a read of such a key said "no value", exit 1).
     static func keyBytes(of argument: String) throws -> [UInt8] {
         let key = bytes(of: argument)
-        if key.isEmpty { throw CLIError(message: "a key must not be empty", code: .invalidInput) }
-        if key.count > RecordFormat.maxKeyLength {
-            throw CLIError(message: "key of \(key.count) bytes is longer than the limit (\(RecordFormat.maxKeyLength) bytes)", code: .invalidInput)
-        }
+        if let problem = keyProblem(key) { throw CLIError(message: problem, code: .invalidInput) }
         return key
+    }
+
+    /// Why a store cannot hold `key` (nil: it can), in the words of the store's own check.
+    static func keyProblem(_ key: [UInt8]) -> String? {
+        if key.isEmpty { return "a key must not be empty" }
+        if key.count > RecordFormat.maxKeyLength { return "key of \(key.count) bytes is longer than the limit (\(RecordFormat.maxKeyLength) bytes)" }
+        return nil
     }
 
     /// A message that may quote placeholders, with their marks taken out.

@@ -154,6 +154,12 @@ final class SubscriptionHub: Service, Sendable {
         var lastSent = ContinuousClock.now
         let keepAlive = Duration.milliseconds(keepAliveMilliseconds)
         var pause = 100
+        /// A comment to every subscriber when nothing was sent for a while (proxies keep the stream open).
+        func keepAliveWhenQuiet() {
+            guard ContinuousClock.now - lastSent >= keepAlive else { return }
+            lastSent = .now
+            state.withLock { state in for subscriber in state.subscribers.values { subscriber.keepAlive() } }
+        }
         while !stopped.load(ordering: .relaxed) {
             let events: [ChangeEvent]
             do {
@@ -169,10 +175,7 @@ final class SubscriptionHub: Service, Sendable {
                 // A sleep, not the tailer's wait: every write wakes that, and the backoff would run at the write rate.
                 usleep(useconds_t(pause * 1000))
                 pause = min(pause * 2, 2000)
-                if ContinuousClock.now - lastSent >= keepAlive {
-                    lastSent = .now
-                    state.withLock { state in for subscriber in state.subscribers.values { subscriber.keepAlive() } }
-                }
+                keepAliveWhenQuiet()
                 continue
             } catch {
                 logger.error("change feed stopped: \(error.message)")
@@ -185,10 +188,7 @@ final class SubscriptionHub: Service, Sendable {
                 logger.notice("change feed reads again")
             }
             if events.isEmpty {
-                if ContinuousClock.now - lastSent >= keepAlive {
-                    lastSent = .now
-                    state.withLock { state in for subscriber in state.subscribers.values { subscriber.keepAlive() } }
-                }
+                keepAliveWhenQuiet()
                 tailer.wait(milliseconds: 100)
                 continue
             }

@@ -443,8 +443,14 @@ final class SharedIndex: @unchecked Sendable {
         }
         // Another key where the tag matched: a hash collision (1 in 128), or this key's
         // record with damaged key bytes, which must not read as no value.
-        if offset + header.totalLength <= limit && !RecordCodec.checksumMatches(segment.base + offset, header) { return .damaged }
+        if SharedIndex.failsChecksum(segment, at: offset, header, limit: limit) { return .damaged }
         return .other
+    }
+
+    /// True when the whole record at `offset`, within `limit`, fails its checksum.
+    @inline(__always)
+    private static func failsChecksum(_ segment: Segment, at offset: Int, _ header: RecordHeader, limit: Int) -> Bool {
+        offset + header.totalLength <= limit && !RecordCodec.checksumMatches(segment.base + offset, header)
     }
 
     /// The key and header of the record `slot` names (nil when it names no record).
@@ -475,10 +481,9 @@ final class SharedIndex: @unchecked Sendable {
     /// walk of every key must not list as a key nobody wrote.
     private func keyIsDamaged(_ key: UnsafeRawBufferPointer, slot: UInt64, header: RecordHeader) -> Bool {
         guard IndexFormat.tag(KeyHash.hash(key.baseAddress!, key.count, seed: seed)) != IndexFormat.slotTag(slot) else { return false }
-        guard let segment = segment(IndexFormat.segment(slot)) else { return false }
-        let offset = Int(IndexFormat.offset(slot))
-        guard offset + header.totalLength <= segment.indexReadLimit else { return false }
-        return !RecordCodec.checksumMatches(segment.base + offset, header)
+        return withSegment(IndexFormat.segment(slot)) {
+            SharedIndex.failsChecksum($0, at: Int(IndexFormat.offset(slot)), header, limit: $0.indexReadLimit)
+        } ?? false
     }
 
     /// Marks a key deleted while an index is built (the slot names its tombstone).

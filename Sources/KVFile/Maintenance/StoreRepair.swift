@@ -17,37 +17,28 @@ public struct RepairReport: Sendable {
 /// Salvages every readable record of a damaged store into fresh segments,
 /// keeping sequence numbers, and moves the damaged files aside.
 public enum StoreRepair {
-    /// What a sealed segment cut short lost, from its intact hint file (which
-    /// records the sealed size and an entry per record): salvage sees only the
-    /// last record's few bytes cut, and said "dropped 8 unreadable bytes" for
-    /// half a segment. Nil when the file is not shorter than its hint file says.
-    /// What a segment that is gone held, from its intact hint file; nil without one.
-    static func lostWithMissingSegment(id: UInt32, hintPath: String) -> String? {
-        guard let hint = try? FileBytes(path: hintPath), let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id) else { return nil }
-        var lost = 0
-        var keys: [String] = []
-        let problem = try? HintFileReader.read(hint.bytes, segmentID: id, segmentLength: recorded) { (entry) throws(KVFileError) in
-            lost += 1
-            if keys.count < 5 { keys.append(KeyText.describe(entry.key)) }
-        }
-        guard problem == nil else { return "the segment is missing (its hint file is there): its records are lost" }
-        return "the segment is missing: its hint file names the \(lost) records that are lost with it (keys \(keys.joined(separator: ", "))\(lost > keys.count ? ", …" : ""))"
-    }
-
-    static func lostPastTheEnd(of data: FileBytes, id: UInt32, hintPath: String) -> String? {
+    /// What a sealed segment lost past byte `size` (0: the file is gone), from
+    /// its intact hint file, which records the size it was sealed with and an
+    /// entry per record: salvage sees at most the last record's bytes cut, and
+    /// said "dropped 8 unreadable bytes" for half a segment. Nil without such a
+    /// hint file, or when the file is not shorter than it says.
+    static func lostFromHint(id: UInt32, hintPath: String, size: Int) -> String? {
         guard let hint = try? FileBytes(path: hintPath),
-              let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id), recorded > data.count else { return nil }
+              let recorded = HintFileReader.intactRecordedLength(hint.bytes, segmentID: id), recorded > size else { return nil }
         var lost = 0
         var keys: [String] = []
         let problem = try? HintFileReader.read(hint.bytes, segmentID: id, segmentLength: recorded) { (entry) throws(KVFileError) in
-            guard entry.offset + entry.size > data.count else { return }
+            guard entry.offset + entry.size > size else { return }
             lost += 1
             if keys.count < 5 { keys.append(KeyText.describe(entry.key)) }
         }
-        let what = problem == nil && lost > 0
-            ? "\(lost) records past it are lost (the hint file names them: keys \(keys.joined(separator: ", "))\(lost > keys.count ? ", …" : ""))"
-            : "the records past it are lost"
-        return "the file ends at byte \(data.count), but its hint file records the \(recorded) bytes it was sealed with: \(what)"
+        let named = problem == nil && lost > 0 ? "keys \(keys.joined(separator: ", "))\(lost > keys.count ? ", …" : "")" : nil
+        if size == 0 {
+            guard let named else { return "the segment is missing (its hint file is there): its records are lost" }
+            return "the segment is missing: its hint file names the \(lost) records that are lost with it (\(named))"
+        }
+        let what = named.map { "\(lost) records past it are lost (the hint file names them: \($0))" } ?? "the records past it are lost"
+        return "the file ends at byte \(size), but its hint file records the \(recorded) bytes it was sealed with: \(what)"
     }
 
     /// Builds the index file of the store at `path` anew from its segments
@@ -119,7 +110,7 @@ public enum StoreRepair {
                     segment: id, offset: UInt32(offset),
                     size: header.operation == .deleted ? 0 : UInt32(header.totalLength), seq: header.seq))
             }
-            if let lost = lostPastTheEnd(of: data, id: id, hintPath: StoreFiles(path).hint(id)) {
+            if let lost = lostFromHint(id: id, hintPath: StoreFiles(path).hint(id), size: data.count) {
                 report.dropped.append(CheckProblem(severity: .error, file: name, offset: data.count, message: lost))
                 if !damagedIDs.contains(id) { damagedIDs.append(id) }
             }
@@ -134,7 +125,7 @@ public enum StoreRepair {
         for id in FileNames.hintIDs(in: current) where !ids.contains(id) {
             let name = FileNames.segment(id)
             if report.dropped.contains(where: { $0.file == name }) { continue }
-            if let lost = lostWithMissingSegment(id: id, hintPath: StoreFiles(path).hint(id)) {
+            if let lost = lostFromHint(id: id, hintPath: StoreFiles(path).hint(id), size: 0) {
                 report.dropped.append(CheckProblem(severity: .error, file: name, offset: 0, message: lost))
             }
         }

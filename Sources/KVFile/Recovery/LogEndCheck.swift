@@ -87,6 +87,7 @@ extension LogEndCheck {
         guard index.state == IndexFormat.stateClosed, index.headerChecksumHolds, index.recordsItsOwnIdentity else { return nil }
         let end = LogPosition(packed: index.logEnd)
         let given = "sequence numbers up to \(index.nextSeq &- 1) were given out"
+        let loader = StoreLoader(directory: directory, writer: false, segmentSize: 0)
         for id in index.listedSegments() {
             guard let entry = index.segmentEntry(id, create: false) else { continue }
             let name = FileNames.segment(id), path = StoreFiles(directory).segment(id)
@@ -99,7 +100,6 @@ extension LogEndCheck {
                 }
                 continue
             }
-            let loader = StoreLoader(directory: directory, writer: false, segmentSize: 0)
             guard let header = try? loader.readHeader(fd: file.fd, id: id, path: path, fileSize: size) else {
                 let emptied = size < RecordFormat.segmentHeaderSize || (try? loader.headerIsZeros(fd: file.fd, path: path)) == true
                 if heldRecords && emptied {
