@@ -120,7 +120,15 @@ enum IndexedOpen {
             guard let again = try? SharedIndex.open(path: StoreFiles(loader.directory).index, writable: false) else { return nil }
             index = again
         }
+        if let state = try openReader(through: index, names: names, loader: &loader) { return state }
+        // Before the caller builds an index from the log: an index closed cleanly may prove that
+        // records were lost (looked for only now, so an open that can use the index pays nothing).
         if let lost = LogEndCheck.recordsCutOff(index, directory: loader.directory) { throw lost }
+        return nil
+    }
+
+    /// The state of a reader of `index`, when the index can serve the log as it is.
+    private static func openReader(through index: SharedIndex, names: [String], loader: inout StoreLoader) throws(KVFileError) -> StoreState? {
         // A writer died while it applied a write: part of a batch may be in the index. The next writer repairs it.
         if index.isTornByDeadWriter { return nil }
         var names = names
@@ -133,8 +141,9 @@ enum IndexedOpen {
                 // While a writer has it open, a segment it is making (a roll, compaction's outputs) may have no entry yet.
                 try checkSegmentsMatch(state, requireEntries: index.state == IndexFormat.stateClosed)
                 if index.state == IndexFormat.stateClosed {
-                    // Closed cleanly: the log must end where the index says.
-                    guard let active = state.activeSegment, let end = active.closedRecordsEnd(),
+                    // Closed cleanly: every segment holds a header (no writer is making one), and the log
+                    // must end where the index says.
+                    guard state.segments.count == ids.count, let active = state.activeSegment, let end = active.closedRecordsEnd(),
                           LogPosition(segment: active.id, offset: end).packed == index.logEnd else { return nil }
                 } else if !logEndHolds(index, state) {
                     return nil
