@@ -37,8 +37,9 @@ struct KVFileCommand: ParsableCommand {
             --lock-timeout; 76 store damaged or of an unsupported format \
             version (check exits 76 when it finds damage). Writing into a \
             closed pipe (kvfile dump S | head) ends quietly with 0.
+
+            kvfile --version prints the version.
             """,
-        version: KVFileVersion.current,
         subcommands: [
             PutCommand.self, GetCommand.self, DeleteCommand.self, IncrementCommand.self, DecrementCommand.self, PersistCommand.self,
             KeysCommand.self, DumpCommand.self, LoadCommand.self,
@@ -54,6 +55,12 @@ struct KVFileCommand: ParsableCommand {
             // No subcommand is a usage error: the help goes to standard error and the status says so.
             Terminal.write(Array(helpMessage().utf8) + [10], to: 2)
             Glibc.exit(CLIExitCode.usage.rawValue)
+        }
+        if arguments == ["--version"] {
+            // Handled here, not with ArgumentParser's `version:`, which also put a
+            // "--version: Show the version." into `get --help`, where --version prints a key's version.
+            Array("\(KVFileVersion.current)\n".utf8).withUnsafeBytes { OutputBuffer.writeOrExit($0, to: 1) }
+            Glibc.exit(0)
         }
         QuickPath.runIfPlain(arguments)
         if arguments.count >= 2, arguments[0] == "help", !arguments[1].hasPrefix("-"),

@@ -44,6 +44,7 @@ struct LoadCommand: ParsableCommand {
             if Terminal.isTerminal(0) && !quiet {
                 Terminal.error("reading pairs from standard input; end with Ctrl-D")
             }
+            try Terminal.requireStandardInput()  // before the store is created for it
             let store = try access.openForWriting(lock: lock, durability: write.mode, create: true)
             let progress = Progress("loading", quiet: quiet)
             var loaded = 0

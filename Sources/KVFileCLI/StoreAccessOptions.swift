@@ -104,11 +104,16 @@ enum Terminal {
         return result
     }
 
-    /// Calls `body` with each chunk of standard input as it arrives (up to 64 KiB each).
-    static func readStandardInputChunks(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Fails when standard input was closed when the tool started (checked before a store is created for it).
+    static func requireStandardInput() throws {
         if StandardStreams.inputWasClosed.load(ordering: .relaxed) {
             throw CLIError(message: "cannot read standard input: it was closed when kvfile started (give the value as an argument, or redirect it from a file)", code: .ioError)
         }
+    }
+
+    /// Calls `body` with each chunk of standard input as it arrives (up to 64 KiB each).
+    static func readStandardInputChunks(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try requireStandardInput()
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
         defer { chunk.deallocate() }
         while true {

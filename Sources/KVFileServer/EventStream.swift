@@ -14,8 +14,10 @@ import NIOPosix
 /// Resume with `Last-Event-ID` (or `?since=SEQ`); `?from_start=1` begins with
 /// the oldest change the log holds; `?prefix=P` (repeatable) keeps the
 /// events of keys under a prefix; `?topic=` filters (repeatable or
-/// comma-separated). A stream that cannot go on sends `event: kvfile_error`
-/// with `{"error":…,"message":…}` and closes: `history_compacted`,
+/// comma-separated). A resume point the log cannot serve gets 410
+/// (`history_compacted`) or 409 (`resume_ahead_of_log`) instead of a stream.
+/// A stream that cannot go on sends `event: kvfile_error` with
+/// `{"error":…,"message":…}` and closes: `history_compacted`,
 /// `slow_subscriber`, `shutting_down` or `feed_failed`.
 struct EventStream {
     enum Start: Equatable {
@@ -72,36 +74,63 @@ struct EventStream {
         }
     }
 
-    var response: Response {
+    /// The stream's response. A resume point the log can never serve (compacted
+    /// away, or past its newest change) is answered with 410 or 409 and a JSON
+    /// error instead of a stream: an `EventSource` retries a stream that closes,
+    /// forever, but gives up on a status other than 200.
+    func response() async throws -> Response {
+        var catchUp: LogTailer?
+        var startError: KVFileError?
+        do {
+            catchUp = try await tailerForStart()
+        } catch let error as KVFileError {
+            switch error.code {
+            case .historyCompacted: return APIError(.gone, Self.errorName(error), error.message).response
+            case .resumeAheadOfLog: return APIError(.conflict, Self.errorName(error), error.message).response
+            default: startError = error  // maybe passing (a shortage of descriptors): the client may retry
+            }
+        }
         let stream = self
+        let opened = OpenedTailer(catchUp)
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no"],
-            body: ResponseBody { writer in try await stream.run(&writer) }
+            body: ResponseBody { [startError] writer in try await stream.run(&writer, catchUp: opened.tailer, startError: startError) }
         )
     }
 
-    private func run(_ writer: inout any ResponseBodyWriter) async throws {
+    /// The log tailer the start point needs, when the hub's memory cannot replay from it.
+    private func tailerForStart() async throws -> LogTailer? {
+        switch start {
+        case .now: return nil
+        // Past what the hub has seen: the log decides (the hub may lag it a moment, or the point was never in it).
+        case .after(let seq): return hub.canReplay(after: seq) ? nil : try await openTailer(.after(seq: seq))
+        case .beginning: return try await openTailer(.beginning)
+        }
+    }
+
+    /// Carries the tailer opened before the response into its body.
+    private struct OpenedTailer: Sendable {
+        let tailer: LogTailer?
+        init(_ tailer: LogTailer?) { self.tailer = tailer }
+    }
+
+    private func run(_ writer: inout any ResponseBodyWriter, catchUp opened: LogTailer?, startError: KVFileError?) async throws {
         // A comment only: a block with nothing but `retry:` makes some clients (httpx-sse) report an empty event.
         try await writer.write(ByteBuffer(string: ": kvfile change feed\n\n"))
         var retrySent = false
-        var last: UInt64
-        var catchUp: LogTailer?
+        var catchUp = opened
         var subscription: Subscription?
+        var last: UInt64 = switch start {
+        case .now: hub.lastSeq
+        case .after(let seq): seq
+        case .beginning: 0
+        }
         do {
-            switch start {
-            case .now:
-                last = hub.lastSeq
-            case .after(let seq):
-                last = seq
-                // Past what the hub has seen: the log decides (the hub may lag it a moment, or the point was never in it).
-                if seq > hub.lastSeq { catchUp = try await openTailer(.after(seq: seq)) }
-            case .beginning:
-                last = 0
-                catchUp = try await openTailer(.beginning)
-            }
+            if let startError { throw startError }
             if catchUp == nil {
                 subscription = hub.subscribe(after: last)
+                // The hub moved past the start point meanwhile: the log has it.
                 if subscription == nil { catchUp = try await openTailer(.after(seq: last)) }
             }
         } catch let error as KVFileError {

@@ -177,7 +177,7 @@ struct KVService: HTTPResponder {
             return .json("{\"status\":\"ok\",\"newest_seq\":\(hub.lastSeq)}\n")
         case "/v1/events":
             guard request.method == .get else { throw Self.methodNotAllowed("GET") }
-            return try EventStream(hub: hub, request: request, query: query).response
+            return try await EventStream(hub: hub, request: request, query: query).response()
         case "/socket.io", "/socket.io/":
             // Pages of other origins may not open sessions (they could only fill the session table).
             if crossOrigin.isForeign(request) {
@@ -301,9 +301,10 @@ struct KVService: HTTPResponder {
     private func listKeys(_ query: [(name: String, value: [UInt8])], headOnly: Bool) async throws -> Response {
         let headers: HTTPFields = [.contentType: "application/x-ndjson"]
         if headOnly { return Response(status: .ok, headers: headers, body: Self.emptyStreamedBody) }
-        let prefix = query.last { $0.name == "prefix" }?.value ?? []
+        let prefixes = Self.disjointPrefixes(query.filter { $0.name == "prefix" }.map(\.value))
         let store = store
-        let keys = try await Self.offPool { () throws in try store.keys(prefix: prefix) }
+        // Each prefix's keys are sorted and lie after those of the prefixes before it.
+        let keys = try await Self.offPool { () throws in try prefixes.flatMap { prefix throws(KVFileError) in try store.keys(prefix: prefix) } }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             do {
                 _ = try await Self.stream(keys, of: store, to: &writer) { key, value, _, buffer in
@@ -322,6 +323,16 @@ struct KVService: HTTPResponder {
     /// Writes `keys` with their values in chunks of about 64 KiB, reading each
     /// chunk's values off the cooperative pool. A key deleted since the listing
     /// began is left out. Returns whether any pair was written.
+    /// The prefixes of a repeated `?prefix=` (the keys under any of them, as the
+    /// event stream's), sorted, without those under another (none: every key).
+    static func disjointPrefixes(_ given: [[UInt8]]) -> [[UInt8]] {
+        var kept: [[UInt8]] = []
+        for prefix in given.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !kept.contains(where: { prefix.starts(with: $0) }) {
+            kept.append(prefix)
+        }
+        return kept.isEmpty ? [[]] : kept
+    }
+
     private static func stream(
         _ keys: [[UInt8]], of store: Store, to writer: inout any ResponseBodyWriter,
         _ format: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8], _ first: Bool, _ buffer: inout ByteBuffer) -> Void

@@ -125,6 +125,11 @@ final class SubscriptionHub: Service, Sendable {
         }
     }
 
+    /// Whether a subscription after `seq` would be served from memory (the log is needed otherwise).
+    func canReplay(after seq: UInt64) -> Bool {
+        state.withLock { state in seq == state.lastSeq || (seq < state.lastSeq && state.recent.covers(after: seq)) }
+    }
+
     func unsubscribe(_ subscription: Subscription) {
         _ = state.withLock { $0.subscribers.removeValue(forKey: subscription.id) }
     }
@@ -252,6 +257,12 @@ struct EventRing: Sendable {
     }
 
     /// The events after `seq`, or nil when the oldest one kept is later than `seq + 1`.
+    /// Whether every event after `seq` is still here.
+    func covers(after seq: UInt64) -> Bool {
+        guard !storage.isEmpty else { return false }
+        return storage[start].seq <= seq + 1
+    }
+
     func events(after seq: UInt64) -> [ChangeEvent]? {
         guard !storage.isEmpty else { return nil }
         let oldest = storage[start]

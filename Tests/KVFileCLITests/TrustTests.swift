@@ -412,6 +412,8 @@ import Testing
         let store = dir.sub("s")
         let load = try sh("\"$0\" load \"$1\" <&-", store)
         #expect(load.status == 74 && load.stderr.contains("standard input") && load.stderr.contains("closed"), "\(load.status) \(load.stderr)")
+        // Nor is an empty store left behind by the load that failed.
+        #expect(!FileManager.default.fileExists(atPath: store), "load <&- created the store")
         let put = try sh("\"$0\" put \"$1\" k <&-", store)
         #expect(put.status == 74 && put.stderr.contains("closed"), "\(put.status) \(put.stderr)")
         #expect(try kvfile("get", store, "k").status != 0)
@@ -431,6 +433,24 @@ import Testing
         #expect(unknown.status == 64 && unknown.stderr.contains("no command 'nosuch'"), "\(unknown.status) \(unknown.stderr)")
         let known = try run(kvfileBinary, ["help", "get"])
         #expect(known.status == 0 && known.text.contains("kvfile get"))
+    }
+
+    /// Defect: `kvfile get --help` listed --version twice, once as the key's
+    /// version and once as "Show the version." (ArgumentParser's own flag,
+    /// which `get` never honoured). `kvfile --version` is handled before parsing.
+    @Test func getHelpListsVersionOnce() throws {
+        let help = try run(kvfileBinary, ["get", "--help"])
+        #expect(help.status == 0)
+        #expect(help.text.components(separatedBy: "\n  --version ").count == 2, "\(help.text)")
+        #expect(!help.text.contains("Show the version"))
+        let version = try run(kvfileBinary, ["--version"])
+        #expect(version.status == 0 && version.text.first?.isNumber == true, "\(version.status) \(version.text)")
+        #expect(try run(kvfileBinary, ["--help"]).text.contains("kvfile --version prints the version"))
+        // And --version still prints the key's version.
+        let dir = TemporaryDirectory()
+        let store = dir.sub("s")
+        for value in ["5", "7"] { #expect(try kvfile("put", store, "n", value).status == 0) }
+        #expect(try kvfile("get", "--version", store, "n").text == "2\n")
     }
 }
 

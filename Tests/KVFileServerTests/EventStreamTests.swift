@@ -68,7 +68,10 @@ import Testing
         #expect(try SSEClient(port: server.port, headers: ["Last-Event-ID": "x"]).status == 400)
     }
 
-    @Test func resumingIntoCompactedHistoryGetsAnErrorEventAndAClose() throws {
+    /// Defect: a resume point compacted away (or past the log's newest change)
+    /// was answered 200 with an error event and a close, so a browser's
+    /// EventSource reconnected every second forever. It is now 410 (409).
+    @Test func aResumePointTheLogCannotServeIsAnErrorStatusNotAStream() throws {
         let dir = TemporaryDirectory()
         let store = dir.sub("s.kv")
         var server = try ServerProcess(store: store, arguments: ["--durability", "none"], scratch: dir)
@@ -79,12 +82,18 @@ import Testing
         let compact = try kvfile(["compact", store])
         #expect(compact.status == 0, "\(compact.errors)")
         server = try ServerProcess(store: store, scratch: dir)
-        let sse = try SSEClient(port: server.port, headers: ["Last-Event-ID": "3"])
-        let event = try #require(try sse.next())
-        #expect(event.event == "kvfile_error")
-        #expect(jsonObject(event.data)["error"] as? String == "history_compacted")
-        #expect((jsonObject(event.data)["message"] as? String)?.contains("oldest point to resume from") == true)
-        #expect(try sse.next() == nil)
+        let gone = try server.client().get("/v1/events", headers: ["Last-Event-ID": "3"])
+        #expect(gone.status == 410, "\(gone.status) \(gone.text)")
+        #expect(jsonObject(gone.text)["error"] as? String == "history_compacted")
+        #expect((jsonObject(gone.text)["message"] as? String)?.contains("oldest point to resume from") == true)
+        let ahead = try server.client().get("/v1/events?since=1000")
+        #expect(ahead.status == 409, "\(ahead.status) \(ahead.text)")
+        #expect(jsonObject(ahead.text)["error"] as? String == "resume_ahead_of_log")
+        // A point the log still holds streams as before.
+        let live = try SSEClient(port: server.port, headers: ["Last-Event-ID": "150"])
+        #expect(live.status == 200)
+        _ = try server.client().put("/v1/keys/after", "x")
+        #expect(try live.next()?.seq == 151)
     }
 
     @Test func aSubscriberThatStopsReadingIsDisconnectedWithAReason() throws {

@@ -190,6 +190,11 @@ import Testing
 
             """)
         #expect(try client.get("/v1/keys").text.split(separator: "\n").count == 4)
+        // Defect: a repeated prefix kept only the last one (the event stream takes them all).
+        let both = try client.get("/v1/keys?prefix=user%3A2&prefix=group&prefix=user%3A")
+        #expect(both.text.split(separator: "\n").map { String($0.prefix(16)) } == [
+            #"{"key":"group:1""#, #"{"key":"user:1","#, #"{"key":"user:2","#, #"{"key":"user:3","#,
+        ], "\(both.text)")
 
         let stat = try client.get("/v1/stat")
         #expect(stat.json["keys"] as? Int == 4)
