@@ -261,6 +261,8 @@ import Testing
         // Each named offset is at or before its damaged value, the second past the first.
         let named = errors.compactMap { line in line.split(separator: " ").dropFirst(5).first.flatMap { Int($0.dropLast()) } }
         #expect(named.count == 2 && named[0] < offsets[0] && offsets[0] < named[1] && named[1] < offsets[1], "\(named) \(offsets)")
+        // The summary counts every readable record, not those before the first damage only.
+        #expect(check.text.contains(" 18 records,"), "\(check.text)")
     }
 
     /// A store of `keys` pairs (key `keyFormat` of 1…keys, value "value-N"),

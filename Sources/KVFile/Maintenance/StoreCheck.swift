@@ -26,10 +26,15 @@ public struct CheckProblem: Sendable, Equatable, CustomStringConvertible {
 
 /// What ``StoreCheck/run(path:progress:)`` found.
 public struct CheckReport: Sendable {
+    /// Segment files checked.
     public var segments = 0
+    /// Hint files checked.
     public var hintFiles = 0
+    /// Records whose checksums held (past damage too, where check could read on).
     public var records = 0
+    /// Bytes of the segment files checked.
     public var bytes = 0
+    /// Everything found, errors and warnings.
     public var problems: [CheckProblem] = []
     /// True when no problem is an error.
     public var isHealthy: Bool { !problems.contains { $0.severity == .error } }
@@ -116,7 +121,7 @@ public enum StoreCheck {
             }
             report.segments += 1
             report.bytes += data.count
-            report.records += outcome.records.count
+            report.records += outcome.records.count + outcome.readablePastDamage
             report.problems += outcome.problems.map { problem in
                 var problem = problem
                 problem.file = name
@@ -133,6 +138,8 @@ public enum StoreCheck {
         var problems: [CheckProblem] = []
         var damageAt: Int?
         var recordEnd = 0
+        /// Readable records past the first damage (counted, not checked against the hint file).
+        var readablePastDamage = 0
     }
 
     /// nil: a file too short for a header at the end of the store (creation cut short).
@@ -194,20 +201,24 @@ public enum StoreCheck {
             outcome.damageAt = at
         }
         if let first = outcome.damageAt, first >= RecordFormat.segmentHeaderSize {
-            outcome.problems += furtherDamage(data.bytes, after: first, id: id, hintPath: hintPath)
+            outcome.problems += furtherDamage(data.bytes, after: first, id: id, hintPath: hintPath, readable: &outcome.readablePastDamage)
         }
         return outcome
     }
 
     /// Damage past the first in a file: check reads on from the next record start the
     /// block map or the hint file knows (as repair does), so one run names every
-    /// damaged place; open stops at the first.
-    private static func furtherDamage(_ bytes: UnsafeRawBufferPointer, after first: Int, id: UInt32, hintPath: String) -> [CheckProblem] {
+    /// damaged place; open stops at the first. `readable` counts the sound records it passes.
+    private static func furtherDamage(_ bytes: UnsafeRawBufferPointer, after first: Int, id: UInt32, hintPath: String,
+                                      readable: inout Int) -> [CheckProblem] {
         let resync = SalvageScanner.resync(for: bytes, id: id, hintPath: hintPath)
         // Where repair reads records to (a closed file's list and trailer are not records).
         let recordEnd = SalvageScanner.recordEnd(of: bytes, id: id)
+        var count = 0
         guard let next = resync.next(first), next < recordEnd,
-              let ranges = try? SalvageScanner.scan(bytes, from: next, recordEnd: recordEnd, resync: resync, { _, _, _ throws(KVFileError) in }) else { return [] }
+              let ranges = try? SalvageScanner.scan(bytes, from: next, recordEnd: recordEnd, resync: resync, { _, _, _ throws(KVFileError) in count += 1 })
+        else { return [] }
+        readable = count
         return ranges.filter { !$0.isZeroTail }.map {
             CheckProblem(severity: .error, file: "", offset: $0.offset, message: "corrupt: \($0.reason) (more damage past the first)")
         }
